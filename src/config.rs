@@ -1,0 +1,570 @@
+//! The `tollgate:` section of the configuration file.
+//!
+//! Pingora's own settings live at the top level of the same YAML file and are
+//! read by Pingora (`ServerConf`); this module reads only the gateway's section
+//! and validates it completely at start, so a bad file fails with the key and
+//! the file named, never at the first request.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::route::Provider;
+
+/// A configuration error: the dotted key that is wrong, the file and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(f, "{}: `{}`: {}", self.file, self.key, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+// ---------------------------------------------------------------------------
+// Raw shape, as written in YAML. Unknown keys are refused so a typo is caught.
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+struct RawFile {
+    tollgate: Option<serde_yaml::Value>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawGateway {
+    listen: Option<String>,
+    metrics_listen: Option<String>,
+    access_log: Option<String>,
+    #[serde(default)]
+    allow_direct_keys: bool,
+    #[serde(default)]
+    require_virtual_key: bool,
+    #[serde(default)]
+    timeouts: RawTimeouts,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    providers: BTreeMap<String, RawProvider>,
+    #[serde(default)]
+    connect_retries: Option<usize>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTimeouts {
+    connect_ms: Option<u64>,
+    read_ms: Option<u64>,
+    write_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_request_body_bytes: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    base_url: Option<String>,
+    project: Option<String>,
+    location: Option<String>,
+    #[serde(default)]
+    keys: Vec<RawKey>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKey {
+    name: Option<String>,
+    value: Option<String>,
+    weight: Option<u32>,
+    models: Option<Vec<String>>,
+    endpoint: Option<String>,
+    api_version: Option<String>,
+    #[serde(default)]
+    optional: bool,
+}
+
+// ---------------------------------------------------------------------------
+// Validated configuration.
+// ---------------------------------------------------------------------------
+
+/// A parsed upstream base URL: `scheme://host[:port][/path]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseUrl {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// Path prefix without a trailing slash ("" when none).
+    pub path: String,
+}
+
+impl BaseUrl {
+    pub fn parse(s: &str) -> Result<BaseUrl, String> {
+        let (tls, rest) = if let Some(r) = s.strip_prefix("https://") {
+            (true, r)
+        } else if let Some(r) = s.strip_prefix("http://") {
+            (false, r)
+        } else {
+            return Err(format!("`{s}` is not an http:// or https:// URL"));
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        if authority.is_empty() || authority.contains('@') {
+            return Err(format!("`{s}` has no usable host"));
+        }
+        if path.contains('?') || path.contains('#') {
+            return Err(format!("`{s}` must not carry a query or fragment"));
+        }
+        let (host, port) = split_host_port(authority, if tls { 443 } else { 80 })
+            .ok_or_else(|| format!("`{s}` has an invalid port"))?;
+        if host.is_empty() {
+            return Err(format!("`{s}` has no usable host"));
+        }
+        Ok(BaseUrl {
+            tls,
+            host,
+            port,
+            path: path.trim_end_matches('/').to_string(),
+        })
+    }
+
+    /// `host` or `host:port` when the port is not the scheme's default, as
+    /// sent in the `Host` header and recorded as `upstream_host`.
+    pub fn authority(&self) -> String {
+        let default = if self.tls { 443 } else { 80 };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        if self.port == default {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+}
+
+fn split_host_port(authority: &str, default_port: u16) -> Option<(String, u16)> {
+    if let Some(rest) = authority.strip_prefix('[') {
+        // [v6]:port
+        let end = rest.find(']')?;
+        let host = rest[..end].to_string();
+        let after = &rest[end + 1..];
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().ok()?,
+            None if after.is_empty() => default_port,
+            None => return None,
+        };
+        return Some((host, port));
+    }
+    match authority.rsplit_once(':') {
+        Some((h, p)) => Some((h.to_string(), p.parse().ok()?)),
+        None => Some((authority.to_string(), default_port)),
+    }
+}
+
+/// One provider key. `value` is secret: it is never logged or displayed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyConf {
+    pub name: String,
+    pub value: String,
+    pub weight: u32,
+    /// Glob patterns; `None` allows every model.
+    pub models: Option<Vec<String>>,
+    /// Azure: the resource endpoint this key belongs to.
+    pub endpoint: Option<BaseUrl>,
+    /// Azure: replaces the client's `api-version` when set.
+    pub api_version: Option<String>,
+}
+
+impl fmt::Debug for KeyConf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyConf")
+            .field("name", &self.name)
+            .field("value", &"<redacted>")
+            .field("weight", &self.weight)
+            .field("models", &self.models)
+            .field("endpoint", &self.endpoint)
+            .field("api_version", &self.api_version)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderConf {
+    /// Explicit base URL; `None` means the provider's public default.
+    pub base_url: Option<BaseUrl>,
+    /// Vertex: the project/location the gateway's credentials belong to.
+    pub project: Option<String>,
+    pub location: Option<String>,
+    pub keys: Vec<KeyConf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub read: Duration,
+    pub write: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    Stdout,
+    File(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: String,
+    pub listen: SocketAddr,
+    pub metrics_listen: Option<SocketAddr>,
+    pub access_log: AccessLogTarget,
+    pub allow_direct_keys: bool,
+    pub require_virtual_key: bool,
+    pub timeouts: Timeouts,
+    pub max_request_body_bytes: Option<u64>,
+    pub connect_retries: usize,
+    pub providers: BTreeMap<Provider, ProviderConf>,
+}
+
+impl Config {
+    pub fn provider(&self, p: Provider) -> Option<&ProviderConf> {
+        self.providers.get(&p)
+    }
+
+    /// Read and validate the `tollgate:` section of `path`.
+    pub fn load(path: &str) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_string(),
+            key: String::new(),
+            message: format!("cannot read file: {e}"),
+        })?;
+        Self::from_yaml(&text, path, &|v| std::env::var(v).ok())
+    }
+
+    /// Parse from text. `env` looks up `env.VAR` references (injected so
+    /// tests need not touch the process environment).
+    pub fn from_yaml(
+        text: &str,
+        file: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let err = |key: &str, message: String| ConfigError {
+            file: file.to_string(),
+            key: key.to_string(),
+            message,
+        };
+        let raw: RawFile =
+            serde_yaml::from_str(text).map_err(|e| err("", format!("invalid YAML: {e}")))?;
+        let section = raw
+            .tollgate
+            .ok_or_else(|| err("tollgate", "section is missing".into()))?;
+        let raw: RawGateway = serde_yaml::from_value(section).map_err(|e| {
+            err("tollgate", format!("{}", e).replace("unknown field", "unknown key"))
+        })?;
+
+        let listen_s = raw.listen.unwrap_or_else(|| "0.0.0.0:8080".to_string());
+        let listen = listen_s
+            .parse()
+            .map_err(|_| err("tollgate.listen", format!("`{listen_s}` is not host:port")))?;
+        let metrics_listen = match raw.metrics_listen {
+            None => None,
+            Some(s) => Some(s.parse().map_err(|_| {
+                err("tollgate.metrics_listen", format!("`{s}` is not host:port"))
+            })?),
+        };
+        let access_log = match raw.access_log.as_deref() {
+            None | Some("stdout") | Some("-") => AccessLogTarget::Stdout,
+            Some("") => return Err(err("tollgate.access_log", "is empty".into())),
+            Some(p) => AccessLogTarget::File(p.to_string()),
+        };
+        let ms = |key: &str, v: Option<u64>, default: u64| -> Result<Duration, ConfigError> {
+            match v.unwrap_or(default) {
+                0 => Err(err(key, "must be greater than zero".into())),
+                n => Ok(Duration::from_millis(n)),
+            }
+        };
+        let timeouts = Timeouts {
+            connect: ms("tollgate.timeouts.connect_ms", raw.timeouts.connect_ms, 5_000)?,
+            read: ms("tollgate.timeouts.read_ms", raw.timeouts.read_ms, 600_000)?,
+            write: ms("tollgate.timeouts.write_ms", raw.timeouts.write_ms, 60_000)?,
+        };
+
+        let mut providers = BTreeMap::new();
+        for (pname, rp) in raw.providers {
+            let pkey = format!("tollgate.providers.{pname}");
+            let provider = Provider::from_name(&pname).ok_or_else(|| {
+                err(
+                    &pkey,
+                    "unknown provider (expected openai, anthropic, azure, gemini or vertex)".into(),
+                )
+            })?;
+            let base_url = match rp.base_url {
+                None => None,
+                Some(s) => Some(
+                    BaseUrl::parse(&s).map_err(|m| err(&format!("{pkey}.base_url"), m))?,
+                ),
+            };
+            if provider != Provider::Vertex && (rp.project.is_some() || rp.location.is_some()) {
+                return Err(err(&pkey, "`project`/`location` apply to vertex only".into()));
+            }
+            for (k, v) in [("project", &rp.project), ("location", &rp.location)] {
+                if let Some(v) = v {
+                    if !is_resource_segment(v) {
+                        return Err(err(&format!("{pkey}.{k}"), format!("`{v}` is not a valid {k}")));
+                    }
+                }
+            }
+            let mut keys = Vec::new();
+            for (i, rk) in rp.keys.into_iter().enumerate() {
+                let kkey = format!("{pkey}.keys[{i}]");
+                let name = rk
+                    .name
+                    .filter(|n| !n.is_empty())
+                    .ok_or_else(|| err(&format!("{kkey}.name"), "is required".into()))?;
+                if keys.iter().any(|k: &KeyConf| k.name == name) {
+                    return Err(err(&format!("{kkey}.name"), format!("`{name}` is used twice")));
+                }
+                let raw_value = rk
+                    .value
+                    .ok_or_else(|| err(&format!("{kkey}.value"), "is required".into()))?;
+                let value = match resolve_secret(&raw_value, env) {
+                    Ok(v) => v,
+                    Err(var) if rk.optional => {
+                        log::warn!(
+                            "{file}: `{kkey}` ({name}) skipped: environment variable {var} is not set"
+                        );
+                        continue;
+                    }
+                    Err(var) => {
+                        return Err(err(
+                            &format!("{kkey}.value"),
+                            format!("environment variable {var} is not set or empty (mark the key `optional: true` to skip it)"),
+                        ))
+                    }
+                };
+                if value.bytes().any(|b| b < 0x20 || b == 0x7f) {
+                    return Err(err(&format!("{kkey}.value"), "contains control characters".into()));
+                }
+                let weight = rk.weight.unwrap_or(1);
+                if weight == 0 {
+                    return Err(err(&format!("{kkey}.weight"), "must be at least 1".into()));
+                }
+                let endpoint = match rk.endpoint {
+                    None => None,
+                    Some(e) => {
+                        let e = match resolve_secret(&e, env) {
+                            Ok(e) => e,
+                            Err(var) if rk.optional => {
+                                log::warn!("{file}: `{kkey}` ({name}) skipped: environment variable {var} is not set");
+                                continue;
+                            }
+                            Err(var) => {
+                                return Err(err(
+                                    &format!("{kkey}.endpoint"),
+                                    format!("environment variable {var} is not set or empty"),
+                                ))
+                            }
+                        };
+                        Some(BaseUrl::parse(&e).map_err(|m| err(&format!("{kkey}.endpoint"), m))?)
+                    }
+                };
+                if provider != Provider::Azure && (endpoint.is_some() || rk.api_version.is_some()) {
+                    return Err(err(&kkey, "`endpoint`/`api_version` apply to azure keys only".into()));
+                }
+                if provider == Provider::Azure && endpoint.is_none() && base_url.is_none() {
+                    return Err(err(
+                        &format!("{kkey}.endpoint"),
+                        "is required for azure keys (or set the provider's base_url)".into(),
+                    ));
+                }
+                if let Some(v) = &rk.api_version {
+                    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') {
+                        return Err(err(&format!("{kkey}.api_version"), format!("`{v}` is not a valid api-version")));
+                    }
+                }
+                if let Some(models) = &rk.models {
+                    if models.is_empty() {
+                        return Err(err(&format!("{kkey}.models"), "is empty: the key would never be used (omit it to allow every model)".into()));
+                    }
+                }
+                keys.push(KeyConf {
+                    name,
+                    value,
+                    weight,
+                    models: rk.models,
+                    endpoint,
+                    api_version: rk.api_version,
+                });
+            }
+            providers.insert(
+                provider,
+                ProviderConf {
+                    base_url,
+                    project: rp.project,
+                    location: rp.location,
+                    keys,
+                },
+            );
+        }
+        let max_request_body_bytes = raw.limits.max_request_body_bytes;
+        if max_request_body_bytes == Some(0) {
+            return Err(err("tollgate.limits.max_request_body_bytes", "must be greater than zero".into()));
+        }
+        Ok(Config {
+            file: file.to_string(),
+            listen,
+            metrics_listen,
+            access_log,
+            allow_direct_keys: raw.allow_direct_keys,
+            require_virtual_key: raw.require_virtual_key,
+            timeouts,
+            max_request_body_bytes,
+            connect_retries: raw.connect_retries.unwrap_or(2),
+            providers,
+        })
+    }
+}
+
+/// `env.VAR` → the variable's value (missing or empty is an error naming the
+/// variable); anything else is a literal.
+fn resolve_secret(v: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    match v.strip_prefix("env.") {
+        Some(var) => match env(var) {
+            Some(val) if !val.is_empty() => Ok(val),
+            _ => Err(var.to_string()),
+        },
+        None => Ok(v.to_string()),
+    }
+}
+
+/// A GCP project id or location: letters, digits, `-`, `_`, `.`.
+pub fn is_resource_segment(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && s != "."
+        && s != ".."
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(v: &str) -> Option<String> {
+        match v {
+            "OPENAI_KEY" => Some("sk-real".into()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        }
+    }
+
+    fn load(y: &str) -> Result<Config, ConfigError> {
+        Config::from_yaml(y, "t.yaml", &env)
+    }
+
+    #[test]
+    fn minimal_and_defaults() {
+        let c = load("version: 1\ntollgate:\n  listen: 127.0.0.1:1234\n").unwrap();
+        assert_eq!(c.listen.port(), 1234);
+        assert_eq!(c.access_log, AccessLogTarget::Stdout);
+        assert!(!c.allow_direct_keys);
+        assert_eq!(c.timeouts.connect, Duration::from_secs(5));
+        assert!(c.providers.is_empty());
+    }
+
+    #[test]
+    fn env_keys_resolved_and_redacted_in_debug() {
+        let c = load(
+            "tollgate:\n  providers:\n    openai: { keys: [{ name: a, value: env.OPENAI_KEY, weight: 3, models: ['gpt-4o*'] }] }\n",
+        )
+        .unwrap();
+        let k = &c.provider(Provider::OpenAi).unwrap().keys[0];
+        assert_eq!(k.value, "sk-real");
+        assert_eq!(k.weight, 3);
+        assert!(!format!("{c:?}").contains("sk-real"));
+    }
+
+    #[test]
+    fn missing_env_fails_naming_key_and_var() {
+        let e = load("tollgate:\n  providers:\n    openai: { keys: [{ name: a, value: env.NOPE }] }\n")
+            .unwrap_err();
+        assert_eq!(e.key, "tollgate.providers.openai.keys[0].value");
+        assert!(e.message.contains("NOPE"));
+        assert!(e.to_string().contains("t.yaml"));
+        let e = load("tollgate:\n  providers:\n    openai: { keys: [{ name: a, value: env.EMPTY }] }\n")
+            .unwrap_err();
+        assert!(e.message.contains("EMPTY"));
+    }
+
+    #[test]
+    fn optional_key_with_missing_env_is_skipped() {
+        let c = load(
+            "tollgate:\n  providers:\n    openai: { keys: [{ name: a, value: env.NOPE, optional: true }, { name: b, value: lit }] }\n",
+        )
+        .unwrap();
+        let keys = &c.provider(Provider::OpenAi).unwrap().keys;
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].name, "b");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            ("tollgate:\n  listen: nope\n", "tollgate.listen"),
+            ("tollgate:\n  metrics_listen: x\n", "tollgate.metrics_listen"),
+            ("tollgate:\n  providers:\n    foo: {}\n", "tollgate.providers.foo"),
+            ("tollgate:\n  providers:\n    openai: { base_url: 'ftp://x' }\n", "tollgate.providers.openai.base_url"),
+            ("tollgate:\n  providers:\n    openai: { keys: [{ value: x }] }\n", "tollgate.providers.openai.keys[0].name"),
+            ("tollgate:\n  providers:\n    openai: { keys: [{ name: a }] }\n", "tollgate.providers.openai.keys[0].value"),
+            ("tollgate:\n  providers:\n    openai: { keys: [{ name: a, value: x, weight: 0 }] }\n", "tollgate.providers.openai.keys[0].weight"),
+            ("tollgate:\n  providers:\n    azure: { keys: [{ name: a, value: x }] }\n", "tollgate.providers.azure.keys[0].endpoint"),
+            ("tollgate:\n  providers:\n    openai: { project: p }\n", "tollgate.providers.openai"),
+            ("tollgate:\n  providers:\n    vertex: { location: 'us/../x' }\n", "tollgate.providers.vertex.location"),
+            ("tollgate:\n  timeouts: { read_ms: 0 }\n", "tollgate.timeouts.read_ms"),
+            ("tollgate:\n  bogus: 1\n", "tollgate"),
+            ("version: 1\n", "tollgate"),
+        ];
+        for (y, key) in cases {
+            let e = load(y).unwrap_err();
+            assert_eq!(e.key, key, "for {y:?}: {e}");
+        }
+        let e = load("tollgate:\n  bogus: 1\n").unwrap_err();
+        assert!(e.message.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn base_url_parsing() {
+        let b = BaseUrl::parse("http://127.0.0.1:9000/mock/openai/").unwrap();
+        assert_eq!((b.tls, b.host.as_str(), b.port, b.path.as_str()), (false, "127.0.0.1", 9000, "/mock/openai"));
+        assert_eq!(b.authority(), "127.0.0.1:9000");
+        let b = BaseUrl::parse("https://api.openai.com").unwrap();
+        assert_eq!((b.tls, b.port, b.path.as_str()), (true, 443, ""));
+        assert_eq!(b.authority(), "api.openai.com");
+        let b = BaseUrl::parse("https://[::1]:8443").unwrap();
+        assert_eq!((b.host.as_str(), b.port), ("::1", 8443));
+        assert_eq!(b.authority(), "[::1]:8443");
+        assert!(BaseUrl::parse("https://user@host").is_err());
+        assert!(BaseUrl::parse("https://host:notaport").is_err());
+        assert!(BaseUrl::parse("https://host/x?y").is_err());
+        assert!(BaseUrl::parse("host").is_err());
+    }
+}

@@ -1,0 +1,15 @@
+//! tollgate: an edge gateway for LLM provider APIs, built on Pingora.
+//!
+//! Decisions live in plain modules (`route`, `credentials`, `headers`,
+//! `usage`, `config`); `proxy` wires them into Pingora's phases.
+
+pub mod access_log;
+pub mod config;
+pub mod credentials;
+pub mod errors;
+pub mod headers;
+pub mod metrics;
+pub mod proxy;
+pub mod route;
+pub mod upstream;
+pub mod usage;

@@ -1,0 +1,56 @@
+//! `tollgate -c conf/tollgate.yaml` (Pingora's `-d`, `-u` and `-t` work too).
+
+use pingora::prelude::*;
+use pingora::server::configuration::Opt;
+use pingora::services::listening::Service;
+use std::sync::Arc;
+use tollgate::access_log::AccessLog;
+use tollgate::config::Config;
+use tollgate::proxy::Gateway;
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let opt = Opt::parse_args();
+    let Some(conf_path) = opt.conf.clone() else {
+        eprintln!("tollgate: no configuration file given; run `tollgate -c conf/tollgate.yaml`");
+        std::process::exit(2);
+    };
+    // The gateway's own section is validated completely before anything
+    // listens: a bad file fails here, naming the key and the file.
+    let config = match Config::load(&conf_path) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            eprintln!("tollgate: invalid configuration: {e}");
+            std::process::exit(1);
+        }
+    };
+    let mut server = match Server::new(Some(opt)) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("tollgate: invalid configuration: {conf_path}: {e}");
+            std::process::exit(1);
+        }
+    };
+    // `-t`: both sections parsed; Pingora exits here after its own checks.
+    server.bootstrap();
+
+    let access_log = match AccessLog::open(&config.access_log) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("tollgate: {conf_path}: `tollgate.access_log`: cannot open: {e}");
+            std::process::exit(1);
+        }
+    };
+    let gateway = Gateway::new(config.clone(), access_log);
+    let mut proxy = http_proxy_service(&server.configuration, gateway);
+    proxy.add_tcp(&config.listen.to_string());
+    server.add_service(proxy);
+
+    if let Some(addr) = config.metrics_listen {
+        let mut metrics = Service::new("metrics".to_string(), tollgate::metrics::MetricsApp);
+        metrics.add_tcp(&addr.to_string());
+        server.add_service(metrics);
+    }
+    log::info!("tollgate listening on {} (config {conf_path})", config.listen);
+    server.run_forever();
+}

@@ -1,0 +1,222 @@
+//! Prometheus metrics (SPEC 6), prefix `tollgate_`, in the default registry
+//! that Pingora's Prometheus service exposes on `metrics_listen`.
+//!
+//! Label values are bounded: providers, routes, methods and statuses come
+//! from fixed sets; models and virtual keys fold into `other` past a cap.
+
+use prometheus::{
+    register_histogram_vec, register_int_counter_vec, register_int_gauge, register_counter_vec,
+    CounterVec, HistogramVec, IntCounterVec, IntGauge,
+};
+use std::collections::HashSet;
+use std::sync::{LazyLock, Mutex};
+
+/// Buckets from 5 ms to 15 min.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+    900.0,
+];
+/// Gateway overhead is small: 10 µs to 1 s.
+const OVERHEAD_BUCKETS: &[f64] = &[
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 1.0,
+];
+
+/// Distinct models tracked per label before folding into `other`.
+pub const MODEL_LABEL_CAP: usize = 200;
+
+pub struct Metrics {
+    pub requests: IntCounterVec,
+    pub duration: HistogramVec,
+    pub ttfb: HistogramVec,
+    pub overhead: HistogramVec,
+    pub in_flight: IntGauge,
+    pub upstream_errors: IntCounterVec,
+    pub request_bytes: IntCounterVec,
+    pub response_bytes: IntCounterVec,
+    pub input_tokens: IntCounterVec,
+    pub output_tokens: IntCounterVec,
+    pub cached_tokens: IntCounterVec,
+    pub cost: CounterVec,
+    pub vk_rejections: IntCounterVec,
+    models: LabelCap,
+}
+
+/// Keeps at most `cap` distinct values; others become `other`.
+pub struct LabelCap {
+    cap: usize,
+    seen: Mutex<HashSet<String>>,
+}
+
+impl LabelCap {
+    pub fn new(cap: usize) -> Self {
+        LabelCap { cap, seen: Mutex::new(HashSet::new()) }
+    }
+
+    pub fn label(&self, v: &str) -> String {
+        if v.is_empty() || v.len() > 128 {
+            return "other".into();
+        }
+        let mut seen = self.seen.lock().expect("label cap lock");
+        if seen.contains(v) {
+            return v.to_string();
+        }
+        if seen.len() < self.cap {
+            seen.insert(v.to_string());
+            return v.to_string();
+        }
+        "other".into()
+    }
+}
+
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
+    requests: register_int_counter_vec!(
+        "tollgate_requests_total",
+        "Requests answered, by provider, route, method and status",
+        &["provider", "route", "method", "status"]
+    )
+    .expect("register"),
+    duration: register_histogram_vec!(
+        "tollgate_request_duration_seconds",
+        "Time from request start to the last response byte",
+        &["provider"],
+        LATENCY_BUCKETS.to_vec()
+    )
+    .expect("register"),
+    ttfb: register_histogram_vec!(
+        "tollgate_ttfb_seconds",
+        "Time from request start to the first response byte from the provider",
+        &["provider"],
+        LATENCY_BUCKETS.to_vec()
+    )
+    .expect("register"),
+    overhead: register_histogram_vec!(
+        "tollgate_gateway_overhead_seconds",
+        "Time spent in the gateway itself (routing, key selection, header work), excluding upstream and client waits",
+        &["provider"],
+        OVERHEAD_BUCKETS.to_vec()
+    )
+    .expect("register"),
+    in_flight: register_int_gauge!("tollgate_requests_in_flight", "Requests being processed")
+        .expect("register"),
+    upstream_errors: register_int_counter_vec!(
+        "tollgate_upstream_errors_total",
+        "Upstream failures by provider and kind (unreachable, timeout, error)",
+        &["provider", "kind"]
+    )
+    .expect("register"),
+    request_bytes: register_int_counter_vec!(
+        "tollgate_request_bytes_total",
+        "Request body bytes received from clients",
+        &["provider"]
+    )
+    .expect("register"),
+    response_bytes: register_int_counter_vec!(
+        "tollgate_response_bytes_total",
+        "Response body bytes sent to clients",
+        &["provider"]
+    )
+    .expect("register"),
+    input_tokens: register_int_counter_vec!(
+        "tollgate_input_tokens_total",
+        "Input (prompt) tokens reported by providers",
+        &["provider", "model", "virtual_key"]
+    )
+    .expect("register"),
+    output_tokens: register_int_counter_vec!(
+        "tollgate_output_tokens_total",
+        "Output (completion) tokens reported by providers",
+        &["provider", "model", "virtual_key"]
+    )
+    .expect("register"),
+    cached_tokens: register_int_counter_vec!(
+        "tollgate_cached_tokens_total",
+        "Cached input tokens reported by providers",
+        &["provider", "model", "virtual_key"]
+    )
+    .expect("register"),
+    cost: register_counter_vec!(
+        "tollgate_cost_usd_total",
+        "Cost in USD computed from tokens and the price table",
+        &["provider", "model", "virtual_key"]
+    )
+    .expect("register"),
+    vk_rejections: register_int_counter_vec!(
+        "tollgate_virtual_key_rejections_total",
+        "Requests refused by virtual key checks, by reason",
+        &["reason"]
+    )
+    .expect("register"),
+    models: LabelCap::new(MODEL_LABEL_CAP),
+});
+
+impl Metrics {
+    pub fn model_label(&self, model: Option<&str>) -> String {
+        match model {
+            Some(m) => self.models.label(m),
+            None => "unknown".into(),
+        }
+    }
+}
+
+/// Bounded label for an HTTP method.
+pub fn method_label(m: &str) -> &'static str {
+    match m {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "PATCH" => "PATCH",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// Serves the registry as Prometheus text at `/metrics` on `metrics_listen`.
+pub struct MetricsApp;
+
+#[async_trait::async_trait]
+impl pingora::apps::http_app::ServeHttp for MetricsApp {
+    async fn response(&self, session: &mut pingora::protocols::http::ServerSession) -> http::Response<Vec<u8>> {
+        let path = session.req_header().uri.path();
+        let (status, ctype, body) = if path == "/metrics" {
+            use prometheus::Encoder;
+            LazyLock::force(&METRICS);
+            let mut buf = Vec::new();
+            match prometheus::TextEncoder::new().encode(&prometheus::gather(), &mut buf) {
+                Ok(()) => (200, prometheus::TEXT_FORMAT, buf),
+                Err(e) => (500, "text/plain", e.to_string().into_bytes()),
+            }
+        } else {
+            (404, "text/plain", b"not found; metrics are at /metrics\n".to_vec())
+        };
+        http::Response::builder()
+            .status(status)
+            .header("content-type", ctype)
+            .header("content-length", body.len())
+            .body(body)
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_cap_folds_into_other() {
+        let c = LabelCap::new(2);
+        assert_eq!(c.label("a"), "a");
+        assert_eq!(c.label("b"), "b");
+        assert_eq!(c.label("c"), "other");
+        assert_eq!(c.label("a"), "a");
+        assert_eq!(c.label(""), "other");
+    }
+
+    #[test]
+    fn methods_bounded() {
+        assert_eq!(method_label("POST"), "POST");
+        assert_eq!(method_label("BREW"), "other");
+    }
+}
