@@ -11,6 +11,8 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::prices::PriceTable;
+use crate::vkeys::{Budget, Period, VirtualKey};
 use crate::route::Provider;
 
 /// A configuration error: the dotted key that is wrong, the file and why.
@@ -60,6 +62,29 @@ struct RawGateway {
     providers: BTreeMap<String, RawProvider>,
     #[serde(default)]
     connect_retries: Option<usize>,
+    prices_file: Option<String>,
+    prices: Option<crate::prices::RawTable>,
+    #[serde(default)]
+    virtual_keys: Vec<RawVirtualKey>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVirtualKey {
+    name: Option<String>,
+    secret: Option<String>,
+    providers: Option<Vec<String>>,
+    models: Option<Vec<String>>,
+    requests_per_minute: Option<u32>,
+    tokens_per_minute: Option<u64>,
+    budget: Option<RawBudget>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBudget {
+    usd: f64,
+    period: String,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -243,6 +268,8 @@ pub struct Config {
     pub max_request_body_bytes: Option<u64>,
     pub connect_retries: usize,
     pub providers: BTreeMap<Provider, ProviderConf>,
+    pub prices: PriceTable,
+    pub virtual_keys: Vec<VirtualKey>,
 }
 
 impl Config {
@@ -425,6 +452,93 @@ impl Config {
                 },
             );
         }
+        let mut prices = match &raw.prices_file {
+            None => PriceTable::default_table(),
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| err("tollgate.prices_file", format!("cannot read {p}: {e}")))?;
+                PriceTable::parse_yaml(&text).map_err(|m| err("tollgate.prices_file", format!("{p}: {m}")))?
+            }
+        };
+        if let Some(inline) = raw.prices {
+            prices.merge(PriceTable::from_raw(inline).map_err(|m| err("tollgate.prices", m))?);
+        }
+        let mut virtual_keys: Vec<VirtualKey> = Vec::new();
+        for (i, rv) in raw.virtual_keys.into_iter().enumerate() {
+            let vkey = format!("tollgate.virtual_keys[{i}]");
+            let name = rv
+                .name
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| err(&format!("{vkey}.name"), "is required".into()))?;
+            if virtual_keys.iter().any(|v| v.name == name) {
+                return Err(err(&format!("{vkey}.name"), format!("`{name}` is used twice")));
+            }
+            let secret = rv.secret.ok_or_else(|| err(&format!("{vkey}.secret"), "is required".into()))?;
+            let digest = if secret.starts_with("sha256:") {
+                crate::vkeys::parse_digest(&secret).ok_or_else(|| {
+                    err(&format!("{vkey}.secret"), "`sha256:` must be followed by 64 hex digits".into())
+                })?
+            } else if secret.starts_with("env.") {
+                let v = resolve_secret(&secret, env).map_err(|var| {
+                    err(&format!("{vkey}.secret"), format!("environment variable {var} is not set or empty"))
+                })?;
+                crate::vkeys::sha256(v.as_bytes())
+            } else {
+                return Err(err(
+                    &format!("{vkey}.secret"),
+                    "must be `sha256:<hex>` or `env.VAR` (a literal secret does not belong in a config file)".into(),
+                ));
+            };
+            if virtual_keys.iter().any(|v| v.digest == digest) {
+                return Err(err(&format!("{vkey}.secret"), "is the same as another virtual key's".into()));
+            }
+            let providers = match rv.providers {
+                None => None,
+                Some(list) => Some(
+                    list.iter()
+                        .map(|p| {
+                            Provider::from_name(p).ok_or_else(|| {
+                                err(&format!("{vkey}.providers"), format!("unknown provider `{p}`"))
+                            })
+                        })
+                        .collect::<Result<Vec<_>, _>>()?,
+                ),
+            };
+            if rv.requests_per_minute == Some(0) {
+                return Err(err(&format!("{vkey}.requests_per_minute"), "must be at least 1".into()));
+            }
+            if rv.tokens_per_minute == Some(0) {
+                return Err(err(&format!("{vkey}.tokens_per_minute"), "must be at least 1".into()));
+            }
+            let budget = match rv.budget {
+                None => None,
+                Some(b) => {
+                    let period = match b.period.as_str() {
+                        "day" => Period::Day,
+                        "month" => Period::Month,
+                        other => {
+                            return Err(err(&format!("{vkey}.budget.period"), format!("`{other}` is not day or month")))
+                        }
+                    };
+                    if !(b.usd.is_finite() && b.usd >= 0.0) {
+                        return Err(err(&format!("{vkey}.budget.usd"), "must be a non-negative number".into()));
+                    }
+                    Some(Budget { usd: b.usd, period })
+                }
+            };
+            virtual_keys.push(VirtualKey {
+                name,
+                digest,
+                providers,
+                models: rv.models,
+                requests_per_minute: rv.requests_per_minute,
+                tokens_per_minute: rv.tokens_per_minute,
+                budget,
+            });
+        }
+        if raw.require_virtual_key && virtual_keys.is_empty() {
+            return Err(err("tollgate.require_virtual_key", "is true but no virtual_keys are configured".into()));
+        }
         let max_request_body_bytes = raw.limits.max_request_body_bytes;
         if max_request_body_bytes == Some(0) {
             return Err(err("tollgate.limits.max_request_body_bytes", "must be greater than zero".into()));
@@ -440,6 +554,8 @@ impl Config {
             max_request_body_bytes,
             connect_retries: raw.connect_retries.unwrap_or(2),
             providers,
+            prices,
+            virtual_keys,
         })
     }
 }
@@ -541,6 +657,16 @@ mod tests {
             ("tollgate:\n  providers:\n    vertex: { location: 'us/../x' }\n", "tollgate.providers.vertex.location"),
             ("tollgate:\n  timeouts: { read_ms: 0 }\n", "tollgate.timeouts.read_ms"),
             ("tollgate:\n  bogus: 1\n", "tollgate"),
+            ("tollgate:\n  virtual_keys: [{ secret: env.OPENAI_KEY }]\n", "tollgate.virtual_keys[0].name"),
+            ("tollgate:\n  virtual_keys: [{ name: a, secret: plaintext }]\n", "tollgate.virtual_keys[0].secret"),
+            ("tollgate:\n  virtual_keys: [{ name: a, secret: 'sha256:zz' }]\n", "tollgate.virtual_keys[0].secret"),
+            ("tollgate:\n  virtual_keys: [{ name: a, secret: env.NOPE }]\n", "tollgate.virtual_keys[0].secret"),
+            ("tollgate:\n  virtual_keys: [{ name: a, secret: env.OPENAI_KEY, providers: [x] }]\n", "tollgate.virtual_keys[0].providers"),
+            ("tollgate:\n  virtual_keys: [{ name: a, secret: env.OPENAI_KEY, budget: { usd: 1, period: year } }]\n", "tollgate.virtual_keys[0].budget.period"),
+            ("tollgate:\n  virtual_keys: [{ name: a, secret: env.OPENAI_KEY, requests_per_minute: 0 }]\n", "tollgate.virtual_keys[0].requests_per_minute"),
+            ("tollgate:\n  require_virtual_key: true\n", "tollgate.require_virtual_key"),
+            ("tollgate:\n  prices: { openai: { m: { input: -1, output: 1 } } }\n", "tollgate.prices"),
+            ("tollgate:\n  prices_file: /nonexistent/p.yaml\n", "tollgate.prices_file"),
             ("version: 1\n", "tollgate"),
         ];
         for (y, key) in cases {
@@ -549,6 +675,27 @@ mod tests {
         }
         let e = load("tollgate:\n  bogus: 1\n").unwrap_err();
         assert!(e.message.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn virtual_keys_parse() {
+        let hex: String = crate::vkeys::sha256(b"team-b-secret").iter().map(|b| format!("{b:02x}")).collect();
+        let c = load(&format!(
+            "tollgate:\n  require_virtual_key: true\n  virtual_keys:\n    - {{ name: a, secret: env.OPENAI_KEY, providers: [openai], models: ['gpt-4o*'], requests_per_minute: 5, tokens_per_minute: 100, budget: {{ usd: 2.5, period: month }} }}\n    - {{ name: b, secret: 'sha256:{hex}' }}\n"
+        ))
+        .unwrap();
+        assert_eq!(c.virtual_keys.len(), 2);
+        assert_eq!(c.virtual_keys[0].digest, crate::vkeys::sha256(b"sk-real"));
+        assert_eq!(c.virtual_keys[0].budget, Some(Budget { usd: 2.5, period: Period::Month }));
+        assert_eq!(c.virtual_keys[1].digest, crate::vkeys::sha256(b"team-b-secret"));
+        assert!(!format!("{:?}", c.virtual_keys).contains("sk-real"));
+    }
+
+    #[test]
+    fn inline_prices_override_defaults() {
+        let c = load("tollgate:\n  prices: { openai: { gpt-4o: { input: 1, output: 2 } } }\n").unwrap();
+        assert_eq!(c.prices.lookup(Provider::OpenAi, "gpt-4o").unwrap().input, 1.0);
+        assert!(c.prices.lookup(Provider::Anthropic, "claude-sonnet-4-5").is_some());
     }
 
     #[test]

@@ -10,6 +10,7 @@ use crate::metrics::{method_label, METRICS};
 use crate::route::{self, PathError, PlanInput, Provider, RouteName, Upstream, VertexRule};
 use crate::upstream::{build_peer, Resolver};
 use crate::usage::{family_for, UsageScanner};
+use crate::vkeys::VirtualKeys;
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
@@ -23,6 +24,9 @@ pub struct Gateway {
     pub config: Arc<Config>,
     pub resolver: Resolver,
     pub access_log: AccessLog,
+    pub virtual_keys: VirtualKeys,
+    /// Some virtual key restricts models: the request's model is needed.
+    vk_models: bool,
 }
 
 /// Per-request state shared across phases.
@@ -53,6 +57,10 @@ pub struct Ctx {
     scanner: Option<UsageScanner>,
     stream: bool,
     counted_in_flight: bool,
+    /// The virtual key's name, when one was presented and accepted.
+    virtual_key: Option<String>,
+    /// The client's credential header was a virtual key: never forward it.
+    credential_was_vk: bool,
 }
 
 impl Ctx {
@@ -65,15 +73,50 @@ const HEALTH_BODY: &[u8] = b"{\"status\":\"ok\"}";
 
 impl Gateway {
     pub fn new(config: Arc<Config>, access_log: AccessLog) -> Self {
-        Gateway { config, resolver: Resolver::default(), access_log }
+        let virtual_keys = VirtualKeys::new(config.virtual_keys.clone());
+        let vk_models = config.virtual_keys.iter().any(|k| k.models.is_some());
+        Gateway { config, resolver: Resolver::default(), access_log, virtual_keys, vk_models }
     }
 
     /// Answer with a gateway error (SPEC 5) from `request_filter`.
     async fn refuse(&self, session: &mut Session, ctx: &mut Ctx, err: GatewayError, message: &str) -> Result<bool> {
         ctx.error = Some(err);
         ctx.error_detail = Some(message.to_string());
-        write_json(session, err.status(), &err.body(message, &ctx.request_id), &ctx.request_id).await?;
+        write_json(session, err.status(), &err.body(message, &ctx.request_id), &ctx.request_id, None).await?;
         Ok(true)
+    }
+
+    /// Virtual key checks (SPEC 2): who is calling, may they, and is there
+    /// rate and budget left. `Err` carries the refusal to answer.
+    fn check_virtual_key(&self, session: &Session, ctx: &mut Ctx, provider: Provider) -> std::result::Result<(), crate::vkeys::Refusal> {
+        use crate::vkeys::Refusal;
+        let req = session.req_header();
+        let explicit = headers::virtual_key_header(&req.headers);
+        let client = client_credential(&req.headers, req.uri.query());
+        let refusal = |error: GatewayError, reason: &'static str, message: &str| Refusal { error, reason, message: message.to_string(), retry_after: None };
+        let vk = match (&explicit, &client) {
+            (Some(e), _) => match self.virtual_keys.find(e) {
+                Some(k) => Some(k),
+                None => return Err(refusal(GatewayError::VirtualKeyInvalid, "invalid", "unknown virtual key")),
+            },
+            (None, Some(c)) => {
+                let k = self.virtual_keys.find(&c.secret);
+                ctx.credential_was_vk = k.is_some();
+                k
+            }
+            (None, None) => None,
+        };
+        let Some(vk) = vk else {
+            if !self.config.require_virtual_key {
+                return Ok(());
+            }
+            return Err(match client {
+                Some(_) => refusal(GatewayError::VirtualKeyInvalid, "invalid", "unknown virtual key"),
+                None => refusal(GatewayError::VirtualKeyRequired, "missing", "a virtual key is required (x-tollgate-vk header or the SDK's api key)"),
+            });
+        };
+        ctx.virtual_key = Some(vk.name.clone());
+        self.virtual_keys.admit(vk, provider, ctx.request_model.as_deref(), Instant::now(), SystemTime::now())
     }
 
     /// Pick the provider key for this request, `Err` with the refusal when
@@ -81,7 +124,7 @@ impl Gateway {
     fn choose_credential(&self, session: &Session, ctx: &mut Ctx, provider: Provider) -> std::result::Result<(), (GatewayError, String)> {
         let req = session.req_header();
         let client = client_credential(&req.headers, req.uri.query());
-        let direct = self.config.allow_direct_keys && provider != Provider::Azure && client.is_some();
+        let direct = self.config.allow_direct_keys && provider != Provider::Azure && client.is_some() && !ctx.credential_was_vk;
         if direct {
             ctx.keep_client_credentials = true;
             ctx.inject = None;
@@ -139,8 +182,11 @@ impl Gateway {
 }
 
 /// Write a complete small JSON response.
-async fn write_json(session: &mut Session, status: u16, body: &[u8], request_id: &str) -> Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(4))?;
+async fn write_json(session: &mut Session, status: u16, body: &[u8], request_id: &str, retry_after: Option<&str>) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(5))?;
+    if let Some(s) = retry_after {
+        resp.insert_header("retry-after", s)?;
+    }
     resp.insert_header("content-type", "application/json")?;
     resp.insert_header("content-length", body.len().to_string())?;
     resp.insert_header(REQUEST_ID_HEADER, request_id)?;
@@ -188,6 +234,8 @@ impl ProxyHttp for Gateway {
             scanner: None,
             stream: false,
             counted_in_flight: false,
+            virtual_key: None,
+            credential_was_vk: false,
         }
     }
 
@@ -209,7 +257,7 @@ impl ProxyHttp for Gateway {
 
         match path.as_str() {
             "/healthz" => {
-                write_json(session, 200, HEALTH_BODY, &ctx.request_id).await?;
+                write_json(session, 200, HEALTH_BODY, &ctx.request_id, None).await?;
                 return Ok(true);
             }
             "/readyz" => {
@@ -220,7 +268,7 @@ impl ProxyHttp for Gateway {
                 } else {
                     (200, b"{\"status\":\"ready\"}")
                 };
-                write_json(session, status, body, &ctx.request_id).await?;
+                write_json(session, status, body, &ctx.request_id, None).await?;
                 return Ok(true);
             }
             _ => {}
@@ -259,6 +307,7 @@ impl ProxyHttp for Gateway {
             }
         };
         let needs_body_model = (route_name == RouteName::GenAi && ctx.vertex_rule.is_none())
+            || self.vk_models
             || self.config.provider(provider).is_some_and(|c| c.keys.iter().any(|k| k.models.is_some()));
         let mut busy = t0.elapsed();
         if needs_body_model && has_body(session) {
@@ -282,6 +331,14 @@ impl ProxyHttp for Gateway {
             };
         }
 
+        if let Err(r) = self.check_virtual_key(session, ctx, provider) {
+            METRICS.vk_rejections.with_label_values(&[r.reason]).inc();
+            ctx.error = Some(r.error);
+            ctx.error_detail = Some(r.message.clone());
+            let retry_after = r.retry_after.map(|s| s.to_string());
+            write_json(session, r.error.status(), &r.error.body(&r.message, &ctx.request_id), &ctx.request_id, retry_after.as_deref()).await?;
+            return Ok(true);
+        }
         if let Err((err, msg)) = self.choose_credential(session, ctx, provider) {
             return self.refuse(session, ctx, err, &msg).await;
         }
@@ -427,7 +484,7 @@ impl ProxyHttp for Gateway {
                     }
                     _ => k.describe().to_string(),
                 };
-                if let Err(we) = write_json(session, k.status(), &k.body(&msg, &ctx.request_id), &ctx.request_id).await {
+                if let Err(we) = write_json(session, k.status(), &k.body(&msg, &ctx.request_id), &ctx.request_id, None).await {
                     log::debug!("could not send error response: {we}");
                 }
                 k.status()
@@ -465,6 +522,10 @@ impl ProxyHttp for Gateway {
         };
         let duration = ctx.start.elapsed();
         let tokens = usage.as_ref().filter(|u| u.seen);
+        let cost = match (ctx.provider, tokens, model.as_deref()) {
+            (Some(p), Some(u), Some(m)) => self.config.prices.cost(p, m, u.input_tokens, u.output_tokens, u.cached_tokens),
+            _ => None,
+        };
         let rec = Record {
             ts: rfc3339(ctx.start_wall),
             request_id: ctx.request_id.clone(),
@@ -485,8 +546,8 @@ impl ProxyHttp for Gateway {
             output_tokens: tokens.map(|u| u.output_tokens),
             cached_tokens: tokens.map(|u| u.cached_tokens),
             reasoning_tokens: tokens.map(|u| u.reasoning_tokens),
-            cost_usd: None,
-            virtual_key: None,
+            cost_usd: cost,
+            virtual_key: ctx.virtual_key.clone(),
             provider_key: ctx.key_name.clone(),
             error,
             user_agent: req.headers.get("user-agent").and_then(|v| v.to_str().ok()).map(str::to_string),
@@ -509,10 +570,20 @@ impl ProxyHttp for Gateway {
             METRICS.response_bytes.with_label_values(&[plabel]).inc_by(rec.response_bytes);
             if let Some(u) = tokens {
                 let m = METRICS.model_label(model.as_deref());
-                let labels = [plabel, m.as_str(), "none"];
+                let vk_label = ctx.virtual_key.as_deref().unwrap_or("none");
+                let labels = [plabel, m.as_str(), vk_label];
                 METRICS.input_tokens.with_label_values(&labels).inc_by(u.input_tokens);
                 METRICS.output_tokens.with_label_values(&labels).inc_by(u.output_tokens);
                 METRICS.cached_tokens.with_label_values(&labels).inc_by(u.cached_tokens);
+                if let Some(c) = cost {
+                    METRICS.cost.with_label_values(&labels).inc_by(c);
+                }
+            }
+        }
+        if let Some(vk) = &ctx.virtual_key {
+            if ctx.error.is_none() || tokens.is_some() {
+                let used = tokens.map_or(0, |u| u.input_tokens + u.output_tokens);
+                self.virtual_keys.record(vk, used, cost.unwrap_or(0.0), Instant::now(), SystemTime::now());
             }
         }
         self.access_log.write(&rec);

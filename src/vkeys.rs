@@ -1,0 +1,362 @@
+//! Virtual keys (SPEC 2): who may call which provider and model, how often,
+//! and for how much. Secrets are kept as SHA-256 digests and compared in
+//! constant time. Limits are per virtual key:
+//!
+//! * requests per minute: a token bucket refilled continuously;
+//! * tokens per minute: a bucket debited after each response with the
+//!   tokens the usage scanner saw, so one request may overshoot the limit
+//!   (the next one is refused until the bucket refills);
+//! * budget: USD spent in the current UTC day or month, from each request's
+//!   cost; a request is refused once the spend reached the budget.
+
+use crate::credentials::glob_match;
+use crate::errors::GatewayError;
+use crate::route::Provider;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Period {
+    Day,
+    Month,
+}
+
+impl Period {
+    /// An id for the period containing `t` (UTC): days or months since 1970.
+    pub fn id(self, t: SystemTime) -> i64 {
+        let days = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64 / 86_400;
+        match self {
+            Period::Day => days,
+            Period::Month => {
+                let (y, m, _) = civil_from_days(days);
+                y * 12 + (m as i64 - 1)
+            }
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Period::Day => "day",
+            Period::Month => "month",
+        }
+    }
+}
+
+/// (year, month 1-12, day 1-31) from days since 1970-01-01.
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Budget {
+    pub usd: f64,
+    pub period: Period,
+}
+
+#[derive(Clone)]
+pub struct VirtualKey {
+    pub name: String,
+    /// SHA-256 of the secret.
+    pub digest: [u8; 32],
+    pub providers: Option<Vec<Provider>>,
+    pub models: Option<Vec<String>>,
+    pub requests_per_minute: Option<u32>,
+    pub tokens_per_minute: Option<u64>,
+    pub budget: Option<Budget>,
+}
+
+impl std::fmt::Debug for VirtualKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VirtualKey").field("name", &self.name).field("digest", &"<redacted>").finish()
+    }
+}
+
+pub fn sha256(s: &[u8]) -> [u8; 32] {
+    openssl::sha::sha256(s)
+}
+
+/// A refusal: the gateway error, the metric reason, and `retry-after` seconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub error: GatewayError,
+    pub reason: &'static str,
+    pub message: String,
+    pub retry_after: Option<u64>,
+}
+
+impl Refusal {
+    fn new(error: GatewayError, reason: &'static str, message: String) -> Self {
+        Refusal { error, reason, message, retry_after: None }
+    }
+}
+
+/// A continuously refilled bucket of `capacity` units per minute.
+#[derive(Debug, Clone)]
+struct Bucket {
+    level: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn full(capacity: f64, now: Instant) -> Bucket {
+        Bucket { level: capacity, at: now }
+    }
+    fn refill(&mut self, capacity: f64, now: Instant) {
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        self.level = (self.level + dt * capacity / 60.0).min(capacity);
+        self.at = now;
+    }
+    /// Seconds until the level is at least `need`.
+    fn wait_for(&self, capacity: f64, need: f64) -> u64 {
+        let missing = (need - self.level).max(0.0);
+        ((missing * 60.0 / capacity).ceil() as u64).max(1)
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct KeyState {
+    requests: Option<Bucket>,
+    tokens: Option<Bucket>,
+    /// (period id, USD spent in it).
+    spend: (i64, f64),
+}
+
+/// The configured virtual keys and their live counters.
+#[derive(Default)]
+pub struct VirtualKeys {
+    keys: Vec<VirtualKey>,
+    state: Mutex<HashMap<String, KeyState>>,
+}
+
+impl VirtualKeys {
+    pub fn new(keys: Vec<VirtualKey>) -> Self {
+        VirtualKeys { keys, state: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The key whose secret is `presented`. Every digest is compared in
+    /// constant time; the loop does not stop early.
+    pub fn find(&self, presented: &str) -> Option<&VirtualKey> {
+        let d = sha256(presented.as_bytes());
+        let mut found = None;
+        for k in &self.keys {
+            if openssl::memcmp::eq(&k.digest, &d) && found.is_none() {
+                found = Some(k);
+            }
+        }
+        found
+    }
+
+    /// Check a request by `vk` against provider, model, rate and budget, and
+    /// count it against the request rate when allowed.
+    pub fn admit(&self, vk: &VirtualKey, provider: Provider, model: Option<&str>, now: Instant, wall: SystemTime) -> Result<(), Refusal> {
+        if let Some(ps) = &vk.providers {
+            if !ps.contains(&provider) {
+                return Err(Refusal::new(GatewayError::Forbidden, "provider", format!("virtual key {} may not use provider {}", vk.name, provider.name())));
+            }
+        }
+        if let Some(pats) = &vk.models {
+            match model {
+                Some(m) if pats.iter().any(|p| glob_match(p, m)) => {}
+                Some(m) => return Err(Refusal::new(GatewayError::Forbidden, "model", format!("virtual key {} may not use model {m}", vk.name))),
+                None => return Err(Refusal::new(GatewayError::Forbidden, "model", format!("virtual key {} is restricted to listed models and the request names none", vk.name))),
+            }
+        }
+        let mut state = self.state.lock().expect("vk state lock");
+        let st = state.entry(vk.name.clone()).or_default();
+        if let Some(b) = vk.budget {
+            let pid = b.period.id(wall);
+            if st.spend.0 != pid {
+                st.spend = (pid, 0.0);
+            }
+            if st.spend.1 >= b.usd {
+                return Err(Refusal::new(
+                    GatewayError::BudgetExceeded,
+                    "budget",
+                    format!("virtual key {} spent its budget of {} USD for this {}", vk.name, b.usd, b.period.name()),
+                ));
+            }
+        }
+        if let Some(tpm) = vk.tokens_per_minute {
+            let cap = tpm as f64;
+            let bucket = st.tokens.get_or_insert_with(|| Bucket::full(cap, now));
+            bucket.refill(cap, now);
+            if bucket.level <= 0.0 {
+                let mut r = Refusal::new(GatewayError::RateLimited, "tokens_per_minute", format!("virtual key {} is over {tpm} tokens per minute", vk.name));
+                r.retry_after = Some(bucket.wait_for(cap, 1.0));
+                return Err(r);
+            }
+        }
+        if let Some(rpm) = vk.requests_per_minute {
+            let cap = f64::from(rpm);
+            let bucket = st.requests.get_or_insert_with(|| Bucket::full(cap, now));
+            bucket.refill(cap, now);
+            if bucket.level < 1.0 {
+                let mut r = Refusal::new(GatewayError::RateLimited, "requests_per_minute", format!("virtual key {} is over {rpm} requests per minute", vk.name));
+                r.retry_after = Some(bucket.wait_for(cap, 1.0));
+                return Err(r);
+            }
+            bucket.level -= 1.0;
+        }
+        Ok(())
+    }
+
+    /// After the response: debit tokens and add the cost to the spend.
+    pub fn record(&self, vk_name: &str, tokens: u64, cost_usd: f64, now: Instant, wall: SystemTime) {
+        let Some(vk) = self.keys.iter().find(|k| k.name == vk_name) else { return };
+        let mut state = self.state.lock().expect("vk state lock");
+        let st = state.entry(vk.name.clone()).or_default();
+        if let Some(tpm) = vk.tokens_per_minute {
+            let cap = tpm as f64;
+            let bucket = st.tokens.get_or_insert_with(|| Bucket::full(cap, now));
+            bucket.refill(cap, now);
+            bucket.level -= tokens as f64;
+        }
+        if let Some(b) = vk.budget {
+            let pid = b.period.id(wall);
+            if st.spend.0 != pid {
+                st.spend = (pid, 0.0);
+            }
+            st.spend.1 += cost_usd;
+        }
+    }
+
+    /// USD spent by a key in its current budget period.
+    pub fn spend(&self, vk_name: &str, wall: SystemTime) -> f64 {
+        let Some(vk) = self.keys.iter().find(|k| k.name == vk_name) else { return 0.0 };
+        let Some(b) = vk.budget else { return 0.0 };
+        let state = self.state.lock().expect("vk state lock");
+        match state.get(vk_name) {
+            Some(st) if st.spend.0 == b.period.id(wall) => st.spend.1,
+            _ => 0.0,
+        }
+    }
+}
+
+/// Parse `sha256:<hex>` into a digest.
+pub fn parse_digest(s: &str) -> Option<[u8; 32]> {
+    let hex = s.strip_prefix("sha256:")?;
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, chunk) in hex.as_bytes().chunks(2).enumerate() {
+        let h = (chunk[0] as char).to_digit(16)?;
+        let l = (chunk[1] as char).to_digit(16)?;
+        out[i] = (h * 16 + l) as u8;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn vk(name: &str, secret: &str) -> VirtualKey {
+        VirtualKey { name: name.into(), digest: sha256(secret.as_bytes()), providers: None, models: None, requests_per_minute: None, tokens_per_minute: None, budget: None }
+    }
+
+    #[test]
+    fn finds_by_secret_only() {
+        let keys = VirtualKeys::new(vec![vk("a", "sa"), vk("b", "sb")]);
+        assert_eq!(keys.find("sb").unwrap().name, "b");
+        assert!(keys.find("sc").is_none());
+        assert!(keys.find("").is_none());
+        assert!(!format!("{:?}", keys.find("sa").unwrap()).contains(&format!("{:?}", sha256(b"sa"))));
+    }
+
+    #[test]
+    fn digests_parse() {
+        let d = sha256(b"secret");
+        let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(parse_digest(&format!("sha256:{hex}")), Some(d));
+        assert_eq!(parse_digest(&format!("sha256:{}", hex.to_uppercase())), Some(d));
+        assert_eq!(parse_digest("sha256:abc"), None);
+        assert_eq!(parse_digest(&hex), None);
+    }
+
+    #[test]
+    fn provider_and_model_restrictions() {
+        let mut k = vk("a", "s");
+        k.providers = Some(vec![Provider::OpenAi]);
+        k.models = Some(vec!["gpt-4o*".into()]);
+        let keys = VirtualKeys::new(vec![k.clone()]);
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        assert!(keys.admit(&k, Provider::OpenAi, Some("gpt-4o-mini"), now, wall).is_ok());
+        let r = keys.admit(&k, Provider::Anthropic, Some("gpt-4o"), now, wall).unwrap_err();
+        assert_eq!((r.error, r.reason), (GatewayError::Forbidden, "provider"));
+        let r = keys.admit(&k, Provider::OpenAi, Some("o1"), now, wall).unwrap_err();
+        assert_eq!((r.error, r.reason), (GatewayError::Forbidden, "model"));
+        assert!(keys.admit(&k, Provider::OpenAi, None, now, wall).is_err());
+    }
+
+    #[test]
+    fn request_rate_refills() {
+        let mut k = vk("a", "s");
+        k.requests_per_minute = Some(2);
+        let keys = VirtualKeys::new(vec![k.clone()]);
+        let (t0, wall) = (Instant::now(), SystemTime::now());
+        assert!(keys.admit(&k, Provider::OpenAi, None, t0, wall).is_ok());
+        assert!(keys.admit(&k, Provider::OpenAi, None, t0, wall).is_ok());
+        let r = keys.admit(&k, Provider::OpenAi, None, t0, wall).unwrap_err();
+        assert_eq!((r.error, r.reason), (GatewayError::RateLimited, "requests_per_minute"));
+        assert_eq!(r.retry_after, Some(30));
+        assert!(keys.admit(&k, Provider::OpenAi, None, t0 + Duration::from_secs(31), wall).is_ok());
+    }
+
+    #[test]
+    fn token_rate_is_debited_after_the_response() {
+        let mut k = vk("a", "s");
+        k.tokens_per_minute = Some(1000);
+        let keys = VirtualKeys::new(vec![k.clone()]);
+        let (t0, wall) = (Instant::now(), SystemTime::now());
+        assert!(keys.admit(&k, Provider::OpenAi, None, t0, wall).is_ok());
+        keys.record("a", 1500, 0.0, t0, wall); // one request may overshoot
+        let r = keys.admit(&k, Provider::OpenAi, None, t0, wall).unwrap_err();
+        assert_eq!(r.reason, "tokens_per_minute");
+        assert!(r.retry_after.unwrap() >= 30);
+        assert!(keys.admit(&k, Provider::OpenAi, None, t0 + Duration::from_secs(40), wall).is_ok());
+    }
+
+    #[test]
+    fn budget_per_period() {
+        let mut k = vk("a", "s");
+        k.budget = Some(Budget { usd: 1.0, period: Period::Day });
+        let keys = VirtualKeys::new(vec![k.clone()]);
+        let t0 = Instant::now();
+        let day1 = UNIX_EPOCH + Duration::from_secs(20_000 * 86_400 + 3600);
+        assert!(keys.admit(&k, Provider::OpenAi, None, t0, day1).is_ok());
+        keys.record("a", 0, 0.6, t0, day1);
+        assert!(keys.admit(&k, Provider::OpenAi, None, t0, day1).is_ok());
+        keys.record("a", 0, 0.6, t0, day1);
+        let r = keys.admit(&k, Provider::OpenAi, None, t0, day1).unwrap_err();
+        assert_eq!((r.error, r.reason), (GatewayError::BudgetExceeded, "budget"));
+        assert!((keys.spend("a", day1) - 1.2).abs() < 1e-9);
+        let day2 = day1 + Duration::from_secs(86_400);
+        assert!(keys.admit(&k, Provider::OpenAi, None, t0, day2).is_ok(), "a new day resets the spend");
+    }
+
+    #[test]
+    fn periods() {
+        // 2024-02-29 and 2024-03-01 are in different months, same for days.
+        let feb29 = UNIX_EPOCH + Duration::from_secs(1_709_164_800);
+        let mar1 = feb29 + Duration::from_secs(86_400);
+        assert_eq!(civil_from_days(1_709_164_800 / 86_400), (2024, 2, 29));
+        assert_ne!(Period::Month.id(feb29), Period::Month.id(mar1));
+        assert_eq!(Period::Month.id(mar1), Period::Month.id(mar1 + Duration::from_secs(86_400 * 20)));
+        assert_eq!(Period::Day.id(mar1) - Period::Day.id(feb29), 1);
+    }
+}
