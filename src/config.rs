@@ -120,6 +120,7 @@ struct RawKey {
     models: Option<Vec<String>>,
     endpoint: Option<String>,
     api_version: Option<String>,
+    service_account_file: Option<String>,
     #[serde(default)]
     optional: bool,
 }
@@ -218,6 +219,9 @@ pub struct KeyConf {
     pub endpoint: Option<BaseUrl>,
     /// Azure: replaces the client's `api-version` when set.
     pub api_version: Option<String>,
+    /// Vertex: OAuth from this service account instead of an API key
+    /// (`value` is then empty).
+    pub service_account: Option<crate::vertex_auth::ServiceAccount>,
 }
 
 impl fmt::Debug for KeyConf {
@@ -229,6 +233,7 @@ impl fmt::Debug for KeyConf {
             .field("models", &self.models)
             .field("endpoint", &self.endpoint)
             .field("api_version", &self.api_version)
+            .field("service_account", &self.service_account)
             .finish()
     }
 }
@@ -370,10 +375,26 @@ impl Config {
                 if keys.iter().any(|k: &KeyConf| k.name == name) {
                     return Err(err(&format!("{kkey}.name"), format!("`{name}` is used twice")));
                 }
-                let raw_value = rk
-                    .value
-                    .ok_or_else(|| err(&format!("{kkey}.value"), "is required".into()))?;
-                let value = match resolve_secret(&raw_value, env) {
+                let service_account = match (&rk.service_account_file, &rk.value) {
+                    (Some(_), _) if provider != Provider::Vertex => {
+                        return Err(err(&format!("{kkey}.service_account_file"), "applies to vertex keys only".into()))
+                    }
+                    (Some(_), Some(_)) => {
+                        return Err(err(&kkey, "set either `value` or `service_account_file`, not both".into()))
+                    }
+                    (Some(path), None) => Some(
+                        crate::vertex_auth::ServiceAccount::load(path)
+                            .map_err(|m| err(&format!("{kkey}.service_account_file"), m))?,
+                    ),
+                    (None, _) => None,
+                };
+                let raw_value = match (&service_account, rk.value) {
+                    (Some(_), _) => String::new(),
+                    (None, Some(v)) => v,
+                    (None, None) => return Err(err(&format!("{kkey}.value"), "is required".into())),
+                };
+                let value = if service_account.is_some() { Ok(String::new()) } else { resolve_secret(&raw_value, env) };
+                let value = match value {
                     Ok(v) => v,
                     Err(var) if rk.optional => {
                         log::warn!(
@@ -440,13 +461,18 @@ impl Config {
                     models: rk.models,
                     endpoint,
                     api_version: rk.api_version,
+                    service_account,
                 });
             }
+            // OAuth credentials belong to the service account's project.
+            let project = rp.project.or_else(|| {
+                keys.iter().find_map(|k| k.service_account.as_ref().and_then(|sa| sa.project_id.clone()))
+            });
             providers.insert(
                 provider,
                 ProviderConf {
                     base_url,
-                    project: rp.project,
+                    project,
                     location: rp.location,
                     keys,
                 },

@@ -8,6 +8,9 @@ use crate::config::KeyConf;
 use crate::route::Provider;
 use http::HeaderMap;
 use rand::Rng;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// Request headers that carry a client credential. All are removed before
 /// forwarding (see `headers::to_provider`).
@@ -126,6 +129,50 @@ pub fn select_key<'a, R: Rng + ?Sized>(
     None
 }
 
+/// Provider keys taken out of rotation for a while: after a 401/403 (bad or
+/// revoked key) for a fixed cooldown, after a 429 for its `retry-after`.
+#[derive(Default)]
+pub struct KeyHealth {
+    until: Mutex<HashMap<(Provider, String), Instant>>,
+}
+
+/// How long a key that answered 401/403 stays out.
+pub const AUTH_FAILURE_COOLDOWN: Duration = Duration::from_secs(60);
+/// A 429 without a usable `retry-after`.
+pub const DEFAULT_RATE_LIMIT_COOLDOWN: Duration = Duration::from_secs(10);
+/// Upper bound on any cooldown taken from a provider's header.
+pub const MAX_COOLDOWN: Duration = Duration::from_secs(3600);
+
+impl KeyHealth {
+    pub fn cool_down(&self, provider: Provider, key: &str, d: Duration, now: Instant) {
+        let d = d.min(MAX_COOLDOWN);
+        self.until.lock().expect("key health lock").insert((provider, key.to_string()), now + d);
+    }
+
+    /// Names of the provider's keys that are out of rotation at `now`.
+    pub fn cooling(&self, provider: Provider, now: Instant) -> Vec<String> {
+        let mut map = self.until.lock().expect("key health lock");
+        map.retain(|_, until| *until > now);
+        map.keys().filter(|(p, _)| *p == provider).map(|(_, k)| k.clone()).collect()
+    }
+}
+
+/// Cooldown for a provider answer, if it says the key should rest:
+/// 401/403 → [`AUTH_FAILURE_COOLDOWN`], 429 → `retry-after` seconds.
+pub fn cooldown_for(status: u16, retry_after: Option<&str>) -> Option<Duration> {
+    match status {
+        401 | 403 => Some(AUTH_FAILURE_COOLDOWN),
+        429 => Some(
+            retry_after
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .filter(|s| s.is_finite() && *s > 0.0)
+                .map(Duration::from_secs_f64)
+                .unwrap_or(DEFAULT_RATE_LIMIT_COOLDOWN),
+        ),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,6 +186,7 @@ mod tests {
             models: models.map(|m| m.iter().map(|s| s.to_string()).collect()),
             endpoint: None,
             api_version: None,
+            service_account: None,
         }
     }
 
@@ -162,6 +210,25 @@ mod tests {
         assert_eq!(provider_auth_header(Provider::Azure, "K"), ("api-key", "K".into()));
         assert_eq!(provider_auth_header(Provider::Gemini, "K"), ("x-goog-api-key", "K".into()));
         assert_eq!(provider_auth_header(Provider::Vertex, "K"), ("x-goog-api-key", "K".into()));
+    }
+
+    #[test]
+    fn cooldowns() {
+        let h = KeyHealth::default();
+        let t0 = Instant::now();
+        h.cool_down(Provider::OpenAi, "a", Duration::from_secs(5), t0);
+        assert_eq!(h.cooling(Provider::OpenAi, t0), vec!["a".to_string()]);
+        assert!(h.cooling(Provider::Anthropic, t0).is_empty());
+        assert!(h.cooling(Provider::OpenAi, t0 + Duration::from_secs(6)).is_empty());
+        h.cool_down(Provider::OpenAi, "b", Duration::from_secs(1_000_000), t0);
+        assert!(!h.cooling(Provider::OpenAi, t0 + MAX_COOLDOWN + Duration::from_secs(1)).contains(&"b".to_string()));
+        assert_eq!(cooldown_for(429, Some("7")), Some(Duration::from_secs(7)));
+        assert_eq!(cooldown_for(429, Some("0.5")), Some(Duration::from_millis(500)));
+        assert_eq!(cooldown_for(429, Some("Wed, 21 Oct 2015 07:28:00 GMT")), Some(DEFAULT_RATE_LIMIT_COOLDOWN));
+        assert_eq!(cooldown_for(429, None), Some(DEFAULT_RATE_LIMIT_COOLDOWN));
+        assert_eq!(cooldown_for(401, None), Some(AUTH_FAILURE_COOLDOWN));
+        assert_eq!(cooldown_for(500, None), None);
+        assert_eq!(cooldown_for(200, None), None);
     }
 
     #[test]

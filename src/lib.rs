@@ -14,4 +14,5 @@ pub mod proxy;
 pub mod route;
 pub mod upstream;
 pub mod usage;
+pub mod vertex_auth;
 pub mod vkeys;

@@ -41,7 +41,8 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let gateway = Gateway::new(config.clone(), access_log);
+    let connector_options = Some(pingora::connectors::ConnectorOptions::from_server_conf(&server.configuration));
+    let gateway = Gateway::new(config.clone(), access_log, connector_options);
     let mut proxy = http_proxy_service(&server.configuration, gateway);
     proxy.add_tcp(&config.listen.to_string());
     server.add_service(proxy);

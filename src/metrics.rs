@@ -5,7 +5,7 @@
 //! from fixed sets; models and virtual keys fold into `other` past a cap.
 
 use prometheus::{
-    register_histogram_vec, register_int_counter_vec, register_int_gauge, register_counter_vec,
+    register_histogram_vec, register_int_counter_vec, register_int_gauge, register_int_gauge_vec, register_counter_vec, IntGaugeVec,
     CounterVec, HistogramVec, IntCounterVec, IntGauge,
 };
 use std::collections::HashSet;
@@ -39,6 +39,7 @@ pub struct Metrics {
     pub cached_tokens: IntCounterVec,
     pub cost: CounterVec,
     pub vk_rejections: IntCounterVec,
+    pub key_healthy: IntGaugeVec,
     models: LabelCap,
 }
 
@@ -145,6 +146,12 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
         "tollgate_virtual_key_rejections_total",
         "Requests refused by virtual key checks, by reason",
         &["reason"]
+    )
+    .expect("register"),
+    key_healthy: register_int_gauge_vec!(
+        "tollgate_provider_key_healthy",
+        "1 while a configured provider key is in rotation, 0 while it rests after a 401/403/429",
+        &["provider", "key"]
     )
     .expect("register"),
     models: LabelCap::new(MODEL_LABEL_CAP),

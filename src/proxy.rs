@@ -10,7 +10,11 @@ use crate::metrics::{method_label, METRICS};
 use crate::route::{self, PathError, PlanInput, Provider, RouteName, Upstream, VertexRule};
 use crate::upstream::{build_peer, Resolver};
 use crate::usage::{family_for, UsageScanner};
+use crate::vertex_auth::TokenSource;
 use crate::vkeys::VirtualKeys;
+use pingora::connectors::http::Connector;
+use pingora::connectors::ConnectorOptions;
+use std::collections::HashMap;
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
@@ -25,6 +29,11 @@ pub struct Gateway {
     pub resolver: Resolver,
     pub access_log: AccessLog,
     pub virtual_keys: VirtualKeys,
+    pub key_health: credentials::KeyHealth,
+    /// Vertex service-account keys by key name.
+    token_sources: HashMap<String, TokenSource>,
+    /// Client for token exchanges (same TLS trust as upstream requests).
+    token_connector: Connector,
     /// Some virtual key restricts models: the request's model is needed.
     vk_models: bool,
 }
@@ -72,10 +81,33 @@ impl Ctx {
 const HEALTH_BODY: &[u8] = b"{\"status\":\"ok\"}";
 
 impl Gateway {
-    pub fn new(config: Arc<Config>, access_log: AccessLog) -> Self {
+    pub fn new(config: Arc<Config>, access_log: AccessLog, connector_options: Option<ConnectorOptions>) -> Self {
+        let token_sources = config
+            .provider(Provider::Vertex)
+            .map(|c| {
+                c.keys
+                    .iter()
+                    .filter_map(|k| k.service_account.clone().map(|sa| (k.name.clone(), TokenSource::new(sa))))
+                    .collect()
+            })
+            .unwrap_or_default();
         let virtual_keys = VirtualKeys::new(config.virtual_keys.clone());
         let vk_models = config.virtual_keys.iter().any(|k| k.models.is_some());
-        Gateway { config, resolver: Resolver::default(), access_log, virtual_keys, vk_models }
+        for (p, c) in &config.providers {
+            for k in &c.keys {
+                METRICS.key_healthy.with_label_values(&[p.name(), &k.name]).set(1);
+            }
+        }
+        Gateway {
+            config,
+            resolver: Resolver::default(),
+            access_log,
+            virtual_keys,
+            vk_models,
+            key_health: Default::default(),
+            token_sources,
+            token_connector: Connector::new(connector_options),
+        }
     }
 
     /// Answer with a gateway error (SPEC 5) from `request_filter`.
@@ -138,12 +170,22 @@ impl Gateway {
                 format!("no key is configured for provider {} and direct keys are not allowed", provider.name()),
             ));
         }
-        let key = credentials::select_key(keys, ctx.request_model.as_deref(), &ctx.tried_keys, &mut rand::thread_rng());
+        let model = ctx.request_model.as_deref();
+        let mut rng = rand::thread_rng();
+        // Keys resting after a 401/403/429 are skipped while others remain.
+        let mut exclude = ctx.tried_keys.clone();
+        exclude.extend(self.key_health.cooling(provider, Instant::now()));
+        let key = credentials::select_key(keys, model, &exclude, &mut rng)
+            .or_else(|| credentials::select_key(keys, model, &ctx.tried_keys, &mut rng));
         match key {
             Some(k) => {
-                let (name, value) = credentials::provider_auth_header(provider, &k.value);
-                ctx.inject = Some((name, value));
+                METRICS.key_healthy.with_label_values(&[provider.name(), &k.name]).set(1);
                 ctx.key_name = Some(k.name.clone());
+                // A service-account key's token is minted in upstream_peer.
+                ctx.inject = match k.service_account {
+                    Some(_) => None,
+                    None => Some(credentials::provider_auth_header(provider, &k.value)),
+                };
                 Ok(())
             }
             None if !ctx.tried_keys.is_empty() => Err((GatewayError::UpstreamUnreachable, "every provider key was tried".into())),
@@ -173,7 +215,7 @@ impl Gateway {
             query: query.as_deref(),
             conf,
             key,
-            vertex_oauth: false,
+            vertex_oauth: key.is_some_and(|k| k.service_account.is_some()),
         })
         .map_err(|m| (GatewayError::ProviderNotConfigured, m.to_string()))?;
         ctx.upstream = Some(up);
@@ -361,6 +403,17 @@ impl ProxyHttp for Gateway {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        if ctx.inject.is_none() && !ctx.keep_client_credentials {
+            if let Some(ts) = ctx.key_name.as_ref().and_then(|n| self.token_sources.get(n)) {
+                let token = ts.token(&self.token_connector, &self.resolver, &self.config.timeouts).await.map_err(|e| {
+                    log::error!("vertex: cannot obtain an access token for key {}: {e}", ctx.key_name.as_deref().unwrap_or(""));
+                    let mut err = Error::explain(ErrorType::ConnectError, "cannot obtain a Vertex access token");
+                    err.as_up();
+                    err
+                })?;
+                ctx.inject = Some(("authorization", format!("Bearer {token}")));
+            }
+        }
         let up = ctx.upstream.as_ref().ok_or_else(|| Error::explain(ErrorType::InternalError, "no upstream planned"))?;
         let addr = self
             .resolver
@@ -428,6 +481,22 @@ impl ProxyHttp for Gateway {
     async fn upstream_response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
         if ctx.ttfb.is_none() && !resp.status.is_informational() {
             ctx.ttfb = Some(ctx.start.elapsed());
+        }
+        // A configured key the provider refused or rate-limited rests; the
+        // answer itself goes to the client unchanged (a sent request is
+        // never replayed).
+        if let (Some(provider), Some(key), false) = (ctx.provider, ctx.key_name.as_deref(), ctx.keep_client_credentials) {
+            let retry_after = resp.headers.get("retry-after").and_then(|v| v.to_str().ok());
+            if resp.status.as_u16() == 401 {
+                if let Some(ts) = self.token_sources.get(key) {
+                    ts.invalidate().await;
+                }
+            }
+            if let Some(d) = credentials::cooldown_for(resp.status.as_u16(), retry_after) {
+                log::warn!("provider {} key {key} answered {}: out of rotation for {:.1}s", provider.name(), resp.status.as_u16(), d.as_secs_f64());
+                self.key_health.cool_down(provider, key, d, Instant::now());
+                METRICS.key_healthy.with_label_values(&[provider.name(), key]).set(0);
+            }
         }
         Ok(())
     }

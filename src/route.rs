@@ -410,7 +410,7 @@ pub fn vertex_rewrite_path(
         return path.to_string();
     }
     if insert_for_express && is_express_path(path) {
-        if let (Some(p), Some(l)) = (project, location) {
+        if let (Some(p), l) = (project, location.unwrap_or("global")) {
             let trimmed = path.trim_start_matches('/');
             let (ver, rest) = trimmed.split_once('/').unwrap_or((trimmed, ""));
             return format!("/{ver}/projects/{p}/locations/{l}/{rest}");
@@ -682,6 +682,11 @@ mod tests {
             vertex_rewrite_path(e, Some("gw"), Some("us-central1"), true),
             "/v1beta1/projects/gw/locations/us-central1/publishers/google/models/g:generateContent"
         );
+        assert_eq!(
+            vertex_rewrite_path(e, Some("gw"), None, true),
+            "/v1beta1/projects/gw/locations/global/publishers/google/models/g:generateContent"
+        );
+        assert_eq!(vertex_rewrite_path(e, None, None, true), e);
     }
 
     #[test]
@@ -745,7 +750,7 @@ mod tests {
         let u = plan_upstream(&PlanInput { provider: Provider::Vertex, remainder: "/v1beta1/publishers/google/models/g:generateContent", query: None, conf: Some(&v2), key: None, vertex_oauth: false }).unwrap();
         assert_eq!(u.host, "aiplatform.googleapis.com");
 
-        let key = KeyConf { name: "k".into(), value: "v".into(), weight: 1, models: None, endpoint: Some(BaseUrl::parse("https://res.openai.azure.com").unwrap()), api_version: Some("2024-10-21".into()) };
+        let key = KeyConf { name: "k".into(), value: "v".into(), weight: 1, models: None, endpoint: Some(BaseUrl::parse("https://res.openai.azure.com").unwrap()), api_version: Some("2024-10-21".into()), service_account: None };
         let u = plan_upstream(&PlanInput { provider: Provider::Azure, remainder: "/openai/deployments/d/chat/completions", query: Some("api-version=2024-02-01"), conf: None, key: Some(&key), vertex_oauth: false }).unwrap();
         assert_eq!(u.authority, "res.openai.azure.com");
         assert_eq!(u.path_and_query, "/openai/deployments/d/chat/completions?api-version=2024-10-21");
