@@ -1,0 +1,563 @@
+//! Test harness: start the real `tollgate` binary with a generated config,
+//! run mock providers on 127.0.0.1 (plain or TLS) that record what they
+//! receive and answer like a provider (JSON, SSE with delays, stalls), and
+//! talk HTTP/1.1 to both with a small blocking client that timestamps every
+//! body chunk. std threads only: no runtime in the tests.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------------------
+// HTTP/1.1 message reading, shared by the mock (requests) and the client
+// (responses).
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Default)]
+pub struct Head {
+    /// Request line or status line.
+    pub start: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Head {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+    }
+}
+
+fn read_head<R: BufRead>(r: &mut R) -> std::io::Result<Option<Head>> {
+    let mut start = String::new();
+    if r.read_line(&mut start)? == 0 {
+        return Ok(None);
+    }
+    let mut head = Head { start: start.trim_end().to_string(), headers: vec![] };
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "eof in headers"));
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            head.headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    Ok(Some(head))
+}
+
+/// Read a body framed by `head`, calling `on_chunk` with each piece as it
+/// arrives. `until_close` reads to EOF when there is no framing.
+fn read_body<R: BufRead>(r: &mut R, head: &Head, until_close: bool, on_chunk: &mut dyn FnMut(&[u8])) -> std::io::Result<()> {
+    if head.get("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size)?;
+            let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("bad chunk size {size:?}")))?;
+            if n == 0 {
+                // trailers until blank line
+                loop {
+                    let mut l = String::new();
+                    if r.read_line(&mut l)? == 0 || l.trim().is_empty() {
+                        break;
+                    }
+                }
+                return Ok(());
+            }
+            let mut buf = vec![0u8; n];
+            r.read_exact(&mut buf)?;
+            on_chunk(&buf);
+            let mut crlf = [0u8; 2];
+            r.read_exact(&mut crlf)?;
+        }
+    } else if let Some(len) = head.get("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        let mut left = len;
+        let mut buf = vec![0u8; 64 * 1024];
+        while left > 0 {
+            let n = r.read(&mut buf[..left.min(65536)])?;
+            if n == 0 {
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "eof in body"));
+            }
+            on_chunk(&buf[..n]);
+            left -= n;
+        }
+        Ok(())
+    } else if until_close {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = r.read(&mut buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            on_chunk(&buf[..n]);
+        }
+    } else {
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Mock provider
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    /// Path and query as received.
+    pub target: String,
+    pub head: Head,
+    pub body: Vec<u8>,
+    pub received: Instant,
+    /// Arrival time of each body chunk (streaming uploads).
+    pub chunk_times: Vec<Instant>,
+    /// The client port of the connection it came on (pooling checks).
+    pub conn_port: u16,
+}
+
+impl Recorded {
+    pub fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or("")
+    }
+    pub fn query(&self) -> Option<&str> {
+        self.target.split_once('?').map(|(_, q)| q)
+    }
+    pub fn header(&self, n: &str) -> Option<&str> {
+        self.head.get(n)
+    }
+}
+
+/// What the mock answers.
+pub enum Reply {
+    Json(u16, Vec<(String, String)>, String),
+    /// SSE events (each `data: ...` payload) with a delay before each.
+    Sse { events: Vec<String>, delay: Duration },
+    /// Accept the request, never answer.
+    Silent,
+    /// Raw bytes written as they are, with a pause before each piece.
+    Raw(Vec<(Duration, Vec<u8>)>),
+    /// Take the stream (WebSocket and other custom exchanges).
+    Upgrade(Box<dyn FnOnce(TcpStream, Vec<u8>) + Send>),
+}
+
+pub fn json(status: u16, body: serde_json::Value) -> Reply {
+    Reply::Json(status, vec![], body.to_string())
+}
+
+type Handler = Arc<dyn Fn(&Recorded) -> Reply + Send + Sync>;
+
+pub struct Mock {
+    pub port: u16,
+    pub requests: Arc<Mutex<Vec<Recorded>>>,
+    /// When the mock saw the downstream side of a stream go away.
+    pub stream_closed: Arc<Mutex<Vec<Instant>>>,
+    /// Times at which each SSE event was written.
+    pub sent_events: Arc<Mutex<Vec<Instant>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Mock {
+    pub fn start(handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Mock {
+        Self::start_with(None, Arc::new(handler))
+    }
+
+    /// A TLS mock presenting `identity` (certificate chain + key).
+    pub fn start_tls(acceptor: openssl::ssl::SslAcceptor, handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Mock {
+        Self::start_with(Some(Arc::new(acceptor)), Arc::new(handler))
+    }
+
+    fn start_with(tls: Option<Arc<openssl::ssl::SslAcceptor>>, handler: Handler) -> Mock {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mock = Mock {
+            port,
+            requests: Default::default(),
+            stream_closed: Default::default(),
+            sent_events: Default::default(),
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        let (reqs, closed, sent, stop) = (mock.requests.clone(), mock.stream_closed.clone(), mock.sent_events.clone(), mock.stop.clone());
+        thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let peer = conn.peer_addr().map(|a| a.port()).unwrap_or(0);
+                let (h, r, c, s, tls) = (handler.clone(), reqs.clone(), closed.clone(), sent.clone(), tls.clone());
+                thread::spawn(move || {
+                    match tls {
+                        Some(acc) => {
+                            if let Ok(stream) = acc.accept(conn) {
+                                serve_conn(stream, None, peer, h, r, c, s);
+                            }
+                        }
+                        None => {
+                            let raw = conn.try_clone().ok();
+                            serve_conn(conn, raw, peer, h, r, c, s);
+                        }
+                    }
+                });
+            }
+        });
+        mock
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn take(&self) -> Vec<Recorded> {
+        std::mem::take(&mut *self.requests.lock().unwrap())
+    }
+
+    pub fn count(&self) -> usize {
+        self.requests.lock().unwrap().len()
+    }
+}
+
+impl Drop for Mock {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn serve_conn<S: Read + Write>(
+    stream: S,
+    raw: Option<TcpStream>,
+    conn_port: u16,
+    handler: Handler,
+    reqs: Arc<Mutex<Vec<Recorded>>>,
+    closed: Arc<Mutex<Vec<Instant>>>,
+    sent: Arc<Mutex<Vec<Instant>>>,
+) {
+    let mut r = BufReader::new(stream);
+    loop {
+        let Ok(Some(head)) = read_head(&mut r) else { return };
+        let received = Instant::now();
+        let mut parts = head.start.splitn(3, ' ');
+        let method = parts.next().unwrap_or("").to_string();
+        let target = parts.next().unwrap_or("").to_string();
+        let mut body = Vec::new();
+        let mut chunk_times = Vec::new();
+        if read_body(&mut r, &head, false, &mut |c| {
+            body.extend_from_slice(c);
+            chunk_times.push(Instant::now());
+        })
+        .is_err()
+        {
+            return;
+        }
+        let rec = Recorded { method, target, head, body, received, chunk_times, conn_port };
+        reqs.lock().unwrap().push(rec.clone());
+        let reply = handler(&rec);
+        let w = r.get_mut();
+        let ok = match reply {
+            Reply::Json(status, headers, body) => {
+                let mut out = format!("HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n", body.len());
+                for (k, v) in headers {
+                    out.push_str(&format!("{k}: {v}\r\n"));
+                }
+                out.push_str("\r\n");
+                out.push_str(&body);
+                w.write_all(out.as_bytes()).and_then(|_| w.flush()).is_ok()
+            }
+            Reply::Sse { events, delay } => {
+                let mut ok = w
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n")
+                    .and_then(|_| w.flush())
+                    .is_ok();
+                for ev in events {
+                    if !ok {
+                        break;
+                    }
+                    thread::sleep(delay);
+                    let data = format!("data: {ev}\n\n");
+                    ok = w.write_all(format!("{:x}\r\n{data}\r\n", data.len()).as_bytes()).and_then(|_| w.flush()).is_ok();
+                    if ok {
+                        sent.lock().unwrap().push(Instant::now());
+                    }
+                }
+                if ok {
+                    ok = w.write_all(b"0\r\n\r\n").and_then(|_| w.flush()).is_ok();
+                }
+                if !ok {
+                    closed.lock().unwrap().push(Instant::now());
+                }
+                ok
+            }
+            Reply::Silent => {
+                // Hold the connection until the peer goes away.
+                let mut buf = [0u8; 1];
+                let _ = r.read(&mut buf);
+                closed.lock().unwrap().push(Instant::now());
+                false
+            }
+            Reply::Raw(pieces) => {
+                let mut ok = true;
+                for (pause, bytes) in pieces {
+                    thread::sleep(pause);
+                    if w.write_all(&bytes).and_then(|_| w.flush()).is_err() {
+                        ok = false;
+                        closed.lock().unwrap().push(Instant::now());
+                        break;
+                    }
+                }
+                ok && false
+            }
+            Reply::Upgrade(f) => {
+                let buffered = r.buffer().to_vec();
+                if let Some(raw) = raw {
+                    f(raw, buffered);
+                }
+                return;
+            }
+        };
+        if !ok {
+            return;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Client
+// ---------------------------------------------------------------------------
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub head: Head,
+    pub body: Vec<u8>,
+    /// (arrival time, bytes) of each body piece.
+    pub chunks: Vec<(Instant, Vec<u8>)>,
+}
+
+impl Response {
+    pub fn header(&self, n: &str) -> Option<&str> {
+        self.head.get(n)
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Send `raw` request bytes, read one response.
+pub fn raw_request(port: u16, raw: &[u8]) -> std::io::Result<Response> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    s.write_all(raw)?;
+    let method = String::from_utf8_lossy(&raw[..raw.len().min(8)]).split(' ').next().unwrap_or("").to_string();
+    read_response_to(&mut BufReader::new(s), &method)
+}
+
+pub fn read_response<R: BufRead>(r: &mut R) -> std::io::Result<Response> {
+    read_response_to(r, "GET")
+}
+
+/// Read a response to a request of `method` (HEAD responses have no body).
+pub fn read_response_to<R: BufRead>(r: &mut R, method: &str) -> std::io::Result<Response> {
+    let head = read_head(r)?.ok_or_else(|| std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "no response"))?;
+    let status = head.start.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let mut chunks = Vec::new();
+    let mut body = Vec::new();
+    if method == "HEAD" || status == 204 || status == 304 {
+        return Ok(Response { status, head, body, chunks });
+    }
+    read_body(r, &head, true, &mut |c| {
+        chunks.push((Instant::now(), c.to_vec()));
+        body.extend_from_slice(c);
+    })?;
+    Ok(Response { status, head, body, chunks })
+}
+
+/// One request with `connection: close`.
+pub fn request(port: u16, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    let mut raw = format!("{method} {target} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nconnection: close\r\n");
+    for (k, v) in headers {
+        raw.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" || method == "PUT" {
+        raw.push_str(&format!("content-length: {}\r\n", body.len()));
+    }
+    raw.push_str("\r\n");
+    let mut bytes = raw.into_bytes();
+    bytes.extend_from_slice(body);
+    raw_request(port, &bytes).unwrap_or_else(|e| panic!("{method} {target}: {e}"))
+}
+
+pub fn get(port: u16, target: &str, headers: &[(&str, &str)]) -> Response {
+    request(port, "GET", target, headers, b"")
+}
+
+pub fn post_json(port: u16, target: &str, headers: &[(&str, &str)], body: &serde_json::Value) -> Response {
+    let mut h = headers.to_vec();
+    h.push(("content-type", "application/json"));
+    request(port, "POST", target, &h, body.to_string().as_bytes())
+}
+
+// ---------------------------------------------------------------------------
+// The gateway process
+// ---------------------------------------------------------------------------
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub struct Gateway {
+    child: Option<Child>,
+    pub port: u16,
+    pub metrics_port: u16,
+    pub dir: PathBuf,
+    pub log_path: PathBuf,
+    pub stderr_path: PathBuf,
+}
+
+static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let n = SEQ.fetch_add(1, Ordering::Relaxed);
+    let d = std::env::temp_dir().join(format!("tollgate-test-{}-{tag}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
+
+impl Gateway {
+    /// Start with `section` as the body of `tollgate:` (indented two spaces
+    /// by the caller's YAML, without listen/metrics/access_log, which are
+    /// set here) and `top` extra Pingora settings.
+    pub fn start(section: &str, top: &str, env: &[(&str, &str)]) -> Gateway {
+        let dir = temp_dir("gw");
+        let (port, metrics_port) = (free_port(), free_port());
+        let log_path = dir.join("access.log");
+        let yaml = format!(
+            "version: 1\nthreads: 2\npid_file: {d}/tollgate.pid\nupgrade_sock: {d}/upgrade.sock\ngrace_period_seconds: 1\ngraceful_shutdown_timeout_seconds: 2\n{top}\ntollgate:\n  listen: \"127.0.0.1:{port}\"\n  metrics_listen: \"127.0.0.1:{metrics_port}\"\n  access_log: {log}\n{section}\n",
+            d = dir.display(),
+            log = log_path.display()
+        );
+        std::fs::write(dir.join("tollgate.yaml"), yaml).unwrap();
+        let stderr_path = dir.join("stderr.log");
+        let child = Command::new(BIN)
+            .arg("-c")
+            .arg(dir.join("tollgate.yaml"))
+            .envs(env.iter().copied())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr_path).unwrap())
+            .spawn()
+            .expect("start tollgate");
+        let mut gw = Gateway { child: Some(child), port, metrics_port, dir, log_path, stderr_path };
+        gw.wait_ready();
+        gw
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("tollgate exited ({status}): {}", self.stderr());
+            }
+            if let Ok(r) = raw_request(self.port, b"GET /readyz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n") {
+                if r.status == 200 {
+                    return;
+                }
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        panic!("tollgate not ready: {}", self.stderr());
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Access records so far (waits up to 2 s for at least `min`).
+    pub fn records(&self, min: usize) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+            let recs: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).expect("record is JSON")).collect();
+            if recs.len() >= min || Instant::now() > deadline {
+                return recs;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The record with this request id.
+    pub fn record(&self, request_id: &str) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            if let Some(r) = self.records(0).into_iter().find(|r| r["request_id"] == request_id) {
+                return r;
+            }
+            if Instant::now() > deadline {
+                panic!("no record for {request_id}; records: {:?}", self.records(0));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn metrics(&self) -> String {
+        get(self.metrics_port, "/metrics", &[]).text()
+    }
+
+    /// Sum of a metric's samples whose labels contain every `k="v"` given.
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        metric_value(&self.metrics(), name, labels)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+}
+
+pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// SSE event payloads (`data:` lines) from a body.
+pub fn sse_data(body: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(body)
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: ").map(str::to_string))
+        .collect()
+}
+
+pub fn headers_map(h: &Head) -> HashMap<String, String> {
+    h.headers.iter().cloned().collect()
+}
