@@ -5,7 +5,7 @@
 //! from fixed sets; models and virtual keys fold into `other` past a cap.
 
 use prometheus::{
-    register_histogram_vec, register_int_counter_vec, register_int_gauge, register_int_gauge_vec, register_counter_vec, IntGaugeVec,
+    register_histogram_vec, register_int_counter_vec, register_int_gauge, register_int_gauge_vec, register_counter_vec, register_gauge_vec, GaugeVec, IntGaugeVec,
     CounterVec, HistogramVec, IntCounterVec, IntGauge,
 };
 use std::collections::HashSet;
@@ -40,6 +40,8 @@ pub struct Metrics {
     pub cost: CounterVec,
     pub vk_rejections: IntCounterVec,
     pub key_healthy: IntGaugeVec,
+    pub vk_spend: GaugeVec,
+    pub vk_budget: GaugeVec,
     models: LabelCap,
 }
 
@@ -152,6 +154,18 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
         "tollgate_provider_key_healthy",
         "1 while a configured provider key is in rotation, 0 while it rests after a 401/403/429",
         &["provider", "key"]
+    )
+    .expect("register"),
+    vk_spend: register_gauge_vec!(
+        "tollgate_virtual_key_spend_usd",
+        "USD spent by a virtual key in its current budget period",
+        &["virtual_key"]
+    )
+    .expect("register"),
+    vk_budget: register_gauge_vec!(
+        "tollgate_virtual_key_budget_usd",
+        "A virtual key's budget in USD per period (0 when it has none)",
+        &["virtual_key"]
     )
     .expect("register"),
     models: LabelCap::new(MODEL_LABEL_CAP),

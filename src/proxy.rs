@@ -93,6 +93,10 @@ impl Gateway {
             .unwrap_or_default();
         let virtual_keys = VirtualKeys::new(config.virtual_keys.clone());
         let vk_models = config.virtual_keys.iter().any(|k| k.models.is_some());
+        for vk in &config.virtual_keys {
+            METRICS.vk_budget.with_label_values(&[&vk.name]).set(vk.budget.map_or(0.0, |b| b.usd));
+            METRICS.vk_spend.with_label_values(&[&vk.name]).set(0.0);
+        }
         for (p, c) in &config.providers {
             for k in &c.keys {
                 METRICS.key_healthy.with_label_values(&[p.name(), &k.name]).set(1);
@@ -656,7 +660,9 @@ impl ProxyHttp for Gateway {
         if let Some(vk) = &ctx.virtual_key {
             if ctx.error.is_none() || tokens.is_some() {
                 let used = tokens.map_or(0, |u| u.input_tokens + u.output_tokens);
-                self.virtual_keys.record(vk, used, cost.unwrap_or(0.0), Instant::now(), SystemTime::now());
+                let wall = SystemTime::now();
+                self.virtual_keys.record(vk, used, cost.unwrap_or(0.0), Instant::now(), wall);
+                METRICS.vk_spend.with_label_values(&[vk]).set(self.virtual_keys.spend(vk, wall));
             }
         }
         self.access_log.write(&rec);

@@ -427,6 +427,23 @@ pub struct Gateway {
     pub dir: PathBuf,
     pub log_path: PathBuf,
     pub stderr_path: PathBuf,
+    env: Vec<(String, String)>,
+    generation: usize,
+}
+
+fn spawn(dir: &std::path::Path, env: &[(String, String)], stderr_path: &std::path::Path, upgrade: bool) -> Child {
+    let mut cmd = Command::new(BIN);
+    if upgrade {
+        cmd.arg("-u");
+    }
+    cmd.arg("-c")
+        .arg(dir.join("tollgate.yaml"))
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(stderr_path).unwrap())
+        .spawn()
+        .expect("start tollgate")
 }
 
 static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -446,28 +463,41 @@ impl Gateway {
     /// by the caller's YAML, without listen/metrics/access_log, which are
     /// set here) and `top` extra Pingora settings.
     pub fn start(section: &str, top: &str, env: &[(&str, &str)]) -> Gateway {
+        let top = if top.contains("grace_period_seconds") { top.to_string() } else { format!("grace_period_seconds: 1\ngraceful_shutdown_timeout_seconds: 2\n{top}") };
         let dir = temp_dir("gw");
         let (port, metrics_port) = (free_port(), free_port());
         let log_path = dir.join("access.log");
         let yaml = format!(
-            "version: 1\nthreads: 2\npid_file: {d}/tollgate.pid\nupgrade_sock: {d}/upgrade.sock\ngrace_period_seconds: 1\ngraceful_shutdown_timeout_seconds: 2\n{top}\ntollgate:\n  listen: \"127.0.0.1:{port}\"\n  metrics_listen: \"127.0.0.1:{metrics_port}\"\n  access_log: {log}\n{section}\n",
+            "version: 1\nthreads: 2\npid_file: {d}/tollgate.pid\nupgrade_sock: {d}/upgrade.sock\n{top}\ntollgate:\n  listen: \"127.0.0.1:{port}\"\n  metrics_listen: \"127.0.0.1:{metrics_port}\"\n  access_log: {log}\n{section}\n",
             d = dir.display(),
             log = log_path.display()
         );
         std::fs::write(dir.join("tollgate.yaml"), yaml).unwrap();
         let stderr_path = dir.join("stderr.log");
-        let child = Command::new(BIN)
-            .arg("-c")
-            .arg(dir.join("tollgate.yaml"))
-            .envs(env.iter().copied())
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr_path).unwrap())
-            .spawn()
-            .expect("start tollgate");
-        let mut gw = Gateway { child: Some(child), port, metrics_port, dir, log_path, stderr_path };
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let child = spawn(&dir, &env, &stderr_path, false);
+        let mut gw = Gateway { child: Some(child), port, metrics_port, dir, log_path, stderr_path, env, generation: 0 };
         gw.wait_ready();
         gw
+    }
+
+    /// Pingora's graceful upgrade: a new process started with `-u` takes
+    /// the listeners over, the old one gets SIGQUIT and drains. Returns the
+    /// old process, still finishing its in-flight requests.
+    pub fn upgrade(&mut self) -> Child {
+        self.generation += 1;
+        let stderr_path = self.dir.join(format!("stderr.{}.log", self.generation));
+        let new = spawn(&self.dir, &self.env, &stderr_path, true);
+        let mut old = self.child.replace(new).unwrap();
+        // Give the new process a moment to wait on the upgrade socket.
+        thread::sleep(Duration::from_millis(300));
+        let ok = Command::new("kill").args(["-QUIT", &old.id().to_string()]).status().unwrap();
+        assert!(ok.success());
+        self.stderr_path = stderr_path;
+        if let Some(st) = old.try_wait().unwrap() {
+            panic!("old process exited early: {st}");
+        }
+        old
     }
 
     fn wait_ready(&mut self) {
