@@ -10,7 +10,7 @@ PYTHON ?= python3
 # Link Debian's OpenSSL instead of building a vendored copy (minutes saved).
 export OPENSSL_NO_VENDOR := 1
 
-.PHONY: run build test unit e2e deps venv bench clean
+.PHONY: run build test unit e2e deps venv bench clean install
 
 run: build
 	./target/release/tollgate -c $(CONF)
@@ -52,3 +52,21 @@ $(VENV)/.installed: tests/e2e/requirements.txt
 clean:
 	cargo clean
 	rm -rf $(VENV)
+
+# Install the binary, the systemd unit and an example config (kept if
+# present). PREFIX and DESTDIR work as usual.
+PREFIX ?= /usr/local
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/tollgate $(DESTDIR)/etc/systemd/system $(DESTDIR)$(PREFIX)/share/doc/tollgate
+	install -m 0755 target/release/tollgate $(DESTDIR)$(PREFIX)/bin/tollgate.new
+	mv -f $(DESTDIR)$(PREFIX)/bin/tollgate.new $(DESTDIR)$(PREFIX)/bin/tollgate
+	install -m 0644 systemd/tollgate.service $(DESTDIR)/etc/systemd/system/tollgate.service
+	[ -e $(DESTDIR)/etc/tollgate/tollgate.yaml ] || install -m 0640 systemd/tollgate.yaml $(DESTDIR)/etc/tollgate/tollgate.yaml
+	[ -e $(DESTDIR)/etc/tollgate/tollgate.env ] || install -m 0600 /dev/null $(DESTDIR)/etc/tollgate/tollgate.env
+	install -m 0644 README.md conf/prices.yaml conf/alerts.yml conf/prometheus.yml conf/grafana-dashboard.json $(DESTDIR)$(PREFIX)/share/doc/tollgate/
+	@if [ -z "$(DESTDIR)" ]; then \
+	  id tollgate >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin tollgate; \
+	  chown root:tollgate /etc/tollgate/tollgate.yaml /etc/tollgate/tollgate.env; \
+	  chmod 0640 /etc/tollgate/tollgate.env; \
+	  command -v systemctl >/dev/null && systemctl daemon-reload || true; \
+	fi

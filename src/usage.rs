@@ -1,13 +1,700 @@
-//! Usage scanner: no-op stand-in with the final API, replaced by the streaming scanner (issue 3).
+//! Usage scanner: fed a side copy of a response body chunk by chunk, it
+//! finds the model and the token counts without holding the body.
+//!
+//! Layers, each with bounded state:
+//! * [`Decoder`]: gzip / deflate / br / zstd, decoded in small steps;
+//! * SSE framing: `data:` lines are streamed into a fresh JSON scanner per
+//!   event, other lines skipped; nothing is buffered but a line prefix;
+//! * [`JsonScan`]: a streaming JSON tokenizer that tracks the key path
+//!   (depth-bounded, keys capped) and reports only scalar object members, so
+//!   a 5 MB embedding array costs no memory;
+//! * per-family field rules ([`Usage::apply`]).
+//!
+//! Normalised counts: `input_tokens` is every input token (for Anthropic
+//! `input_tokens + cache_creation_input_tokens + cache_read_input_tokens`),
+//! `cached_tokens` the part served from a prompt cache, `output_tokens`
+//! every generated token (Gemini: candidates + thoughts), `reasoning_tokens`
+//! the part spent on reasoning where the provider says so.
+
+use std::io::Write;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ApiFamily { OpenAi, Anthropic, Gemini }
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Usage { pub model: Option<String>, pub input_tokens: u64, pub output_tokens: u64, pub cached_tokens: u64, pub reasoning_tokens: u64, pub seen: bool }
-pub struct UsageScanner { u: Usage }
-impl UsageScanner {
-    pub fn new(_f: ApiFamily, _ct: Option<&str>, _ce: Option<&str>) -> Self { UsageScanner { u: Usage::default() } }
-    pub fn feed(&mut self, _c: &[u8]) {}
-    pub fn usage(&self) -> &Usage { &self.u }
-    pub fn finish(&mut self) -> &Usage { &self.u }
+pub enum ApiFamily {
+    OpenAi,
+    Anthropic,
+    Gemini,
 }
-pub fn family_for(_p: &str, _path: &str) -> Option<ApiFamily> { None }
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub model: Option<String>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_tokens: u64,
+    pub reasoning_tokens: u64,
+    /// Some usage field was found.
+    pub seen: bool,
+}
+
+/// The API family whose usage a response on this path carries, `None` when
+/// the path is not one that reports usage (model lists, files, token counts).
+pub fn family_for(provider: &str, path: &str) -> Option<ApiFamily> {
+    let path = path.split('?').next().unwrap_or(path);
+    let openai_like = || {
+        path.contains("/chat/completions")
+            || path.ends_with("/completions")
+            || path.contains("/responses")
+            || path.contains("/embeddings")
+    };
+    let anthropic_messages = || path.ends_with("/v1/messages");
+    match provider {
+        "openai" => openai_like().then_some(ApiFamily::OpenAi),
+        "anthropic" => anthropic_messages().then_some(ApiFamily::Anthropic),
+        "azure" => {
+            if anthropic_messages() {
+                Some(ApiFamily::Anthropic)
+            } else {
+                openai_like().then_some(ApiFamily::OpenAi)
+            }
+        }
+        "gemini" | "vertex" => {
+            if path.contains(":rawPredict") || path.contains(":streamRawPredict") {
+                // Anthropic models on Vertex answer in Anthropic's shape.
+                Some(ApiFamily::Anthropic)
+            } else if [":generateContent", ":streamGenerateContent", ":embedContent", ":batchEmbedContents", ":predict"]
+                .iter()
+                .any(|m| path.contains(m))
+            {
+                Some(ApiFamily::Gemini)
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Field rules
+// ---------------------------------------------------------------------------
+
+/// A scalar found in the body.
+enum Scalar<'a> {
+    Str(&'a [u8]),
+    Num(u64),
+}
+
+/// Raw counters as the provider names them; normalised by [`Usage`].
+#[derive(Debug, Clone, Default)]
+struct Raw {
+    model: Option<String>,
+    input: u64,
+    output: u64,
+    cached: u64,
+    reasoning: u64,
+    // Anthropic
+    cache_creation: u64,
+    // Gemini
+    thoughts: u64,
+    // Vertex embeddings (`predictions[].embeddings.statistics.token_count`)
+    predict_tokens: u64,
+    seen: bool,
+}
+
+impl Raw {
+    fn apply(&mut self, family: ApiFamily, path: &[&str], v: Scalar<'_>) {
+        // Envelopes: Responses API SSE (`response`), Anthropic message_start
+        // (`message`), Gemini JSON-array streams (`[]`).
+        let path = match path {
+            ["response", rest @ ..] if family == ApiFamily::OpenAi => rest,
+            ["message", rest @ ..] if family == ApiFamily::Anthropic => rest,
+            ["[]", rest @ ..] => rest,
+            p => p,
+        };
+        let n = match v {
+            Scalar::Str(s) => {
+                let is_model = match family {
+                    ApiFamily::Gemini => path == ["modelVersion"],
+                    _ => path == ["model"],
+                };
+                if is_model && !s.is_empty() {
+                    self.model = Some(String::from_utf8_lossy(s).into_owned());
+                }
+                return;
+            }
+            Scalar::Num(n) => n,
+        };
+        let slot = match (family, path) {
+            (ApiFamily::OpenAi, ["usage", "prompt_tokens" | "input_tokens"]) => &mut self.input,
+            (ApiFamily::OpenAi, ["usage", "completion_tokens" | "output_tokens"]) => &mut self.output,
+            (ApiFamily::OpenAi, ["usage", "prompt_tokens_details" | "input_tokens_details", "cached_tokens"]) => &mut self.cached,
+            (ApiFamily::OpenAi, ["usage", "completion_tokens_details" | "output_tokens_details", "reasoning_tokens"]) => {
+                &mut self.reasoning
+            }
+            (ApiFamily::Anthropic, ["usage", "input_tokens"]) => &mut self.input,
+            (ApiFamily::Anthropic, ["usage", "output_tokens"]) => &mut self.output,
+            (ApiFamily::Anthropic, ["usage", "cache_read_input_tokens"]) => &mut self.cached,
+            (ApiFamily::Anthropic, ["usage", "cache_creation_input_tokens"]) => &mut self.cache_creation,
+            (ApiFamily::Gemini, ["usageMetadata", "promptTokenCount"]) => &mut self.input,
+            (ApiFamily::Gemini, ["usageMetadata", "candidatesTokenCount"]) => &mut self.output,
+            (ApiFamily::Gemini, ["usageMetadata", "thoughtsTokenCount"]) => &mut self.thoughts,
+            (ApiFamily::Gemini, ["usageMetadata", "cachedContentTokenCount"]) => &mut self.cached,
+            (ApiFamily::Gemini, ["predictions", "[]", "embeddings", "statistics", "token_count"]) => {
+                self.predict_tokens = self.predict_tokens.saturating_add(n);
+                self.seen = true;
+                return;
+            }
+            _ => return,
+        };
+        // Streams repeat cumulative counts: the latest value wins.
+        *slot = n;
+        self.seen = true;
+    }
+
+    fn usage(&self, family: ApiFamily) -> Usage {
+        let (input, output, cached, reasoning) = match family {
+            ApiFamily::OpenAi => (self.input, self.output, self.cached, self.reasoning),
+            ApiFamily::Anthropic => (
+                self.input.saturating_add(self.cache_creation).saturating_add(self.cached),
+                self.output,
+                self.cached,
+                0,
+            ),
+            ApiFamily::Gemini => (
+                self.input.saturating_add(self.predict_tokens),
+                self.output.saturating_add(self.thoughts),
+                self.cached,
+                self.thoughts,
+            ),
+        };
+        Usage { model: self.model.clone(), input_tokens: input, output_tokens: output, cached_tokens: cached, reasoning_tokens: reasoning, seen: self.seen }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Streaming JSON scanner
+// ---------------------------------------------------------------------------
+
+/// Nesting tracked with key names; deeper values are skipped.
+const MAX_DEPTH: usize = 32;
+/// Longest key kept (longer keys match nothing we look for).
+const MAX_KEY: usize = 64;
+/// Longest string value kept (model names); longer ones are skipped.
+const MAX_STR: usize = 256;
+const MAX_NUM: usize = 32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lex {
+    Value,
+    Str { escape: bool },
+    Num,
+    Lit,
+    Failed,
+}
+
+#[derive(Debug)]
+struct Frame {
+    is_obj: bool,
+    key: Vec<u8>,
+}
+
+#[derive(Debug)]
+struct JsonScan {
+    stack: Vec<Frame>,
+    /// Frames deeper than MAX_DEPTH, counted only.
+    overflow: usize,
+    lex: Lex,
+    expect_key: bool,
+    str_is_key: bool,
+    buf: Vec<u8>,
+    buf_overflow: bool,
+}
+
+impl JsonScan {
+    fn new() -> Self {
+        JsonScan { stack: Vec::new(), overflow: 0, lex: Lex::Value, expect_key: false, str_is_key: false, buf: Vec::new(), buf_overflow: false }
+    }
+
+    fn state_bytes(&self) -> usize {
+        self.stack.iter().map(|f| f.key.capacity() + std::mem::size_of::<Frame>()).sum::<usize>() + self.buf.capacity()
+    }
+
+    fn feed(&mut self, data: &[u8], family: ApiFamily, raw: &mut Raw) {
+        let mut i = 0;
+        while i < data.len() {
+            let b = data[i];
+            match self.lex {
+                Lex::Failed => return,
+                Lex::Str { escape: true } => {
+                    self.lex = Lex::Str { escape: false };
+                    self.push_buf(b, MAX_STR);
+                }
+                Lex::Str { escape: false } => match b {
+                    b'\\' => self.lex = Lex::Str { escape: true },
+                    b'"' => {
+                        self.lex = Lex::Value;
+                        if self.str_is_key {
+                            if let Some(top) = self.stack.last_mut().filter(|_| self.overflow == 0) {
+                                top.key.clear();
+                                if !self.buf_overflow {
+                                    top.key.extend_from_slice(&self.buf);
+                                }
+                            }
+                        } else if !self.buf_overflow {
+                            let s = std::mem::take(&mut self.buf);
+                            self.scalar(Scalar::Str(&s), family, raw);
+                            self.buf = s;
+                        }
+                        self.buf.clear();
+                        self.buf_overflow = false;
+                    }
+                    _ => {
+                        // Fast path: copy (or skip) the run up to the next quote/backslash.
+                        let run = data[i..].iter().position(|&c| c == b'"' || c == b'\\').unwrap_or(data.len() - i);
+                        let limit = if self.str_is_key { MAX_KEY } else { MAX_STR };
+                        if !self.buf_overflow {
+                            if self.buf.len() + run <= limit {
+                                self.buf.extend_from_slice(&data[i..i + run]);
+                            } else {
+                                self.buf_overflow = true;
+                                self.buf.clear();
+                            }
+                        }
+                        i += run;
+                        continue;
+                    }
+                },
+                Lex::Num => {
+                    if b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E') {
+                        self.push_buf(b, MAX_NUM);
+                    } else {
+                        self.finish_number(family, raw);
+                        continue; // reprocess b
+                    }
+                }
+                Lex::Lit => {
+                    if b.is_ascii_alphabetic() {
+                        // true / false / null: nothing to record
+                    } else {
+                        self.lex = Lex::Value;
+                        continue;
+                    }
+                }
+                Lex::Value => match b {
+                    b' ' | b'\t' | b'\r' | b'\n' => {}
+                    b'{' | b'[' => {
+                        if self.stack.len() < MAX_DEPTH && self.overflow == 0 {
+                            self.stack.push(Frame { is_obj: b == b'{', key: Vec::new() });
+                        } else {
+                            self.overflow += 1;
+                        }
+                        self.expect_key = b == b'{';
+                    }
+                    b'}' | b']' => {
+                        if self.overflow > 0 {
+                            self.overflow -= 1;
+                        } else if self.stack.pop().is_none() {
+                            self.lex = Lex::Failed;
+                            return;
+                        }
+                        self.expect_key = false;
+                    }
+                    b',' => self.expect_key = self.top_is_obj(),
+                    b':' => self.expect_key = false,
+                    b'"' => {
+                        self.str_is_key = self.expect_key && self.top_is_obj();
+                        self.lex = Lex::Str { escape: false };
+                        self.buf.clear();
+                        self.buf_overflow = false;
+                    }
+                    b'-' | b'0'..=b'9' => {
+                        self.lex = Lex::Num;
+                        self.buf.clear();
+                        self.buf_overflow = false;
+                        self.push_buf(b, MAX_NUM);
+                    }
+                    b'a'..=b'z' => self.lex = Lex::Lit,
+                    _ => {
+                        self.lex = Lex::Failed;
+                        return;
+                    }
+                },
+            }
+            i += 1;
+        }
+    }
+
+    /// End of input: a number at the very end is complete.
+    fn finish(&mut self, family: ApiFamily, raw: &mut Raw) {
+        if self.lex == Lex::Num {
+            self.finish_number(family, raw);
+        }
+    }
+
+    fn top_is_obj(&self) -> bool {
+        self.overflow == 0 && self.stack.last().is_some_and(|f| f.is_obj)
+    }
+
+    fn push_buf(&mut self, b: u8, limit: usize) {
+        if self.buf_overflow {
+            return;
+        }
+        if self.buf.len() < limit {
+            self.buf.push(b);
+        } else {
+            self.buf_overflow = true;
+            self.buf.clear();
+        }
+    }
+
+    fn finish_number(&mut self, family: ApiFamily, raw: &mut Raw) {
+        self.lex = Lex::Value;
+        if self.buf_overflow {
+            return;
+        }
+        let n = std::str::from_utf8(&self.buf).ok().and_then(|s| {
+            s.parse::<u64>().ok().or_else(|| s.parse::<f64>().ok().filter(|f| *f >= 0.0 && f.is_finite()).map(|f| f as u64))
+        });
+        self.buf.clear();
+        if let Some(n) = n {
+            self.scalar(Scalar::Num(n), family, raw);
+        }
+    }
+
+    /// Report a scalar that is an object member (array items are skipped:
+    /// nothing we look for is one, and embeddings are long arrays).
+    fn scalar(&self, v: Scalar<'_>, family: ApiFamily, raw: &mut Raw) {
+        if !self.top_is_obj() {
+            return;
+        }
+        let mut path: [&str; MAX_DEPTH] = [""; MAX_DEPTH];
+        for (i, f) in self.stack.iter().enumerate() {
+            path[i] = if f.is_obj { std::str::from_utf8(&f.key).unwrap_or("") } else { "[]" };
+        }
+        raw.apply(family, &path[..self.stack.len()], v);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Decompression
+// ---------------------------------------------------------------------------
+
+/// Input is handed to a decoder in steps this big, so one step's output stays
+/// small whatever the compression ratio.
+const DECODE_STEP: usize = 512;
+
+enum Decoder {
+    Gzip(flate2::write::GzDecoder<Vec<u8>>),
+    Zlib(flate2::write::ZlibDecoder<Vec<u8>>),
+    Deflate(flate2::write::DeflateDecoder<Vec<u8>>),
+    /// `deflate` whose first bytes have not shown zlib or raw yet.
+    DeflatePending(Vec<u8>),
+    Brotli(Box<brotli::DecompressorWriter<Vec<u8>>>),
+    Zstd(zstd::stream::write::Decoder<'static, Vec<u8>>),
+}
+
+impl Decoder {
+    fn for_encoding(enc: &str) -> Option<Option<Decoder>> {
+        let enc = enc.trim().to_ascii_lowercase();
+        Some(match enc.as_str() {
+            "" | "identity" => None,
+            "gzip" | "x-gzip" => Some(Decoder::Gzip(flate2::write::GzDecoder::new(Vec::new()))),
+            "deflate" => Some(Decoder::DeflatePending(Vec::new())),
+            "br" => Some(Decoder::Brotli(Box::new(brotli::DecompressorWriter::new(Vec::new(), 4096)))),
+            "zstd" => Some(Decoder::Zstd(zstd::stream::write::Decoder::new(Vec::new()).ok()?)),
+            _ => return None,
+        })
+    }
+
+    /// Decode one step; the decoded bytes are handed to `out`.
+    fn write(&mut self, data: &[u8], out: &mut dyn FnMut(&[u8])) -> std::io::Result<()> {
+        if let Decoder::DeflatePending(seen) = self {
+            seen.extend_from_slice(data);
+            if seen.len() < 2 {
+                return Ok(());
+            }
+            // zlib: CMF/FLG with CM=8 and a header checksum (RFC 1950).
+            let zlib = seen[0] & 0x0f == 8 && (u16::from(seen[0]) << 8 | u16::from(seen[1])) % 31 == 0;
+            let buffered = std::mem::take(seen);
+            *self = if zlib {
+                Decoder::Zlib(flate2::write::ZlibDecoder::new(Vec::new()))
+            } else {
+                Decoder::Deflate(flate2::write::DeflateDecoder::new(Vec::new()))
+            };
+            return self.write(&buffered, out);
+        }
+        for step in data.chunks(DECODE_STEP) {
+            let sink = match self {
+                Decoder::Gzip(d) => {
+                    d.write_all(step)?;
+                    d.get_mut()
+                }
+                Decoder::Zlib(d) => {
+                    d.write_all(step)?;
+                    d.get_mut()
+                }
+                Decoder::Deflate(d) => {
+                    d.write_all(step)?;
+                    d.get_mut()
+                }
+                Decoder::Brotli(d) => {
+                    d.write_all(step)?;
+                    d.get_mut()
+                }
+                Decoder::Zstd(d) => {
+                    d.write_all(step)?;
+                    d.get_mut()
+                }
+                Decoder::DeflatePending(_) => unreachable!("resolved above"),
+            };
+            if !sink.is_empty() {
+                out(sink);
+                sink.clear();
+                if sink.capacity() > 256 * 1024 {
+                    sink.shrink_to(64 * 1024);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, out: &mut dyn FnMut(&[u8])) {
+        let sink = match self {
+            Decoder::Gzip(d) => d.try_finish().ok().map(|_| d.get_mut()),
+            Decoder::Zlib(d) => d.try_finish().ok().map(|_| d.get_mut()),
+            Decoder::Deflate(d) => d.try_finish().ok().map(|_| d.get_mut()),
+            Decoder::Brotli(d) => d.flush().ok().map(|_| d.get_mut()),
+            Decoder::Zstd(d) => d.flush().ok().map(|_| d.get_mut()),
+            Decoder::DeflatePending(_) => None,
+        };
+        if let Some(s) = sink {
+            if !s.is_empty() {
+                out(s);
+                s.clear();
+            }
+        }
+    }
+
+    fn state_bytes(&self) -> usize {
+        match self {
+            Decoder::Gzip(d) => d.get_ref().capacity(),
+            Decoder::Zlib(d) => d.get_ref().capacity(),
+            Decoder::Deflate(d) => d.get_ref().capacity(),
+            Decoder::DeflatePending(v) => v.capacity(),
+            Decoder::Brotli(d) => d.get_ref().capacity(),
+            Decoder::Zstd(d) => d.get_ref().capacity(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// SSE framing
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Line {
+    /// At the start of a line: up to 5 bytes of it held to see `data:`.
+    Start,
+    /// Inside a `data:` line (after the optional space).
+    Data,
+    /// Right after `data:`: one leading space is dropped.
+    DataSpace,
+    /// Another field or a comment: skipped to the end of the line.
+    Skip,
+}
+
+struct Sse {
+    line: Line,
+    prefix: Vec<u8>,
+    /// The current event's JSON (fresh per event).
+    json: JsonScan,
+    event_has_data: bool,
+}
+
+impl Sse {
+    fn new() -> Self {
+        Sse { line: Line::Start, prefix: Vec::with_capacity(5), json: JsonScan::new(), event_has_data: false }
+    }
+
+    fn feed(&mut self, data: &[u8], family: ApiFamily, raw: &mut Raw) {
+        let mut i = 0;
+        while i < data.len() {
+            let b = data[i];
+            match self.line {
+                Line::Start => {
+                    if b == b'\n' || b == b'\r' {
+                        if b == b'\n' && self.prefix.is_empty() {
+                            self.end_event(family, raw);
+                        } else if b == b'\n' {
+                            self.prefix.clear();
+                        }
+                        // '\r' of a CRLF: ignored
+                        i += 1;
+                        continue;
+                    }
+                    self.prefix.push(b);
+                    if self.prefix.as_slice() == b"data:" {
+                        self.prefix.clear();
+                        if self.event_has_data {
+                            // Multi-line data: lines join with a newline.
+                            self.json.feed(b"\n", family, raw);
+                        }
+                        self.event_has_data = true;
+                        self.line = Line::DataSpace;
+                    } else if !b"data:".starts_with(&self.prefix) {
+                        self.prefix.clear();
+                        self.line = Line::Skip;
+                    }
+                    i += 1;
+                }
+                Line::DataSpace | Line::Data => {
+                    if self.line == Line::DataSpace {
+                        self.line = Line::Data;
+                        if b == b' ' {
+                            i += 1;
+                            continue;
+                        }
+                    }
+                    let end = data[i..].iter().position(|&c| c == b'\n' || c == b'\r').map_or(data.len(), |p| i + p);
+                    self.json.feed(&data[i..end], family, raw);
+                    if end < data.len() {
+                        self.line = Line::Start;
+                        // Let Start see the line end (a blank line follows a newline).
+                        if data[end] == b'\r' {
+                            i = end + 1;
+                            if i < data.len() && data[i] == b'\n' {
+                                i += 1;
+                            }
+                        } else {
+                            i = end + 1;
+                        }
+                        continue;
+                    }
+                    i = end;
+                }
+                Line::Skip => {
+                    match data[i..].iter().position(|&c| c == b'\n') {
+                        Some(p) => {
+                            self.line = Line::Start;
+                            i += p + 1;
+                        }
+                        None => i = data.len(),
+                    }
+                }
+            }
+        }
+    }
+
+    fn end_event(&mut self, family: ApiFamily, raw: &mut Raw) {
+        if self.event_has_data {
+            self.json.finish(family, raw);
+        }
+        self.json = JsonScan::new();
+        self.event_has_data = false;
+    }
+
+    fn state_bytes(&self) -> usize {
+        self.prefix.capacity() + self.json.state_bytes()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The scanner
+// ---------------------------------------------------------------------------
+
+enum Body {
+    Json(JsonScan),
+    Sse(Sse),
+}
+
+pub struct UsageScanner {
+    family: ApiFamily,
+    decoder: Option<Decoder>,
+    body: Body,
+    raw: Raw,
+    usage: Usage,
+    disabled: bool,
+    finished: bool,
+}
+
+impl UsageScanner {
+    /// `content_type` and `content_encoding` are the response's headers. An
+    /// encoding the scanner cannot decode disables it (usage unknown).
+    pub fn new(family: ApiFamily, content_type: Option<&str>, content_encoding: Option<&str>) -> Self {
+        let sse = content_type.is_some_and(|c| c.trim_start().to_ascii_lowercase().starts_with("text/event-stream"));
+        let (decoder, disabled) = match content_encoding.map(Decoder::for_encoding) {
+            None => (None, false),
+            Some(Some(d)) => (d, false),
+            Some(None) => (None, true),
+        };
+        UsageScanner {
+            family,
+            decoder,
+            body: if sse { Body::Sse(Sse::new()) } else { Body::Json(JsonScan::new()) },
+            raw: Raw::default(),
+            usage: Usage::default(),
+            disabled,
+            finished: false,
+        }
+    }
+
+    pub fn feed(&mut self, chunk: &[u8]) {
+        if self.disabled || self.finished || chunk.is_empty() {
+            return;
+        }
+        let (family, body, raw) = (self.family, &mut self.body, &mut self.raw);
+        let mut sink = |decoded: &[u8]| match body {
+            Body::Json(j) => j.feed(decoded, family, raw),
+            Body::Sse(s) => s.feed(decoded, family, raw),
+        };
+        match self.decoder.as_mut() {
+            None => sink(chunk),
+            Some(d) => {
+                if d.write(chunk, &mut sink).is_err() {
+                    // Corrupt compressed data: keep what was found, stop.
+                    self.decoder = None;
+                    self.disabled = true;
+                }
+            }
+        }
+        self.usage = self.raw.usage(self.family);
+    }
+
+    /// What was seen so far (valid mid-stream).
+    pub fn usage(&self) -> &Usage {
+        &self.usage
+    }
+
+    /// End of body: flush the decoder and the last event.
+    pub fn finish(&mut self) -> &Usage {
+        if !self.finished && !self.disabled {
+            let (family, body, raw) = (self.family, &mut self.body, &mut self.raw);
+            let mut sink = |decoded: &[u8]| match body {
+                Body::Json(j) => j.feed(decoded, family, raw),
+                Body::Sse(s) => s.feed(decoded, family, raw),
+            };
+            if let Some(d) = self.decoder.as_mut() {
+                d.flush(&mut sink);
+            }
+            match &mut self.body {
+                Body::Json(j) => j.finish(family, &mut self.raw),
+                Body::Sse(s) => s.end_event(family, &mut self.raw),
+            }
+            self.usage = self.raw.usage(self.family);
+        }
+        self.finished = true;
+        &self.usage
+    }
+
+    /// Bytes of state held (tests assert it stays bounded).
+    pub fn state_bytes(&self) -> usize {
+        let body = match &self.body {
+            Body::Json(j) => j.state_bytes(),
+            Body::Sse(s) => s.state_bytes(),
+        };
+        body + self.decoder.as_ref().map_or(0, Decoder::state_bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -193,3 +193,52 @@ fn alerts_and_dashboard_use_only_exported_metrics() {
     let dash: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(format!("{root}/conf/grafana-dashboard.json")).unwrap()).unwrap();
     assert!(dash["panels"].as_array().unwrap().len() >= 10);
 }
+
+#[test]
+fn shipped_configs_pass_the_check() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    for file in ["conf/tollgate.yaml", "systemd/tollgate.yaml"] {
+        let out = std::process::Command::new(BIN).args(["-t", "-c", &format!("{root}/{file}")]).output().unwrap();
+        assert!(out.status.success(), "{file}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+#[test]
+fn daemon_mode_writes_its_pid_and_sigterm_stops_it() {
+    let mock = Mock::start(|_| json(200, json!({"ok": true})));
+    let dir = temp_dir("daemon");
+    let port = free_port();
+    let yaml = format!(
+        "version: 1\nthreads: 1\npid_file: {d}/t.pid\nupgrade_sock: {d}/u.sock\nerror_log: {d}/error.log\ngrace_period_seconds: 0\ngraceful_shutdown_timeout_seconds: 1\ntollgate:\n  listen: \"127.0.0.1:{port}\"\n  access_log: {d}/access.log\n  providers:\n    openai: {{ base_url: \"{}\", keys: [{{ name: k, value: sk-d }}] }}\n",
+        mock.url(),
+        d = dir.display()
+    );
+    std::fs::write(dir.join("t.yaml"), yaml).unwrap();
+    let st = std::process::Command::new(BIN).args(["-d", "-c"]).arg(dir.join("t.yaml")).status().unwrap();
+    assert!(st.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let pid = loop {
+        if let Ok(p) = std::fs::read_to_string(dir.join("t.pid")) {
+            if let Ok(p) = p.trim().parse::<u32>() {
+                if raw_request(port, b"GET /readyz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").is_ok_and(|r| r.status == 200) {
+                    break p;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "daemon did not come up");
+        thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(get(port, "/openai_passthrough/v1/models", &[]).status, 200);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !std::fs::read_to_string(dir.join("access.log")).unwrap_or_default().contains("/openai_passthrough/v1/models") {
+        assert!(Instant::now() < deadline, "the daemon wrote no record");
+        thread::sleep(Duration::from_millis(20));
+    }
+    std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(Instant::now() < deadline, "daemon did not stop on SIGTERM");
+        thread::sleep(Duration::from_millis(50));
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
