@@ -33,7 +33,7 @@ e2e: build venv
 # (the SDK test venv).
 deps:
 	@missing=""; \
-	for p in cmake pkg-config libssl-dev systemd; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	for p in cmake pkg-config libssl-dev systemd curl; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	$(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
