@@ -1,0 +1,326 @@
+#!/usr/bin/env python3
+"""Turns the raw driver outputs of benches/run.sh into the benchmark figures.
+
+    python3 benches/report.py RAW_DIR OUT_DIR
+
+Writes OUT_DIR/latest.json (figures, targets, machine, raw runs),
+OUT_DIR/latest.md (the tables, also printed on stdout) and
+OUT_DIR/latency.svg (latency distributions at 1,000 RPS, via gnuplot).
+Standard library only.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+RATES = (500, 1000, 2000)
+PATHS = ("direct", "nginx", "tollgate")
+PCTS = (("p50", "p50_us"), ("p90", "p90_us"), ("p99", "p99_us"), ("p99.9", "p999_us"))
+KIB, MIB = 1024, 1024 * 1024
+
+
+def load(raw, name):
+    p = os.path.join(raw, name + ".json")
+    if not os.path.exists(p):
+        return None
+    with open(p) as f:
+        return json.load(f)
+
+
+def pick(st):
+    return {k: round(st[f], 1) for k, f in PCTS}
+
+
+def diff(a, b):
+    return {k: round(a[k] - b[k], 1) for k in a}
+
+
+def main():
+    raw, out = sys.argv[1], sys.argv[2]
+    os.makedirs(out, exist_ok=True)
+    machine = load(raw, "machine") or {}
+    runs = {}
+    for f in sorted(os.listdir(raw)):
+        if f.endswith(".json") and f != "machine.json":
+            runs[f[:-5]] = load(raw, f[:-5])
+
+    fig = {"machine": machine}
+
+    # Open loop: latency from the scheduled send time, and service time.
+    ol = {}
+    for r in RATES:
+        row = {}
+        for p in PATHS:
+            d = runs.get(f"rate-{p}-{r}")
+            if d:
+                row[p] = {
+                    "latency_us": pick(d["latency"]),
+                    "service_us": pick(d["service"]),
+                    "rps_achieved": round(d["rps_achieved"], 1),
+                    "requests": d["requests"],
+                    "errors": d["errors"] + d["non_2xx"],
+                }
+        if "direct" in row:
+            for p in ("nginx", "tollgate"):
+                if p in row:
+                    row[p]["added_latency_us"] = diff(row[p]["latency_us"], row["direct"]["latency_us"])
+                    row[p]["added_service_us"] = diff(row[p]["service_us"], row["direct"]["service_us"])
+        ol[str(r)] = row
+    fig["open_loop"] = ol
+
+    # Max rate and CPU.
+    mx = {}
+    for p in PATHS:
+        d = runs.get(f"max-{p}")
+        if d:
+            mx[p] = {
+                "rps": round(d["rps"], 1),
+                "errors": d["errors"] + d["non_2xx"],
+                "latency_us": pick(d["latency"]),
+                "cpu_ms_per_1000_requests": round(d["cpu_ms_per_1000_requests"], 2),
+                "cpu_cores_busy": round(d["cpu_cores_busy"], 2),
+            }
+    if "nginx" in mx and "tollgate" in mx and mx["nginx"]["rps"] > 0:
+        mx["tollgate_over_nginx"] = round(mx["tollgate"]["rps"] / mx["nginx"]["rps"], 3)
+    fig["max_rate"] = mx
+
+    # SSE.
+    sse = {}
+    for p in PATHS:
+        d = runs.get(f"sse-{p}")
+        if d:
+            sse[p] = {
+                "streams": d["streams_done"],
+                "events": d["events"],
+                "errors": d["errors"],
+                "ttfe_us": pick(d["ttfe"]),
+                "delivery_us": pick(d["delivery"]),
+                "gap_us": pick(d["gap"]),
+            }
+    if "direct" in sse:
+        for p in ("nginx", "tollgate"):
+            if p in sse:
+                sse[p]["added_ttfe_us"] = diff(sse[p]["ttfe_us"], sse["direct"]["ttfe_us"])
+                sse[p]["added_delivery_us"] = diff(sse[p]["delivery_us"], sse["direct"]["delivery_us"])
+                sse[p]["added_gap_us"] = diff(sse[p]["gap_us"], sse["direct"]["gap_us"])
+    fig["sse"] = sse
+
+    # Memory.
+    mem = {}
+    for name in ("tollgate-fresh", "tollgate", "tollgate-end", "nginx-fresh", "nginx"):
+        d = runs.get(f"idle-{name}")
+        if d:
+            mem[f"idle_{name.replace('-', '_')}"] = {"rss": d["rss"], "hwm": d["hwm"]}
+    for p in ("nginx", "tollgate"):
+        d = runs.get(f"hold-{p}")
+        if d:
+            mem[f"streams_{p}"] = {
+                k: d[k]
+                for k in ("streams", "opened", "failed", "open_seconds", "rss_before", "rss_open",
+                          "rss_open_peak", "hwm_held", "rss_after_close", "bytes_per_stream")
+            }
+    for p in ("direct", "tollgate"):
+        for kind in ("upload", "download"):
+            d = runs.get(f"{kind}-{p}")
+            if d:
+                mem[f"{kind}_{p}"] = {k: d[k] for k in ("bytes", "moved", "status", "error", "seconds",
+                                                          "mb_per_s", "rss_before", "rss_peak", "rss_growth")}
+    fig["memory"] = mem
+
+    # Targets of issue 7.
+    t = []
+
+    def target(name, measured, limit, unit, ok_if_le=True, note=""):
+        met = None if measured is None else (measured <= limit if ok_if_le else measured >= limit)
+        t.append({"target": name, "measured": measured, "limit": limit, "unit": unit, "met": met, "note": note})
+
+    a = ol.get("1000", {}).get("tollgate", {}).get("added_latency_us")
+    target("added p50 at 1,000 RPS", a and a["p50"], 150, "us")
+    target("added p99 at 1,000 RPS", a and a["p99"], 1000, "us")
+    target("max RPS vs nginx", mx.get("tollgate_over_nginx"), 0.9, "ratio", ok_if_le=False)
+    s = sse.get("tollgate", {}).get("added_delivery_us")
+    target("added SSE inter-event delay p99", s and s["p99"], 1000, "us",
+           note="per-event delivery delay (arrival minus the mock's write time), events after the first")
+    idle = mem.get("idle_tollgate")
+    target("RSS idle", idle and idle["rss"], 64 * MIB, "bytes", note="after start and a few warm-up requests")
+    st = mem.get("streams_tollgate")
+    target("RSS per open SSE stream", st and round(st["bytes_per_stream"]), 40 * KIB, "bytes",
+           note=f"{st['opened'] if st else 0} streams; (peak RSS while open - RSS before) / streams")
+    g = [mem[k]["rss_growth"] for k in ("upload_tollgate", "download_tollgate") if k in mem]
+    target("RSS growth moving a 1 GB body", max(g) if g else None, 32 * MIB, "bytes", note="max of upload and download")
+    fig["targets"] = t
+    fig["raw"] = runs
+
+    with open(os.path.join(out, "latest.json"), "w") as f:
+        json.dump(fig, f, indent=1)
+    md = render(fig)
+    with open(os.path.join(out, "latest.md"), "w") as f:
+        f.write(md)
+    print(md)
+    plot(runs, out)
+
+
+def fmt_us(v):
+    return f"{v:.0f}" if abs(v) >= 10 else f"{v:.1f}"
+
+
+def mb(v):
+    return f"{v / MIB:.1f} MiB"
+
+
+def render(fig):
+    m = fig["machine"]
+    L = []
+    L.append(f"Run: {m.get('date', '?')}; {m.get('nproc', '?')} CPUs ({m.get('cpu_model', '?')}), "
+             f"{m.get('mem_total_gib', '?')} GiB RAM, kernel {m.get('kernel', '?')}, tollgate {m.get('git', '?')}, "
+             f"{m.get('run_seconds', '?')} s, load average at end {' '.join(m.get('loadavg_at_end', []))}")
+    L.append("")
+    L.append("Open loop, latency from the scheduled send time (µs); added = path minus direct")
+    L.append("")
+    L.append("| RPS | path | p50 | p90 | p99 | p99.9 | added p50 | added p90 | added p99 | added p99.9 | errors |")
+    L.append("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r, row in fig["open_loop"].items():
+        for p in PATHS:
+            if p not in row:
+                continue
+            x = row[p]
+            lat = x["latency_us"]
+            add = x.get("added_latency_us")
+            adds = [fmt_us(add[k]) for k, _ in PCTS] if add else ["", "", "", ""]
+            L.append(f"| {r} | {p} | " + " | ".join(fmt_us(lat[k]) for k, _ in PCTS) + " | " + " | ".join(adds)
+                     + f" | {x['errors']} |")
+    L.append("")
+    L.append("Service time (from the actual write, µs), added vs direct: "
+             + "; ".join(f"{r} RPS {p} p50 {fmt_us(row[p]['added_service_us']['p50'])} / p99 "
+                         f"{fmt_us(row[p]['added_service_us']['p99'])}"
+                         for r, row in fig["open_loop"].items() for p in ("nginx", "tollgate")
+                         if p in row and "added_service_us" in row[p]))
+    L.append("")
+    mx = fig["max_rate"]
+    L.append("Max rate: 64 keep-alive connections, closed loop; CPU = utime+stime of the serving process(es)")
+    L.append("")
+    L.append("| path | RPS | p50 µs | p99 µs | CPU ms / 1,000 req | cores busy | errors |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|")
+    for p in PATHS:
+        if p in mx:
+            x = mx[p]
+            who = {"direct": "mock", "nginx": "nginx workers", "tollgate": "tollgate"}[p]
+            L.append(f"| {p} | {x['rps']:.0f} | {fmt_us(x['latency_us']['p50'])} | {fmt_us(x['latency_us']['p99'])} | "
+                     f"{x['cpu_ms_per_1000_requests']:.1f} ({who}) | {x['cpu_cores_busy']:.2f} | {x['errors']} |")
+    if "tollgate_over_nginx" in mx:
+        L.append("")
+        L.append(f"tollgate / nginx max RPS: {mx['tollgate_over_nginx']:.3f}")
+    L.append("")
+    sse = fig["sse"]
+    L.append("SSE: 300 streams x 50 events at 50 events/s, 50 concurrent (µs)")
+    L.append("")
+    L.append("| path | TTFE p50 | TTFE p99 | delivery p50 | delivery p99 | delivery p99.9 | gap p99 | "
+             "added TTFE p50 | added TTFE p99 | added delivery p99 | added gap p99 | errors |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for p in PATHS:
+        if p in sse:
+            x = sse[p]
+            at, ad, ag = x.get("added_ttfe_us"), x.get("added_delivery_us"), x.get("added_gap_us")
+            L.append(f"| {p} | {fmt_us(x['ttfe_us']['p50'])} | {fmt_us(x['ttfe_us']['p99'])} | "
+                     f"{fmt_us(x['delivery_us']['p50'])} | {fmt_us(x['delivery_us']['p99'])} | "
+                     f"{fmt_us(x['delivery_us']['p99.9'])} | {fmt_us(x['gap_us']['p99'])} | "
+                     + (f"{fmt_us(at['p50'])} | {fmt_us(at['p99'])} | {fmt_us(ad['p99'])} | {fmt_us(ag['p99'])}"
+                        if at else " | | | ") + f" | {x['errors']} |")
+    L.append("")
+    mem = fig["memory"]
+    L.append("Memory (VmRSS; nginx = sum of its 2 workers)")
+    L.append("")
+    L.append("| figure | tollgate | nginx |")
+    L.append("|---|---:|---:|")
+
+    def g(k, f):
+        return mem[k][f] if k in mem else None
+
+    def cell(v, fn=mb):
+        return fn(v) if v is not None else "-"
+
+    L.append(f"| RSS just started | {cell(g('idle_tollgate_fresh', 'rss'))} | {cell(g('idle_nginx_fresh', 'rss'))} |")
+    L.append(f"| RSS idle after warm-up | {cell(g('idle_tollgate', 'rss'))} | {cell(g('idle_nginx', 'rss'))} |")
+    for p in ("tollgate", "nginx"):
+        pass
+    st_t, st_n = mem.get("streams_tollgate"), mem.get("streams_nginx")
+
+    def sv(st, k, fn=mb):
+        return fn(st[k]) if st else "-"
+
+    L.append(f"| streams opened / failed | {sv(st_t, 'opened', str)} / {sv(st_t, 'failed', str)} | "
+             f"{sv(st_n, 'opened', str)} / {sv(st_n, 'failed', str)} |")
+    L.append(f"| RSS before the streams | {sv(st_t, 'rss_before')} | {sv(st_n, 'rss_before')} |")
+    L.append(f"| peak RSS with the streams open | {sv(st_t, 'rss_open_peak')} | {sv(st_n, 'rss_open_peak')} |")
+    L.append(f"| bytes per open stream | {sv(st_t, 'bytes_per_stream', lambda v: f'{v / KIB:.1f} KiB')} | "
+             f"{sv(st_n, 'bytes_per_stream', lambda v: f'{v / KIB:.1f} KiB')} |")
+    L.append(f"| VmHWM at the end of the hold | {sv(st_t, 'hwm_held')} | {sv(st_n, 'hwm_held')} |")
+    for kind in ("upload", "download"):
+        x = mem.get(f"{kind}_tollgate")
+        d = mem.get(f"{kind}_direct")
+        if x:
+            L.append(f"| 1 GB {kind}: RSS growth (throughput; direct {d['mb_per_s']:.0f} MB/s) | "
+                     f"{mb(x['rss_growth'])} ({x['mb_per_s']:.0f} MB/s, status {x['status']}) | - |"
+                     if d else f"| 1 GB {kind}: RSS growth | {mb(x['rss_growth'])} | - |")
+    L.append("")
+    L.append("Targets (issue 7)")
+    L.append("")
+    L.append("| target | limit | measured | met |")
+    L.append("|---|---:|---:|---|")
+    for t in fig["targets"]:
+        u, v, lim = t["unit"], t["measured"], t["limit"]
+        if u == "us":
+            f = lambda x: f"{x:.0f} µs"
+        elif u == "bytes":
+            f = lambda x: (f"{x / KIB:.1f} KiB" if x < MIB else f"{x / MIB:.1f} MiB")
+        else:
+            f = lambda x: f"{x:.3f}"
+        lim_s = ("≥ " if u == "ratio" else "≤ ") + f(lim)
+        met = "n/a" if t["met"] is None else ("met" if t["met"] else "NOT met")
+        L.append(f"| {t['target']} | {lim_s} | {f(v) if v is not None else '-'} | {met} |")
+    return "\n".join(L) + "\n"
+
+
+def plot(runs, out):
+    gp = shutil.which("gnuplot")
+    if not gp:
+        print("report.py: gnuplot not found, no plot", file=sys.stderr)
+        return
+    datadir = os.path.join(out, ".plotdata")
+    os.makedirs(datadir, exist_ok=True)
+    series = []
+    for p in PATHS:
+        d = runs.get(f"rate-{p}-1000")
+        if not d:
+            continue
+        fn = os.path.join(datadir, f"{p}.dat")
+        with open(fn, "w") as f:
+            for pct, us in d["latency"]["spectrum"]:
+                if pct < 100:
+                    f.write(f"{1 / (1 - pct / 100):.6f} {max(us, 1):.3f}\n")
+        series.append((p, fn))
+    svg = os.path.join(out, "latency.svg")
+    script = f"""
+set terminal svg size 900,540 dynamic font 'sans,12'
+set output '{svg}'
+set title 'Latency distribution at 1,000 RPS open loop (from scheduled send time)'
+set logscale x
+set logscale y
+set xlabel 'percentile'
+set ylabel 'latency (µs)'
+set xtics ('0%%' 1, '50%%' 2, '90%%' 10, '99%%' 100, '99.9%%' 1000, '99.99%%' 10000)
+set grid xtics ytics mytics
+set key top left
+plot """ + ", ".join(f"'{fn}' using 1:2 with linespoints title '{p}'" for p, fn in series) + "\n"
+    script = script.replace("%%", "%")
+    r = subprocess.run([gp], input=script, text=True, capture_output=True)
+    shutil.rmtree(datadir, ignore_errors=True)
+    if r.returncode != 0:
+        print("report.py: gnuplot failed: " + r.stderr, file=sys.stderr)
+    else:
+        print(f"plot: {svg}")
+
+
+if __name__ == "__main__":
+    main()

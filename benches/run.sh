@@ -1,0 +1,216 @@
+#!/usr/bin/env bash
+# tollgate request-path benchmark (GitHub issue 7). One invocation, one
+# machine, three paths to the same mock provider:
+#
+#   direct    driver -> mock_provider
+#   nginx     driver -> nginx (benches/nginx.conf, keep-alive proxy) -> mock
+#   tollgate  driver -> tollgate (benches/tollgate-bench.yaml) -> mock
+#
+# Builds what it needs, installs nginx-light and gnuplot-nox with apt-get when
+# missing, runs open-loop 500/1000/2000 RPS, max rate, SSE latency, 2,000
+# held SSE streams and 1 GB bodies, then writes benches/results/latest.json
+# and benches/results/latency.svg and prints the table (benches/report.py).
+# Every process it starts listens on 127.0.0.1 and is killed on exit.
+#
+# Environment knobs:
+#   BENCH_DURATION=8   seconds measured per open-loop / max-rate run (+1 s warm-up)
+#   BENCH_STREAMS=2000 SSE streams held open for the memory figure
+#   BENCH_BIG_BYTES=1073741824  size of the upload and download
+#   BENCH_KEEP_TMP=1   keep the temp directory (logs, raw JSON)
+#   BENCH_OUT=benches/results   where latest.json and latency.svg go
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+export OPENSSL_NO_VENDOR=1
+DUR=${BENCH_DURATION:-8}
+WARM=1
+RATES=(500 1000 2000)
+STREAMS=${BENCH_STREAMS:-2000}
+BIG=${BENCH_BIG_BYTES:-1073741824}
+OUT=${BENCH_OUT:-$ROOT/benches/results}
+START_TS=$(date +%s)
+
+log() { printf '\n== %s\n' "$*" >&2; }
+
+# ---------------------------------------------------------------- packages
+missing=""
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$missing nginx-light"
+command -v gnuplot >/dev/null 2>&1 || missing="$missing gnuplot-nox"
+command -v python3 >/dev/null 2>&1 || missing="$missing python3"
+if [ -n "$missing" ]; then
+  log "installing:$missing"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+# ------------------------------------------------------------------- build
+log "building tollgate (release) and the bench tools"
+cargo build --release --locked
+TOLLGATE=$ROOT/target/release/tollgate
+eval "$(cargo build --release --locked --bench mock_provider --bench driver --message-format=json 2>/dev/null |
+  python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] in ("mock_provider", "driver"):
+        print("%s=%s" % (m["target"]["name"].upper(), m["executable"]))
+')"
+[ -x "${MOCK_PROVIDER:-}" ] && [ -x "${DRIVER:-}" ] || { echo "run.sh: bench tools did not build" >&2; exit 1; }
+
+# ------------------------------------------------------------ environment
+# 2,000 streams cost tollgate two descriptors each (client + upstream).
+hard=$(ulimit -Hn)
+if [ "$hard" = unlimited ] || [ "$hard" -gt 65536 ]; then hard=65536; fi
+ulimit -n "$hard"
+if [ "$(ulimit -n)" -lt $((STREAMS * 2 + 1000)) ]; then
+  echo "run.sh: ulimit -n is $(ulimit -n); $STREAMS streams need $((STREAMS * 2 + 1000))" >&2
+  exit 1
+fi
+CLK_TCK=$(getconf CLK_TCK)
+
+TMP=$(mktemp -d /tmp/tollgate-bench.XXXXXX)
+chmod 755 "$TMP"
+RAW=$TMP/raw
+mkdir -p "$RAW" "$OUT"
+PIDS=()
+cleanup() {
+  local rc=$?
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  if [ "${BENCH_KEEP_TMP:-0}" = 1 ] || [ $rc -ne 0 ]; then
+    echo "run.sh: logs and raw results kept in $TMP" >&2
+  else
+    rm -rf "$TMP"
+  fi
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { # port, seconds
+  local i
+  for ((i = 0; i < $2 * 20; i++)); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "run.sh: nothing listens on 127.0.0.1:$1 after $2 s" >&2
+  return 1
+}
+MOCK_PORT=$(free_port); NGINX_PORT=$(free_port); TG_PORT=$(free_port); TG_METRICS_PORT=$(free_port)
+subst() { sed -e "s#@TMP@#$TMP#g; s#@PORT@#$2#g; s#@METRICS_PORT@#$TG_METRICS_PORT#g; s#@MOCK_PORT@#$MOCK_PORT#g" "$1"; }
+
+# ---------------------------------------------------------------- servers
+log "starting mock provider, nginx and tollgate on 127.0.0.1 (temp dir $TMP)"
+"$MOCK_PROVIDER" --listen "127.0.0.1:$MOCK_PORT" --threads 2 >"$TMP/mock.log" 2>&1 &
+MOCK_PID=$!; PIDS+=("$MOCK_PID")
+wait_port "$MOCK_PORT" 10
+
+subst benches/nginx.conf "$NGINX_PORT" >"$TMP/nginx.conf"
+mkdir -p "$TMP/nginx-client-body" "$TMP/nginx-proxy" "$TMP/nginx-fastcgi" "$TMP/nginx-uwsgi" "$TMP/nginx-scgi"
+"$NGINX" -p "$TMP/" -c "$TMP/nginx.conf" -e "$TMP/nginx-error.log" >"$TMP/nginx.stdout" 2>&1 &
+NGINX_PID=$!; PIDS+=("$NGINX_PID")
+wait_port "$NGINX_PORT" 10
+
+subst benches/tollgate-bench.yaml "$TG_PORT" >"$TMP/tollgate.yaml"
+TOLLGATE_BENCH_OPENAI_KEY=sk-bench-dummy RUST_LOG=warn \
+  "$TOLLGATE" -c "$TMP/tollgate.yaml" >"$TMP/tollgate.stdout" 2>"$TMP/tollgate.stderr" &
+TG_PID=$!; PIDS+=("$TG_PID")
+wait_port "$TG_PORT" 20
+sleep 0.5
+NGINX_WORKERS=$(pgrep -P "$NGINX_PID" | paste -sd, -)
+
+declare -A URL=(
+  [direct]="http://127.0.0.1:$MOCK_PORT"
+  [nginx]="http://127.0.0.1:$NGINX_PORT"
+  [tollgate]="http://127.0.0.1:$TG_PORT/openai_passthrough"
+)
+declare -A CPU_PIDS=([direct]="$MOCK_PID" [nginx]="$NGINX_WORKERS" [tollgate]="$TG_PID")
+PATHS=(direct nginx tollgate)
+drv() { "$DRIVER" "$@" --threads 2 --clk-tck "$CLK_TCK"; }
+
+mem_json() { # name pid[,pid]
+  local total_rss=0 total_hwm=0 p
+  for p in ${2//,/ }; do
+    total_rss=$((total_rss + $(awk '/^VmRSS:/{print $2*1024}' "/proc/$p/status")))
+    total_hwm=$((total_hwm + $(awk '/^VmHWM:/{print $2*1024}' "/proc/$p/status")))
+  done
+  printf '{"label":"%s","pids":"%s","rss":%s,"hwm":%s}\n' "$1" "$2" "$total_rss" "$total_hwm"
+}
+
+# --------------------------------------------------------- idle memory
+mem_json tollgate-fresh "$TG_PID" >"$RAW/idle-tollgate-fresh.json"
+mem_json nginx-fresh "$NGINX_WORKERS" >"$RAW/idle-nginx-fresh.json"
+for p in "${PATHS[@]}"; do # a few requests so every path has warm connections
+  drv rate --url "${URL[$p]}/v1/chat/completions" --rps 200 --duration 1 --warmup 0 --label "warm-$p" >/dev/null
+done
+sleep 1
+mem_json tollgate-idle "$TG_PID" >"$RAW/idle-tollgate.json"
+mem_json nginx-idle "$NGINX_WORKERS" >"$RAW/idle-nginx.json"
+
+# --------------------------------------------------------- open loop
+for r in "${RATES[@]}"; do
+  for p in "${PATHS[@]}"; do
+    log "open loop $r RPS via $p (${DUR}s + ${WARM}s warm-up)"
+    drv rate --url "${URL[$p]}/v1/chat/completions" --rps "$r" --duration "$DUR" --warmup "$WARM" \
+      --conns 32 --label "$p" >"$RAW/rate-$p-$r.json"
+  done
+done
+
+# --------------------------------------------------------- max rate
+for p in "${PATHS[@]}"; do
+  log "max rate via $p (64 connections, closed loop, ${DUR}s)"
+  drv max --url "${URL[$p]}/v1/chat/completions" --conns 64 --duration "$DUR" --warmup "$WARM" \
+    --pids "${CPU_PIDS[$p]}" --label "$p" >"$RAW/max-$p.json"
+done
+
+# --------------------------------------------------------- SSE latency
+# 300 streams, 50 at a time, 50 events each at 50 events/s (20 ms apart).
+for p in "${PATHS[@]}"; do
+  log "SSE via $p (300 streams x 50 events, 50 concurrent)"
+  drv sse --url "${URL[$p]}/v1/chat/completions" --streams 50 --count 300 \
+    --header 'x-mock-events: 50' --header 'x-mock-eps: 50' --header 'x-mock-ttfb-ms: 0' \
+    --label "$p" >"$RAW/sse-$p.json"
+done
+
+# --------------------------------------------------------- held streams
+# One event per second per stream; the streams outlive the hold.
+for p in nginx tollgate; do
+  log "$STREAMS SSE streams held open via $p"
+  drv hold --url "${URL[$p]}/v1/chat/completions" --streams "$STREAMS" --ramp-per-sec 1000 --hold-secs 4 \
+    --header 'x-mock-events: 100000' --header 'x-mock-eps: 1' --pids "${CPU_PIDS[$p]}" \
+    --label "$p" >"$RAW/hold-$p.json"
+done
+
+# --------------------------------------------------------- 1 GB bodies
+for p in direct tollgate; do
+  log "upload and download of $BIG bytes via $p"
+  drv upload --url "${URL[$p]}/v1/upload" --bytes "$BIG" --pids "${CPU_PIDS[$p]}" --label "$p" >"$RAW/upload-$p.json"
+  drv download --url "${URL[$p]}/v1/download?bytes=$BIG" --bytes "$BIG" --pids "${CPU_PIDS[$p]}" --label "$p" >"$RAW/download-$p.json"
+done
+mem_json tollgate-end "$TG_PID" >"$RAW/idle-tollgate-end.json"
+
+# ------------------------------------------------------------- machine
+git_rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || git_rev="$git_rev+uncommitted-src"
+python3 - "$RAW/machine.json" "$git_rev" "$(( $(date +%s) - START_TS ))" <<'EOF'
+import json, os, subprocess, sys, datetime
+model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "unknown")
+mem_kb = next(int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal"))
+json.dump({
+    "date": subprocess.run(["date"], capture_output=True, text=True).stdout.strip(),
+    "date_iso": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    "nproc": os.cpu_count(),
+    "cpu_model": model,
+    "mem_total_gib": round(mem_kb / 1024 / 1024, 1),
+    "kernel": os.uname().release,
+    "git": sys.argv[2],
+    "run_seconds": int(sys.argv[3]),
+    "loadavg_at_end": open("/proc/loadavg").read().split()[:3],
+}, open(sys.argv[1], "w"))
+EOF
+
+python3 benches/report.py "$RAW" "$OUT"
+log "done in $(( $(date +%s) - START_TS )) s"
