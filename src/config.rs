@@ -66,6 +66,7 @@ struct RawGateway {
     prices: Option<crate::prices::RawTable>,
     #[serde(default)]
     virtual_keys: Vec<RawVirtualKey>,
+    state_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -275,6 +276,8 @@ pub struct Config {
     pub providers: BTreeMap<Provider, ProviderConf>,
     pub prices: PriceTable,
     pub virtual_keys: Vec<VirtualKey>,
+    /// Where virtual-key spend is persisted (none: in memory only).
+    pub state_file: Option<std::path::PathBuf>,
 }
 
 impl Config {
@@ -582,6 +585,7 @@ impl Config {
             providers,
             prices,
             virtual_keys,
+            state_file: raw.state_file.filter(|s| !s.is_empty()).map(std::path::PathBuf::from),
         })
     }
 }

@@ -6,7 +6,11 @@ use pingora::services::listening::Service;
 use std::sync::Arc;
 use tollgate::access_log::AccessLog;
 use tollgate::config::Config;
+use pingora::server::RunArgs;
+use pingora::services::background::background_service;
+use std::time::Duration;
 use tollgate::proxy::Gateway;
+use tollgate::vkeys::{SpendPersistence, VirtualKeys};
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
@@ -41,8 +45,22 @@ fn main() {
             std::process::exit(1);
         }
     };
+    // Virtual-key spend: loaded from the state file before serving, flushed
+    // every two seconds, and once more after the server has drained.
+    let virtual_keys = Arc::new(VirtualKeys::new(config.virtual_keys.clone()));
+    let persistence = config.state_file.clone().map(|path| SpendPersistence {
+        keys: virtual_keys.clone(),
+        path,
+        interval: Duration::from_secs(2),
+    });
+    if let Some(p) = &persistence {
+        if let Err(e) = p.keys.sync_state(&p.path, std::time::SystemTime::now()) {
+            eprintln!("tollgate: {conf_path}: `tollgate.state_file`: {e}");
+            std::process::exit(1);
+        }
+    }
     let connector_options = Some(pingora::connectors::ConnectorOptions::from_server_conf(&server.configuration));
-    let gateway = Gateway::new(config.clone(), access_log, connector_options);
+    let gateway = Gateway::new(config.clone(), access_log, connector_options, virtual_keys.clone());
     let mut proxy = http_proxy_service(&server.configuration, gateway);
     proxy.add_tcp(&config.listen.to_string());
     server.add_service(proxy);
@@ -52,6 +70,14 @@ fn main() {
         metrics.add_tcp(&addr.to_string());
         server.add_service(metrics);
     }
+    let final_flush = persistence.as_ref().map(|p| SpendPersistence { keys: p.keys.clone(), path: p.path.clone(), interval: p.interval });
+    if let Some(p) = persistence {
+        server.add_service(background_service("spend persistence", p));
+    }
     log::info!("tollgate listening on {} (config {conf_path})", config.listen);
-    server.run_forever();
+    server.run(RunArgs::default());
+    if let Some(p) = final_flush {
+        p.flush();
+    }
+    std::process::exit(0);
 }

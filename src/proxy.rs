@@ -28,7 +28,7 @@ pub struct Gateway {
     pub config: Arc<Config>,
     pub resolver: Resolver,
     pub access_log: AccessLog,
-    pub virtual_keys: VirtualKeys,
+    pub virtual_keys: Arc<VirtualKeys>,
     pub key_health: credentials::KeyHealth,
     /// Vertex service-account keys by key name.
     token_sources: HashMap<String, TokenSource>,
@@ -81,7 +81,7 @@ impl Ctx {
 const HEALTH_BODY: &[u8] = b"{\"status\":\"ok\"}";
 
 impl Gateway {
-    pub fn new(config: Arc<Config>, access_log: AccessLog, connector_options: Option<ConnectorOptions>) -> Self {
+    pub fn new(config: Arc<Config>, access_log: AccessLog, connector_options: Option<ConnectorOptions>, virtual_keys: Arc<VirtualKeys>) -> Self {
         let token_sources = config
             .provider(Provider::Vertex)
             .map(|c| {
@@ -91,11 +91,11 @@ impl Gateway {
                     .collect()
             })
             .unwrap_or_default();
-        let virtual_keys = VirtualKeys::new(config.virtual_keys.clone());
         let vk_models = config.virtual_keys.iter().any(|k| k.models.is_some());
         for vk in &config.virtual_keys {
             METRICS.vk_budget.with_label_values(&[&vk.name]).set(vk.budget.map_or(0.0, |b| b.usd));
-            METRICS.vk_spend.with_label_values(&[&vk.name]).set(0.0);
+            // Spend loaded from the state file shows from the first scrape.
+            METRICS.vk_spend.with_label_values(&[&vk.name]).set(virtual_keys.spend(&vk.name, SystemTime::now()));
         }
         for (p, c) in &config.providers {
             for k in &c.keys {

@@ -128,6 +128,8 @@ struct KeyState {
     tokens: Option<Bucket>,
     /// (period id, USD spent in it).
     spend: (i64, f64),
+    /// Spend added since the last sync with the state file.
+    unflushed: f64,
 }
 
 /// The configured virtual keys and their live counters.
@@ -228,9 +230,54 @@ impl VirtualKeys {
             let pid = b.period.id(wall);
             if st.spend.0 != pid {
                 st.spend = (pid, 0.0);
+                st.unflushed = 0.0;
             }
             st.spend.1 += cost_usd;
+            st.unflushed += cost_usd;
         }
+    }
+
+    /// Merge this process's unflushed spend into the state file and take the
+    /// file's totals (which include other processes' spend, e.g. the old and
+    /// new process during a graceful upgrade). The file is locked while read,
+    /// merged and replaced (write to a temporary file, fsync, rename), so a
+    /// crash leaves either the old or the new file, never a torn one.
+    pub fn sync_state(&self, path: &std::path::Path, wall: SystemTime) -> std::io::Result<()> {
+        use std::io::Write;
+        let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path.with_extension("lock"))?;
+        lock.lock()?;
+        let mut file: StateFile = match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => StateFile::default(),
+            Err(e) => return Err(e),
+        };
+        {
+            let mut state = self.state.lock().expect("vk state lock");
+            for vk in &self.keys {
+                let Some(b) = vk.budget else { continue };
+                let pid = b.period.id(wall);
+                let st = state.entry(vk.name.clone()).or_default();
+                if st.spend.0 != pid {
+                    st.spend = (pid, 0.0);
+                    st.unflushed = 0.0;
+                }
+                let entry = file.spend.entry(vk.name.clone()).or_insert(SpendEntry { period: b.period.name().into(), id: pid, usd: 0.0 });
+                if entry.id != pid || entry.period != b.period.name() {
+                    *entry = SpendEntry { period: b.period.name().into(), id: pid, usd: 0.0 };
+                }
+                entry.usd += st.unflushed;
+                st.unflushed = 0.0;
+                st.spend.1 = entry.usd;
+            }
+        }
+        file.spend.retain(|name, _| self.keys.iter().any(|k| &k.name == name && k.budget.is_some()));
+        let tmp = path.with_extension("tmp");
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        lock.unlock()?;
+        Ok(())
     }
 
     /// USD spent by a key in its current budget period.
@@ -243,6 +290,48 @@ impl VirtualKeys {
             _ => 0.0,
         }
     }
+}
+
+/// Flushes spend to the state file every `interval` while the server runs
+/// (and through its drain); `main` flushes once more after the server stops.
+pub struct SpendPersistence {
+    pub keys: std::sync::Arc<VirtualKeys>,
+    pub path: std::path::PathBuf,
+    pub interval: std::time::Duration,
+}
+
+impl SpendPersistence {
+    pub fn flush(&self) {
+        if let Err(e) = self.keys.sync_state(&self.path, SystemTime::now()) {
+            log::error!("cannot write virtual-key spend to {}: {e}", self.path.display());
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for SpendPersistence {
+    async fn start(&self, _shutdown: pingora::server::ShutdownWatch) {
+        let mut tick = tokio::time::interval(self.interval);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            self.flush();
+        }
+    }
+}
+
+/// The on-disk spend state: per virtual key, the current period's USD.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct StateFile {
+    #[serde(default)]
+    spend: std::collections::BTreeMap<String, SpendEntry>,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct SpendEntry {
+    period: String,
+    id: i64,
+    usd: f64,
 }
 
 /// Parse `sha256:<hex>` into a digest.
@@ -347,6 +436,40 @@ mod tests {
         assert!((keys.spend("a", day1) - 1.2).abs() < 1e-9);
         let day2 = day1 + Duration::from_secs(86_400);
         assert!(keys.admit(&k, Provider::OpenAi, None, t0, day2).is_ok(), "a new day resets the spend");
+    }
+
+    #[test]
+    fn spend_survives_through_the_state_file_and_merges_processes() {
+        let mut k = vk("a", "s");
+        k.budget = Some(Budget { usd: 10.0, period: Period::Month });
+        let dir = std::env::temp_dir().join(format!("tollgate-state-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.json");
+        let (t0, wall) = (Instant::now(), SystemTime::now());
+        let old = VirtualKeys::new(vec![k.clone()]);
+        old.sync_state(&path, wall).unwrap();
+        old.record("a", 0, 1.5, t0, wall);
+        old.sync_state(&path, wall).unwrap();
+        // A second process (restart or upgrade) starts from the file...
+        let new = VirtualKeys::new(vec![k.clone()]);
+        new.sync_state(&path, wall).unwrap();
+        assert!((new.spend("a", wall) - 1.5).abs() < 1e-9);
+        // ...and both keep adding; each sync sees the sum.
+        old.record("a", 0, 0.25, t0, wall);
+        new.record("a", 0, 1.0, t0, wall);
+        old.sync_state(&path, wall).unwrap();
+        new.sync_state(&path, wall).unwrap();
+        assert!((new.spend("a", wall) - 2.75).abs() < 1e-9);
+        old.sync_state(&path, wall).unwrap();
+        assert!((old.spend("a", wall) - 2.75).abs() < 1e-9);
+        // A new month starts from zero.
+        let later = wall + std::time::Duration::from_secs(40 * 86_400);
+        new.sync_state(&path, later).unwrap();
+        assert_eq!(new.spend("a", later), 0.0);
+        std::fs::write(&path, b"{not json").unwrap();
+        assert!(new.sync_state(&path, wall).is_err(), "a corrupt file is reported, not overwritten");
+        assert_eq!(std::fs::read(&path).unwrap(), b"{not json");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -525,7 +525,9 @@ impl Gateway {
         let deadline = Instant::now() + Duration::from_secs(2);
         loop {
             let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
-            let recs: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).expect("record is JSON")).collect();
+            // Only complete lines: a record may be half written while read.
+            let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+            let recs: Vec<serde_json::Value> = complete.lines().map(|l| serde_json::from_str(l).expect("record is JSON")).collect();
             if recs.len() >= min || Instant::now() > deadline {
                 return recs;
             }
@@ -554,6 +556,20 @@ impl Gateway {
     /// Sum of a metric's samples whose labels contain every `k="v"` given.
     pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         metric_value(&self.metrics(), name, labels)
+    }
+
+    /// SIGTERM (graceful stop) and wait for the exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().unwrap();
+        Command::new("kill").args(["-TERM", &c.id().to_string()]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                return st;
+            }
+            assert!(Instant::now() < deadline, "no exit after SIGTERM");
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn pid(&self) -> u32 {
