@@ -11,6 +11,7 @@ pub mod headers;
 pub mod metrics;
 pub mod prices;
 pub mod proxy;
+pub mod reload;
 pub mod route;
 pub mod upstream;
 pub mod usage;

@@ -10,6 +10,7 @@ use pingora::server::RunArgs;
 use pingora::services::background::background_service;
 use std::time::Duration;
 use tollgate::proxy::Gateway;
+use tollgate::reload::{LiveConfig, Reloader};
 use tollgate::vkeys::{SpendPersistence, VirtualKeys};
 
 fn main() {
@@ -60,7 +61,8 @@ fn main() {
         }
     }
     let connector_options = Some(pingora::connectors::ConnectorOptions::from_server_conf(&server.configuration));
-    let gateway = Gateway::new(config.clone(), access_log, connector_options, virtual_keys.clone());
+    let live = Arc::new(LiveConfig::new(config.clone(), virtual_keys.clone()));
+    let gateway = Gateway::new(live.clone(), access_log, connector_options);
     let mut proxy = http_proxy_service(&server.configuration, gateway);
     proxy.add_tcp(&config.listen.to_string());
     server.add_service(proxy);
@@ -74,6 +76,8 @@ fn main() {
     if let Some(p) = persistence {
         server.add_service(background_service("spend persistence", p));
     }
+    // SIGHUP: re-read keys, virtual keys, prices and limits (see reload.rs).
+    server.add_service(background_service("config reload", Reloader { live, path: conf_path.clone() }));
     log::info!("tollgate listening on {} (config {conf_path})", config.listen);
     server.run(RunArgs::default());
     if let Some(p) = final_flush {

@@ -42,6 +42,8 @@ pub struct Metrics {
     pub key_healthy: IntGaugeVec,
     pub vk_spend: GaugeVec,
     pub vk_budget: GaugeVec,
+    pub config_reloads: IntCounterVec,
+    pub redis_errors: IntCounterVec,
     models: LabelCap,
 }
 
@@ -166,6 +168,18 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
         "tollgate_virtual_key_budget_usd",
         "A virtual key's budget in USD per period (0 when it has none)",
         &["virtual_key"]
+    )
+    .expect("register"),
+    config_reloads: register_int_counter_vec!(
+        "tollgate_config_reloads_total",
+        "Configuration reloads on SIGHUP by result (success, failure: the running configuration was kept)",
+        &["result"]
+    )
+    .expect("register"),
+    redis_errors: register_int_counter_vec!(
+        "tollgate_redis_errors_total",
+        "Failed calls to the shared-counter Redis by operation (admit, record); local counters were used instead",
+        &["op"]
     )
     .expect("register"),
     models: LabelCap::new(MODEL_LABEL_CAP),

@@ -2,7 +2,6 @@
 //! decide (route, credentials, headers, usage, metrics, access log).
 
 use crate::access_log::{rfc3339, AccessLog, Record};
-use crate::config::Config;
 use crate::credentials::{self, client_credential};
 use crate::errors::GatewayError;
 use crate::headers::{self, UpstreamAuth, REQUEST_ID_HEADER};
@@ -10,11 +9,10 @@ use crate::metrics::{method_label, METRICS};
 use crate::route::{self, PathError, PlanInput, Provider, RouteName, Upstream, VertexRule};
 use crate::upstream::{build_peer, Resolver};
 use crate::usage::{family_for, UsageScanner};
-use crate::vertex_auth::TokenSource;
+use crate::reload::{Live, LiveConfig};
 use crate::vkeys::VirtualKeys;
 use pingora::connectors::http::Connector;
 use pingora::connectors::ConnectorOptions;
-use std::collections::HashMap;
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
@@ -25,21 +23,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 pub struct Gateway {
-    pub config: Arc<Config>,
+    /// Configuration, replaced on reload; each request keeps a snapshot.
+    pub live: Arc<LiveConfig>,
     pub resolver: Resolver,
     pub access_log: AccessLog,
-    pub virtual_keys: Arc<VirtualKeys>,
     pub key_health: credentials::KeyHealth,
-    /// Vertex service-account keys by key name.
-    token_sources: HashMap<String, TokenSource>,
     /// Client for token exchanges (same TLS trust as upstream requests).
     token_connector: Connector,
-    /// Some virtual key restricts models: the request's model is needed.
-    vk_models: bool,
 }
 
 /// Per-request state shared across phases.
 pub struct Ctx {
+    /// The configuration this request runs under (taken at its start).
+    live: Arc<Live>,
     start: Instant,
     start_wall: SystemTime,
     request_id: String,
@@ -81,37 +77,18 @@ impl Ctx {
 const HEALTH_BODY: &[u8] = b"{\"status\":\"ok\"}";
 
 impl Gateway {
-    pub fn new(config: Arc<Config>, access_log: AccessLog, connector_options: Option<ConnectorOptions>, virtual_keys: Arc<VirtualKeys>) -> Self {
-        let token_sources = config
-            .provider(Provider::Vertex)
-            .map(|c| {
-                c.keys
-                    .iter()
-                    .filter_map(|k| k.service_account.clone().map(|sa| (k.name.clone(), TokenSource::new(sa))))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let vk_models = config.virtual_keys.iter().any(|k| k.models.is_some());
-        for vk in &config.virtual_keys {
-            METRICS.vk_budget.with_label_values(&[&vk.name]).set(vk.budget.map_or(0.0, |b| b.usd));
-            // Spend loaded from the state file shows from the first scrape.
-            METRICS.vk_spend.with_label_values(&[&vk.name]).set(virtual_keys.spend(&vk.name, SystemTime::now()));
-        }
-        for (p, c) in &config.providers {
-            for k in &c.keys {
-                METRICS.key_healthy.with_label_values(&[p.name(), &k.name]).set(1);
-            }
-        }
+    pub fn new(live: Arc<LiveConfig>, access_log: AccessLog, connector_options: Option<ConnectorOptions>) -> Self {
         Gateway {
-            config,
+            live,
             resolver: Resolver::default(),
             access_log,
-            virtual_keys,
-            vk_models,
             key_health: Default::default(),
-            token_sources,
             token_connector: Connector::new(connector_options),
         }
+    }
+
+    fn virtual_keys(&self) -> &VirtualKeys {
+        &self.live.virtual_keys
     }
 
     /// Answer with a gateway error (SPEC 5) from `request_filter`.
@@ -125,29 +102,30 @@ impl Gateway {
     /// Virtual key checks (SPEC 2): who is calling, may they, and is there
     /// rate and budget left. `Err` carries the refusal to answer.
     fn check_virtual_key(&self, session: &Session, ctx: &mut Ctx, provider: Provider) -> std::result::Result<(), crate::vkeys::Refusal> {
+        let live = ctx.live.clone();
         use crate::vkeys::Refusal;
         let req = session.req_header();
         let explicit = headers::virtual_key_header(&req.headers);
         let client = client_credential(&req.headers, req.uri.query());
         let refusal = |error: GatewayError, reason: &'static str, message: &str| Refusal { error, reason, message: message.to_string(), retry_after: None };
-        if self.virtual_keys.is_empty() {
+        if self.virtual_keys().is_empty() {
             // No virtual keys configured: control headers are just dropped.
             return Ok(());
         }
         let vk = match (&explicit, &client) {
-            (Some(e), _) => match self.virtual_keys.find(e) {
+            (Some(e), _) => match self.virtual_keys().find(e) {
                 Some(k) => Some(k),
                 None => return Err(refusal(GatewayError::VirtualKeyInvalid, "invalid", "unknown virtual key")),
             },
             (None, Some(c)) => {
-                let k = self.virtual_keys.find(&c.secret);
+                let k = self.virtual_keys().find(&c.secret);
                 ctx.credential_was_vk = k.is_some();
                 k
             }
             (None, None) => None,
         };
         let Some(vk) = vk else {
-            if !self.config.require_virtual_key {
+            if !live.config.require_virtual_key {
                 return Ok(());
             }
             return Err(match client {
@@ -156,22 +134,23 @@ impl Gateway {
             });
         };
         ctx.virtual_key = Some(vk.name.clone());
-        self.virtual_keys.admit(vk, provider, ctx.request_model.as_deref(), Instant::now(), SystemTime::now())
+        self.virtual_keys().admit(&vk, provider, ctx.request_model.as_deref(), Instant::now(), SystemTime::now())
     }
 
     /// Pick the provider key for this request, `Err` with the refusal when
     /// none can be used. Sets `ctx.inject`/`keep_client_credentials`.
     fn choose_credential(&self, session: &Session, ctx: &mut Ctx, provider: Provider) -> std::result::Result<(), (GatewayError, String)> {
+        let live = ctx.live.clone();
         let req = session.req_header();
         let client = client_credential(&req.headers, req.uri.query());
-        let direct = self.config.allow_direct_keys && provider != Provider::Azure && client.is_some() && !ctx.credential_was_vk;
+        let direct = live.config.allow_direct_keys && provider != Provider::Azure && client.is_some() && !ctx.credential_was_vk;
         if direct {
             ctx.keep_client_credentials = true;
             ctx.inject = None;
             ctx.key_name = Some("direct".into());
             return Ok(());
         }
-        let keys = self.config.provider(provider).map(|c| c.keys.as_slice()).unwrap_or(&[]);
+        let keys = live.config.provider(provider).map(|c| c.keys.as_slice()).unwrap_or(&[]);
         if keys.is_empty() {
             return Err((
                 GatewayError::ProviderNotConfigured,
@@ -209,8 +188,9 @@ impl Gateway {
 
     /// Compute `ctx.upstream` from the route and the chosen key.
     fn plan(&self, session: &Session, ctx: &mut Ctx) -> std::result::Result<(), (GatewayError, String)> {
+        let live = ctx.live.clone();
         let provider = ctx.provider.expect("provider chosen before planning");
-        let conf = self.config.provider(provider);
+        let conf = live.config.provider(provider);
         let key = ctx.key_name.as_ref().and_then(|n| conf.and_then(|c| c.keys.iter().find(|k| &k.name == n)));
         let query = if ctx.keep_client_credentials {
             session.req_header().uri.query().map(str::to_string)
@@ -262,6 +242,7 @@ impl ProxyHttp for Gateway {
 
     fn new_ctx(&self) -> Ctx {
         Ctx {
+            live: self.live.snapshot(),
             start: Instant::now(),
             start_wall: SystemTime::now(),
             request_id: String::new(),
@@ -290,6 +271,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let live = ctx.live.clone();
         let t0 = Instant::now();
         ctx.start = t0;
         ctx.start_wall = SystemTime::now();
@@ -339,7 +321,7 @@ impl ProxyHttp for Gateway {
 
         // Bodies over the configured limit are refused before any upstream
         // contact when announced; chunked ones are cut in request_body_filter.
-        if let (Some(limit), Some(len)) = (self.config.max_request_body_bytes, content_length(session)) {
+        if let (Some(limit), Some(len)) = (live.config.max_request_body_bytes, content_length(session)) {
             if len > limit {
                 return self.refuse(session, ctx, GatewayError::PayloadTooLarge, &format!("request body of {len} bytes exceeds the limit of {limit}")).await;
             }
@@ -357,8 +339,8 @@ impl ProxyHttp for Gateway {
             }
         };
         let needs_body_model = (route_name == RouteName::GenAi && ctx.vertex_rule.is_none())
-            || self.vk_models
-            || self.config.provider(provider).is_some_and(|c| c.keys.iter().any(|k| k.models.is_some()));
+            || live.vk_models
+            || live.config.provider(provider).is_some_and(|c| c.keys.iter().any(|k| k.models.is_some()));
         let mut busy = t0.elapsed();
         if needs_body_model && has_body(session) {
             if let Some(first) = peek_first_chunk(session, ctx).await? {
@@ -401,7 +383,8 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_body_filter(&self, session: &mut Session, _body: &mut Option<Bytes>, _end: bool, ctx: &mut Ctx) -> Result<()> {
-        if let Some(limit) = self.config.max_request_body_bytes {
+        let live = ctx.live.clone();
+        if let Some(limit) = live.config.max_request_body_bytes {
             if session.as_ref().body_bytes_read() as u64 > limit {
                 ctx.error = Some(GatewayError::PayloadTooLarge);
                 return Error::e_explain(ErrorType::HTTPStatus(413), format!("request body exceeds the limit of {limit} bytes"));
@@ -411,9 +394,10 @@ impl ProxyHttp for Gateway {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let live = ctx.live.clone();
         if ctx.inject.is_none() && !ctx.keep_client_credentials {
-            if let Some(ts) = ctx.key_name.as_ref().and_then(|n| self.token_sources.get(n)) {
-                let token = ts.token(&self.token_connector, &self.resolver, &self.config.timeouts).await.map_err(|e| {
+            if let Some(ts) = ctx.key_name.as_ref().and_then(|n| live.token_sources.get(n)) {
+                let token = ts.token(&self.token_connector, &self.resolver, &live.config.timeouts).await.map_err(|e| {
                     log::error!("vertex: cannot obtain an access token for key {}: {e}", ctx.key_name.as_deref().unwrap_or(""));
                     let mut err = Error::explain(ErrorType::ConnectError, "cannot obtain a Vertex access token");
                     err.as_up();
@@ -433,20 +417,21 @@ impl ProxyHttp for Gateway {
                 err
             })?;
         let t = Instant::now();
-        let peer = build_peer(up, addr, &self.config.timeouts);
+        let peer = build_peer(up, addr, &live.config.timeouts);
         ctx.overhead += t.elapsed();
         Ok(Box::new(peer))
     }
 
     fn fail_to_connect(&self, session: &mut Session, _peer: &HttpPeer, ctx: &mut Ctx, mut e: Box<Error>) -> Box<Error> {
+        let live = ctx.live.clone();
         // Nothing was sent: safe to retry, on another key when there is one
         // (Azure keys carry their own endpoints).
         ctx.connect_attempts += 1;
-        if ctx.connect_attempts <= self.config.connect_retries {
+        if ctx.connect_attempts <= live.config.connect_retries {
             if let (Some(provider), Some(name)) = (ctx.provider, ctx.key_name.clone()) {
                 if !ctx.keep_client_credentials {
                     ctx.tried_keys.push(name);
-                    let more = self
+                    let more = live
                         .config
                         .provider(provider)
                         .is_some_and(|c| credentials::select_key(&c.keys, ctx.request_model.as_deref(), &ctx.tried_keys, &mut rand::thread_rng()).is_some());
@@ -496,7 +481,7 @@ impl ProxyHttp for Gateway {
         if let (Some(provider), Some(key), false) = (ctx.provider, ctx.key_name.as_deref(), ctx.keep_client_credentials) {
             let retry_after = resp.headers.get("retry-after").and_then(|v| v.to_str().ok());
             if resp.status.as_u16() == 401 {
-                if let Some(ts) = self.token_sources.get(key) {
+                if let Some(ts) = ctx.live.token_sources.get(key) {
                     ts.invalidate().await;
                 }
             }
@@ -572,6 +557,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        let live = ctx.live.clone();
         if ctx.counted_in_flight {
             METRICS.in_flight.dec();
         }
@@ -600,7 +586,7 @@ impl ProxyHttp for Gateway {
         let duration = ctx.start.elapsed();
         let tokens = usage.as_ref().filter(|u| u.seen);
         let cost = match (ctx.provider, tokens, model.as_deref()) {
-            (Some(p), Some(u), Some(m)) => self.config.prices.cost(p, m, u.input_tokens, u.output_tokens, u.cached_tokens),
+            (Some(p), Some(u), Some(m)) => live.config.prices.cost(p, m, u.input_tokens, u.output_tokens, u.cached_tokens),
             _ => None,
         };
         let rec = Record {
@@ -661,8 +647,8 @@ impl ProxyHttp for Gateway {
             if ctx.error.is_none() || tokens.is_some() {
                 let used = tokens.map_or(0, |u| u.input_tokens + u.output_tokens);
                 let wall = SystemTime::now();
-                self.virtual_keys.record(vk, used, cost.unwrap_or(0.0), Instant::now(), wall);
-                METRICS.vk_spend.with_label_values(&[vk]).set(self.virtual_keys.spend(vk, wall));
+                self.virtual_keys().record(vk, used, cost.unwrap_or(0.0), Instant::now(), wall);
+                METRICS.vk_spend.with_label_values(&[vk]).set(self.virtual_keys().spend(vk, wall));
             }
         }
         self.access_log.write(&rec);

@@ -112,6 +112,11 @@ impl TokenSource {
         TokenSource { sa, cached: Mutex::new(None) }
     }
 
+    /// The service account tokens are minted for.
+    pub fn account(&self) -> &ServiceAccount {
+        &self.sa
+    }
+
     /// A valid access token, minting one when none is cached or it is
     /// about to expire. Concurrent callers wait for one exchange.
     pub async fn token(&self, connector: &Connector, resolver: &Resolver, timeouts: &crate::config::Timeouts) -> Result<String, String> {

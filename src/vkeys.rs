@@ -13,7 +13,7 @@ use crate::credentials::glob_match;
 use crate::errors::GatewayError;
 use crate::route::Provider;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,30 +132,49 @@ struct KeyState {
     unflushed: f64,
 }
 
-/// The configured virtual keys and their live counters.
+/// The configured virtual keys and their live counters. The key list is
+/// replaced on reload; counters belong to a key's name and survive it.
 #[derive(Default)]
 pub struct VirtualKeys {
-    keys: Vec<VirtualKey>,
+    keys: RwLock<Arc<Vec<Arc<VirtualKey>>>>,
     state: Mutex<HashMap<String, KeyState>>,
 }
 
 impl VirtualKeys {
     pub fn new(keys: Vec<VirtualKey>) -> Self {
-        VirtualKeys { keys, state: Mutex::new(HashMap::new()) }
+        let v = VirtualKeys::default();
+        v.set_keys(keys);
+        v
+    }
+
+    /// Replace the key list (hot reload). Counters of keys that remain are
+    /// kept, also when their limits changed; those of removed keys go.
+    pub fn set_keys(&self, keys: Vec<VirtualKey>) {
+        let keys: Vec<Arc<VirtualKey>> = keys.into_iter().map(Arc::new).collect();
+        self.state.lock().expect("vk state lock").retain(|name, _| keys.iter().any(|k| &k.name == name));
+        *self.keys.write().expect("vk keys lock") = Arc::new(keys);
+    }
+
+    fn keys(&self) -> Arc<Vec<Arc<VirtualKey>>> {
+        self.keys.read().expect("vk keys lock").clone()
+    }
+
+    fn key(&self, name: &str) -> Option<Arc<VirtualKey>> {
+        self.keys().iter().find(|k| k.name == name).cloned()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.keys().is_empty()
     }
 
     /// The key whose secret is `presented`. Every digest is compared in
     /// constant time; the loop does not stop early.
-    pub fn find(&self, presented: &str) -> Option<&VirtualKey> {
+    pub fn find(&self, presented: &str) -> Option<Arc<VirtualKey>> {
         let d = sha256(presented.as_bytes());
         let mut found = None;
-        for k in &self.keys {
+        for k in self.keys().iter() {
             if openssl::memcmp::eq(&k.digest, &d) && found.is_none() {
-                found = Some(k);
+                found = Some(k.clone());
             }
         }
         found
@@ -217,7 +236,7 @@ impl VirtualKeys {
 
     /// After the response: debit tokens and add the cost to the spend.
     pub fn record(&self, vk_name: &str, tokens: u64, cost_usd: f64, now: Instant, wall: SystemTime) {
-        let Some(vk) = self.keys.iter().find(|k| k.name == vk_name) else { return };
+        let Some(vk) = self.key(vk_name) else { return };
         let mut state = self.state.lock().expect("vk state lock");
         let st = state.entry(vk.name.clone()).or_default();
         if let Some(tpm) = vk.tokens_per_minute {
@@ -251,9 +270,10 @@ impl VirtualKeys {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => StateFile::default(),
             Err(e) => return Err(e),
         };
+        let keys = self.keys();
         {
             let mut state = self.state.lock().expect("vk state lock");
-            for vk in &self.keys {
+            for vk in keys.iter() {
                 let Some(b) = vk.budget else { continue };
                 let pid = b.period.id(wall);
                 let st = state.entry(vk.name.clone()).or_default();
@@ -270,7 +290,7 @@ impl VirtualKeys {
                 st.spend.1 = entry.usd;
             }
         }
-        file.spend.retain(|name, _| self.keys.iter().any(|k| &k.name == name && k.budget.is_some()));
+        file.spend.retain(|name, _| keys.iter().any(|k| &k.name == name && k.budget.is_some()));
         let tmp = path.with_extension("tmp");
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(&serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?)?;
@@ -282,7 +302,7 @@ impl VirtualKeys {
 
     /// USD spent by a key in its current budget period.
     pub fn spend(&self, vk_name: &str, wall: SystemTime) -> f64 {
-        let Some(vk) = self.keys.iter().find(|k| k.name == vk_name) else { return 0.0 };
+        let Some(vk) = self.key(vk_name) else { return 0.0 };
         let Some(b) = vk.budget else { return 0.0 };
         let state = self.state.lock().expect("vk state lock");
         match state.get(vk_name) {

@@ -266,3 +266,54 @@ fn vertex_service_account_tokens_are_minted_cached_and_refreshed_after_401() {
     assert!(!log.contains("PRIVATE KEY") && !log.contains("ya29.minted"));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn sighup_reloads_keys_without_dropping_streams_and_refuses_a_bad_file() {
+    let events: Vec<String> = (0..8).map(|i| json!({"choices":[{"delta":{"content":format!("t{i}")}}]}).to_string()).collect();
+    let mock = Mock::start(move |req| {
+        if String::from_utf8_lossy(&req.body).contains("\"stream\":true") {
+            Reply::Sse { events: events.clone(), delay: Duration::from_millis(150) }
+        } else {
+            json(200, completion("gpt-4o", 1, 1))
+        }
+    });
+    let vks = "    - { name: first, secret: env.VK_1 }\n";
+    let gw = Gateway::start(
+        &format!("  require_virtual_key: true\n  virtual_keys:\n{vks}  providers:\n    openai: {{ base_url: \"{}\", keys: [{{ name: one, value: sk-one }}] }}\n", mock.url()),
+        "",
+        &[("VK_1", "vk-first"), ("VK_2", "vk-second")],
+    );
+    let port = gw.port;
+    // A stream of 8 events over ~1.2 s runs across the reload.
+    let stream = std::thread::spawn(move || {
+        post_json(port, "/openai_passthrough/v1/chat/completions", &[("x-tollgate-vk", "vk-first")], &json!({"model":"gpt-4o","stream":true,"messages":[]}))
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    gw.edit_config("name: first, secret: env.VK_1", "name: second, secret: env.VK_2");
+    gw.edit_config("name: one, value: sk-one", "name: two, value: sk-two");
+    gw.signal("HUP");
+    gw.wait_stderr("reload: configuration from", 1);
+    // New requests see the new keys at once.
+    let r = chat(port, &[("x-tollgate-vk", "vk-first")], "gpt-4o");
+    assert_eq!((r.status, r.json()["error"]["type"].as_str()), (401, Some("virtual_key_invalid")));
+    let r = chat(port, &[("x-tollgate-vk", "vk-second")], "gpt-4o");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(gw.record(r.header("x-tollgate-request-id").unwrap())["provider_key"], "two");
+    // The stream that started before the reload finished whole, on its key.
+    let s = stream.join().unwrap();
+    assert_eq!(s.status, 200);
+    assert_eq!(sse_data(&s.body).len(), 8, "stream cut by the reload: {}", s.text());
+    let ups = mock.take();
+    assert_eq!(ups[0].header("authorization"), Some("Bearer sk-one"));
+    assert_eq!(ups.last().unwrap().header("authorization"), Some("Bearer sk-two"));
+
+    // A file that does not validate is refused; the running config stays.
+    gw.edit_config("name: two, value: sk-two", "name: two, valeu: sk-two");
+    gw.signal("HUP");
+    gw.wait_stderr("reload refused", 1);
+    assert!(gw.stderr().contains("valeu"), "the log names the bad key: {}", gw.stderr());
+    assert_eq!(chat(port, &[("x-tollgate-vk", "vk-second")], "gpt-4o").status, 200);
+    assert_eq!(mock.take()[0].header("authorization"), Some("Bearer sk-two"));
+    assert_eq!(gw.metric("tollgate_config_reloads_total", &[("result", "success")]), 1.0);
+    assert_eq!(gw.metric("tollgate_config_reloads_total", &[("result", "failure")]), 1.0);
+}

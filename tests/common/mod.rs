@@ -572,6 +572,28 @@ impl Gateway {
         }
     }
 
+    /// Send a signal (`HUP`, `QUIT`, ...) to the running process.
+    pub fn signal(&self, sig: &str) {
+        assert!(Command::new("kill").args([&format!("-{sig}"), &self.pid().to_string()]).status().unwrap().success());
+    }
+
+    /// Wait (up to 10 s) until stderr contains `needle` `times` times.
+    pub fn wait_stderr(&self, needle: &str, times: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.stderr().matches(needle).count() < times {
+            assert!(Instant::now() < deadline, "stderr never said {needle:?} {times}x: {}", self.stderr());
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Replace `old` with `new` in the config file (for reload tests).
+    pub fn edit_config(&self, old: &str, new: &str) {
+        let p = self.dir.join("tollgate.yaml");
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(text.contains(old), "{old:?} not in config");
+        std::fs::write(&p, text.replace(old, new)).unwrap();
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()
     }

@@ -1,0 +1,234 @@
+//! Live configuration and hot reload (issue 5).
+//!
+//! Every request takes a snapshot of the current [`Live`] configuration when
+//! it starts and keeps it to the end, so a reload never changes a request
+//! half way. `SIGHUP` re-reads the file: provider keys, virtual keys, prices,
+//! timeouts and switches take effect for the next request; connections and
+//! in-flight streams are untouched. A file that does not validate is refused
+//! with a log line and the running configuration stays.
+//!
+//! Settings bound at start (listen addresses, access log, state file and
+//! Pingora's own top-level settings) need a restart or a graceful upgrade
+//! (`systemctl reload`); a reload that changes them says so in the log and
+//! keeps the old values.
+
+use crate::config::Config;
+use crate::metrics::METRICS;
+use crate::vertex_auth::TokenSource;
+use crate::vkeys::VirtualKeys;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// What a reload replaces: the configuration and what is derived from it.
+pub struct Live {
+    pub config: Arc<Config>,
+    /// Vertex service-account token sources by key name.
+    pub token_sources: HashMap<String, Arc<TokenSource>>,
+    /// Some virtual key restricts models: requests need their model known.
+    pub vk_models: bool,
+}
+
+impl Live {
+    /// Build from `config`, keeping the token sources (and their cached
+    /// tokens) of `previous` for service-account keys that did not change.
+    pub fn new(config: Arc<Config>, previous: Option<&Live>) -> Live {
+        let mut token_sources = HashMap::new();
+        for c in config.providers.values() {
+            for k in &c.keys {
+                let Some(sa) = &k.service_account else { continue };
+                let kept = previous
+                    .and_then(|p| p.token_sources.get(&k.name))
+                    .filter(|ts| ts.account() == sa)
+                    .cloned();
+                token_sources.insert(k.name.clone(), kept.unwrap_or_else(|| Arc::new(TokenSource::new(sa.clone()))));
+            }
+        }
+        let vk_models = config.virtual_keys.iter().any(|k| k.models.is_some());
+        Live { config, token_sources, vk_models }
+    }
+}
+
+/// The current [`Live`] configuration, shared by the proxy and the reloader.
+pub struct LiveConfig {
+    current: RwLock<Arc<Live>>,
+    pub virtual_keys: Arc<VirtualKeys>,
+}
+
+impl LiveConfig {
+    pub fn new(config: Arc<Config>, virtual_keys: Arc<VirtualKeys>) -> LiveConfig {
+        let live = LiveConfig { current: RwLock::new(Arc::new(Live::new(config.clone(), None))), virtual_keys };
+        publish_gauges(&config, None, &live.virtual_keys);
+        live
+    }
+
+    /// The configuration for a request starting now.
+    pub fn snapshot(&self) -> Arc<Live> {
+        self.current.read().expect("live config lock").clone()
+    }
+
+    /// Swap in `config`. Returns the start-bound settings that differ from
+    /// the running ones (kept as they are).
+    pub fn apply(&self, config: Config) -> Vec<&'static str> {
+        let old = self.snapshot();
+        let ignored = start_bound_changes(&old.config, &config);
+        // Start-bound settings keep their running values.
+        let mut config = config;
+        config.listen = old.config.listen;
+        config.metrics_listen = old.config.metrics_listen;
+        config.access_log = old.config.access_log.clone();
+        config.state_file = old.config.state_file.clone();
+        let config = Arc::new(config);
+        // Counters (rate buckets, spend) stay with the key's name.
+        self.virtual_keys.set_keys(config.virtual_keys.clone());
+        publish_gauges(&config, Some(&old.config), &self.virtual_keys);
+        let live = Arc::new(Live::new(config, Some(&old)));
+        *self.current.write().expect("live config lock") = live;
+        ignored
+    }
+
+    /// Re-read `path` and apply it; on error the running config stays.
+    /// Logs the outcome either way and counts it in
+    /// `tollgate_config_reloads_total`.
+    pub fn reload_from(&self, path: &str) -> Result<(), String> {
+        match Config::load(path) {
+            Ok(c) => {
+                let (keys, vks) = (c.providers.values().map(|p| p.keys.len()).sum::<usize>(), c.virtual_keys.len());
+                let ignored = self.apply(c);
+                for what in &ignored {
+                    log::warn!("reload: `tollgate.{what}` changed; it applies after a restart or upgrade (kept the running value)");
+                }
+                log::info!("reload: configuration from {path} applied ({keys} provider keys, {vks} virtual keys)");
+                METRICS.config_reloads.with_label_values(&["success"]).inc();
+                Ok(())
+            }
+            Err(e) => {
+                log::error!("reload refused, running configuration kept: {e}");
+                METRICS.config_reloads.with_label_values(&["failure"]).inc();
+                Err(e.to_string())
+            }
+        }
+    }
+}
+
+fn start_bound_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    if old.listen != new.listen {
+        v.push("listen");
+    }
+    if old.metrics_listen != new.metrics_listen {
+        v.push("metrics_listen");
+    }
+    if old.access_log != new.access_log {
+        v.push("access_log");
+    }
+    if old.state_file != new.state_file {
+        v.push("state_file");
+    }
+    v
+}
+
+/// Per-key gauges: budgets and spend of virtual keys, health of provider
+/// keys. Series of keys that were removed are dropped.
+fn publish_gauges(config: &Config, old: Option<&Config>, vks: &VirtualKeys) {
+    let now = std::time::SystemTime::now();
+    if let Some(old) = old {
+        for vk in &old.virtual_keys {
+            if !config.virtual_keys.iter().any(|k| k.name == vk.name) {
+                let _ = METRICS.vk_budget.remove_label_values(&[&vk.name]);
+                let _ = METRICS.vk_spend.remove_label_values(&[&vk.name]);
+            }
+        }
+        for (p, c) in &old.providers {
+            for k in &c.keys {
+                if !config.provider(*p).is_some_and(|n| n.keys.iter().any(|nk| nk.name == k.name)) {
+                    let _ = METRICS.key_healthy.remove_label_values(&[p.name(), &k.name]);
+                }
+            }
+        }
+    }
+    for vk in &config.virtual_keys {
+        METRICS.vk_budget.with_label_values(&[&vk.name]).set(vk.budget.map_or(0.0, |b| b.usd));
+        METRICS.vk_spend.with_label_values(&[&vk.name]).set(vks.spend(&vk.name, now));
+    }
+    for (p, c) in &config.providers {
+        for k in &c.keys {
+            let existing = old.is_some_and(|o| o.provider(*p).is_some_and(|oc| oc.keys.iter().any(|ok| ok.name == k.name)));
+            if !existing {
+                METRICS.key_healthy.with_label_values(&[p.name(), &k.name]).set(1);
+            }
+        }
+    }
+}
+
+/// Waits for `SIGHUP` and reloads. Runs as a Pingora background service,
+/// so the handler is in place once the server runs.
+pub struct Reloader {
+    pub live: Arc<LiveConfig>,
+    pub path: String,
+}
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for Reloader {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                log::error!("cannot handle SIGHUP, hot reload is off: {e}");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = hup.recv() => {
+                    log::info!("SIGHUP: reloading {}", self.path);
+                    let _ = self.live.reload_from(&self.path);
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> Config {
+        let yaml = format!(
+            "tollgate:\n  listen: 127.0.0.1:1\n  providers:\n    openai: {{ keys: [{{ name: a, value: sk-a }}] }}\n{extra}"
+        );
+        Config::from_yaml(&yaml, "t.yaml", &|_| None).unwrap()
+    }
+
+    #[test]
+    fn apply_swaps_keys_and_keeps_start_bound_settings() {
+        let vks = Arc::new(VirtualKeys::new(vec![]));
+        let live = LiveConfig::new(Arc::new(config("")), vks.clone());
+        let before = live.snapshot();
+        let mut next = config("  require_virtual_key: true\n  virtual_keys:\n    - { name: t, secret: \"sha256:0000000000000000000000000000000000000000000000000000000000000000\" }\n");
+        next.listen = "127.0.0.1:2".parse().unwrap();
+        let ignored = live.apply(next);
+        assert_eq!(ignored, vec!["listen"]);
+        let after = live.snapshot();
+        assert!(after.config.require_virtual_key);
+        assert_eq!(after.config.listen, before.config.listen, "listen needs a restart");
+        assert!(!vks.is_empty(), "virtual keys replaced");
+        // The snapshot taken before the reload is unchanged.
+        assert!(!before.config.require_virtual_key);
+    }
+
+    #[test]
+    fn a_bad_file_is_refused_and_the_running_config_stays() {
+        let vks = Arc::new(VirtualKeys::new(vec![]));
+        let live = LiveConfig::new(Arc::new(config("")), vks);
+        let dir = std::env::temp_dir().join(format!("tollgate-reload-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("bad.yaml");
+        std::fs::write(&p, "tollgate:\n  listen: 127.0.0.1:1\n  providers:\n    openai: { keys: [{ name: a, valeu: x }] }\n").unwrap();
+        let err = live.reload_from(p.to_str().unwrap()).unwrap_err();
+        assert!(err.contains("valeu"), "{err}");
+        assert_eq!(live.snapshot().config.providers.values().next().unwrap().keys[0].value, "sk-a");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
