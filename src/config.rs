@@ -67,6 +67,15 @@ struct RawGateway {
     #[serde(default)]
     virtual_keys: Vec<RawVirtualKey>,
     state_file: Option<String>,
+    redis: Option<RawRedis>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRedis {
+    url: Option<String>,
+    key_prefix: Option<String>,
+    timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -278,6 +287,8 @@ pub struct Config {
     pub virtual_keys: Vec<VirtualKey>,
     /// Where virtual-key spend is persisted (none: in memory only).
     pub state_file: Option<std::path::PathBuf>,
+    /// Shared virtual-key counters for several instances.
+    pub redis: Option<crate::redis::RedisConf>,
 }
 
 impl Config {
@@ -568,6 +579,26 @@ impl Config {
         if raw.require_virtual_key && virtual_keys.is_empty() {
             return Err(err("tollgate.require_virtual_key", "is true but no virtual_keys are configured".into()));
         }
+        let redis = match raw.redis {
+            None => None,
+            Some(r) => {
+                let url = r.url.ok_or_else(|| err("tollgate.redis.url", "is required (redis://[:password@]host:port[/db])".into()))?;
+                let url = resolve_secret(&url, env).map_err(|var| err("tollgate.redis.url", format!("environment variable {var} is not set")))?;
+                let (host, port, password, db) = crate::redis::RedisConf::parse_url(&url).map_err(|m| err("tollgate.redis.url", m))?;
+                let timeout_ms = r.timeout_ms.unwrap_or(250);
+                if timeout_ms == 0 {
+                    return Err(err("tollgate.redis.timeout_ms", "must be greater than zero".into()));
+                }
+                Some(crate::redis::RedisConf {
+                    host,
+                    port,
+                    password,
+                    db,
+                    timeout: Duration::from_millis(timeout_ms),
+                    key_prefix: r.key_prefix.unwrap_or_else(|| "tollgate".into()),
+                })
+            }
+        };
         let max_request_body_bytes = raw.limits.max_request_body_bytes;
         if max_request_body_bytes == Some(0) {
             return Err(err("tollgate.limits.max_request_body_bytes", "must be greater than zero".into()));
@@ -586,6 +617,7 @@ impl Config {
             prices,
             virtual_keys,
             state_file: raw.state_file.filter(|s| !s.is_empty()).map(std::path::PathBuf::from),
+            redis,
         })
     }
 }
@@ -697,6 +729,9 @@ mod tests {
             ("tollgate:\n  require_virtual_key: true\n", "tollgate.require_virtual_key"),
             ("tollgate:\n  prices: { openai: { m: { input: -1, output: 1 } } }\n", "tollgate.prices"),
             ("tollgate:\n  prices_file: /nonexistent/p.yaml\n", "tollgate.prices_file"),
+            ("tollgate:\n  redis: { key_prefix: x }\n", "tollgate.redis.url"),
+            ("tollgate:\n  redis: { url: 'http://h:1' }\n", "tollgate.redis.url"),
+            ("tollgate:\n  redis: { url: 'redis://h:1', timeout_ms: 0 }\n", "tollgate.redis.timeout_ms"),
             ("version: 1\n", "tollgate"),
         ];
         for (y, key) in cases {

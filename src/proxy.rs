@@ -10,7 +10,8 @@ use crate::route::{self, PathError, PlanInput, Provider, RouteName, Upstream, Ve
 use crate::upstream::{build_peer, Resolver};
 use crate::usage::{family_for, UsageScanner};
 use crate::reload::{Live, LiveConfig};
-use crate::vkeys::VirtualKeys;
+use crate::shared_counters::SharedCounters;
+use crate::vkeys::{VirtualKey, VirtualKeys};
 use pingora::connectors::http::Connector;
 use pingora::connectors::ConnectorOptions;
 use async_trait::async_trait;
@@ -30,6 +31,8 @@ pub struct Gateway {
     pub key_health: credentials::KeyHealth,
     /// Client for token exchanges (same TLS trust as upstream requests).
     token_connector: Connector,
+    /// Virtual-key counters shared with other instances (`tollgate.redis`).
+    shared: Option<SharedCounters>,
 }
 
 /// Per-request state shared across phases.
@@ -78,7 +81,9 @@ const HEALTH_BODY: &[u8] = b"{\"status\":\"ok\"}";
 
 impl Gateway {
     pub fn new(live: Arc<LiveConfig>, access_log: AccessLog, connector_options: Option<ConnectorOptions>) -> Self {
+        let shared = live.snapshot().config.redis.clone().map(SharedCounters::new);
         Gateway {
+            shared,
             live,
             resolver: Resolver::default(),
             access_log,
@@ -99,9 +104,10 @@ impl Gateway {
         Ok(true)
     }
 
-    /// Virtual key checks (SPEC 2): who is calling, may they, and is there
-    /// rate and budget left. `Err` carries the refusal to answer.
-    fn check_virtual_key(&self, session: &Session, ctx: &mut Ctx, provider: Provider) -> std::result::Result<(), crate::vkeys::Refusal> {
+    /// Virtual key checks (SPEC 2): who is calling and may they use this
+    /// provider and model. `Ok(None)` when no virtual key applies; `Err`
+    /// carries the refusal to answer.
+    fn check_virtual_key(&self, session: &Session, ctx: &mut Ctx, provider: Provider) -> std::result::Result<Option<Arc<VirtualKey>>, crate::vkeys::Refusal> {
         let live = ctx.live.clone();
         use crate::vkeys::Refusal;
         let req = session.req_header();
@@ -110,7 +116,7 @@ impl Gateway {
         let refusal = |error: GatewayError, reason: &'static str, message: &str| Refusal { error, reason, message: message.to_string(), retry_after: None };
         if self.virtual_keys().is_empty() {
             // No virtual keys configured: control headers are just dropped.
-            return Ok(());
+            return Ok(None);
         }
         let vk = match (&explicit, &client) {
             (Some(e), _) => match self.virtual_keys().find(e) {
@@ -126,7 +132,7 @@ impl Gateway {
         };
         let Some(vk) = vk else {
             if !live.config.require_virtual_key {
-                return Ok(());
+                return Ok(None);
             }
             return Err(match client {
                 Some(_) => refusal(GatewayError::VirtualKeyInvalid, "invalid", "unknown virtual key"),
@@ -134,7 +140,32 @@ impl Gateway {
             });
         };
         ctx.virtual_key = Some(vk.name.clone());
-        self.virtual_keys().admit(&vk, provider, ctx.request_model.as_deref(), Instant::now(), SystemTime::now())
+        VirtualKeys::check_access(&vk, provider, ctx.request_model.as_deref())?;
+        Ok(Some(vk))
+    }
+
+    /// Is there rate and budget left for `vk`? Counts the request. Uses the
+    /// shared Redis counters when configured, local ones otherwise or when
+    /// Redis fails.
+    async fn admit_limits(&self, vk: &VirtualKey) -> std::result::Result<(), crate::vkeys::Refusal> {
+        let wall = SystemTime::now();
+        if let Some(shared) = self.shared.as_ref().filter(|_| SharedCounters::applies(vk)) {
+            match shared.admit(vk, wall).await {
+                Ok(r) => return r,
+                Err(e) => shared.failed("admit", &e),
+            }
+        }
+        self.virtual_keys().admit_limits(vk, Instant::now(), wall)
+    }
+
+    /// Answer a virtual-key refusal (401/402/403/429 with retry-after).
+    async fn reject(&self, session: &mut Session, ctx: &mut Ctx, r: crate::vkeys::Refusal) -> Result<bool> {
+        METRICS.vk_rejections.with_label_values(&[r.reason]).inc();
+        ctx.error = Some(r.error);
+        ctx.error_detail = Some(r.message.clone());
+        let retry_after = r.retry_after.map(|s| s.to_string());
+        write_json(session, r.error.status(), &r.error.body(&r.message, &ctx.request_id), &ctx.request_id, retry_after.as_deref()).await?;
+        Ok(true)
     }
 
     /// Pick the provider key for this request, `Err` with the refusal when
@@ -363,13 +394,14 @@ impl ProxyHttp for Gateway {
             };
         }
 
-        if let Err(r) = self.check_virtual_key(session, ctx, provider) {
-            METRICS.vk_rejections.with_label_values(&[r.reason]).inc();
-            ctx.error = Some(r.error);
-            ctx.error_detail = Some(r.message.clone());
-            let retry_after = r.retry_after.map(|s| s.to_string());
-            write_json(session, r.error.status(), &r.error.body(&r.message, &ctx.request_id), &ctx.request_id, retry_after.as_deref()).await?;
-            return Ok(true);
+        match self.check_virtual_key(session, ctx, provider) {
+            Err(r) => return self.reject(session, ctx, r).await,
+            Ok(Some(vk)) => {
+                if let Err(r) = self.admit_limits(&vk).await {
+                    return self.reject(session, ctx, r).await;
+                }
+            }
+            Ok(None) => {}
         }
         if let Err((err, msg)) = self.choose_credential(session, ctx, provider) {
             return self.refuse(session, ctx, err, &msg).await;
@@ -648,7 +680,15 @@ impl ProxyHttp for Gateway {
                 let used = tokens.map_or(0, |u| u.input_tokens + u.output_tokens);
                 let wall = SystemTime::now();
                 self.virtual_keys().record(vk, used, cost.unwrap_or(0.0), Instant::now(), wall);
-                METRICS.vk_spend.with_label_values(&[vk]).set(self.virtual_keys().spend(vk, wall));
+                let mut spend = self.virtual_keys().spend(vk, wall);
+                if let (Some(shared), Some(key)) = (&self.shared, self.virtual_keys().by_name(vk)) {
+                    match shared.record(&key, used, cost.unwrap_or(0.0), wall).await {
+                        Ok(Some(fleet)) => spend = fleet,
+                        Ok(None) => {}
+                        Err(e) => shared.failed("record", &e),
+                    }
+                }
+                METRICS.vk_spend.with_label_values(&[vk]).set(spend);
             }
         }
         self.access_log.write(&rec);

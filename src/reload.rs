@@ -7,7 +7,7 @@
 //! in-flight streams are untouched. A file that does not validate is refused
 //! with a log line and the running configuration stays.
 //!
-//! Settings bound at start (listen addresses, access log, state file and
+//! Settings bound at start (listen addresses, access log, state file, redis and
 //! Pingora's own top-level settings) need a restart or a graceful upgrade
 //! (`systemctl reload`); a reload that changes them says so in the log and
 //! keeps the old values.
@@ -77,6 +77,7 @@ impl LiveConfig {
         config.metrics_listen = old.config.metrics_listen;
         config.access_log = old.config.access_log.clone();
         config.state_file = old.config.state_file.clone();
+        config.redis = old.config.redis.clone();
         let config = Arc::new(config);
         // Counters (rate buckets, spend) stay with the key's name.
         self.virtual_keys.set_keys(config.virtual_keys.clone());
@@ -123,6 +124,9 @@ fn start_bound_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     if old.state_file != new.state_file {
         v.push("state_file");
+    }
+    if old.redis != new.redis {
+        v.push("redis");
     }
     v
 }

@@ -167,6 +167,11 @@ impl VirtualKeys {
         self.keys().is_empty()
     }
 
+    /// The key named `name`.
+    pub fn by_name(&self, name: &str) -> Option<Arc<VirtualKey>> {
+        self.key(name)
+    }
+
     /// The key whose secret is `presented`. Every digest is compared in
     /// constant time; the loop does not stop early.
     pub fn find(&self, presented: &str) -> Option<Arc<VirtualKey>> {
@@ -183,6 +188,12 @@ impl VirtualKeys {
     /// Check a request by `vk` against provider, model, rate and budget, and
     /// count it against the request rate when allowed.
     pub fn admit(&self, vk: &VirtualKey, provider: Provider, model: Option<&str>, now: Instant, wall: SystemTime) -> Result<(), Refusal> {
+        Self::check_access(vk, provider, model)?;
+        self.admit_limits(vk, now, wall)
+    }
+
+    /// May `vk` use this provider and model?
+    pub fn check_access(vk: &VirtualKey, provider: Provider, model: Option<&str>) -> Result<(), Refusal> {
         if let Some(ps) = &vk.providers {
             if !ps.contains(&provider) {
                 return Err(Refusal::new(GatewayError::Forbidden, "provider", format!("virtual key {} may not use provider {}", vk.name, provider.name())));
@@ -195,6 +206,11 @@ impl VirtualKeys {
                 None => return Err(Refusal::new(GatewayError::Forbidden, "model", format!("virtual key {} is restricted to listed models and the request names none", vk.name))),
             }
         }
+        Ok(())
+    }
+
+    /// Check `vk`'s local rate and budget counters and count the request.
+    pub fn admit_limits(&self, vk: &VirtualKey, now: Instant, wall: SystemTime) -> Result<(), Refusal> {
         let mut state = self.state.lock().expect("vk state lock");
         let st = state.entry(vk.name.clone()).or_default();
         if let Some(b) = vk.budget {

@@ -317,3 +317,80 @@ fn sighup_reloads_keys_without_dropping_streams_and_refuses_a_bad_file() {
     assert_eq!(gw.metric("tollgate_config_reloads_total", &[("result", "success")]), 1.0);
     assert_eq!(gw.metric("tollgate_config_reloads_total", &[("result", "failure")]), 1.0);
 }
+
+/// A throwaway redis-server on a free loopback port (Debian's package,
+/// installed by `make deps`).
+struct RedisServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl RedisServer {
+    fn start() -> RedisServer {
+        let port = free_port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (Debian package redis-server; `make deps` installs it)");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        RedisServer { child, port }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn redis_backed_gateways_share_one_limit_and_fall_back_when_it_is_down() {
+    // Fixed one-minute windows: do not straddle a minute boundary.
+    let sec = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() % 60;
+    if sec > 45 {
+        std::thread::sleep(Duration::from_secs(61 - sec));
+    }
+    let mut redis = RedisServer::start();
+    // 100k in + 10k out of gpt-4o = 0.35 USD a request.
+    let mock = openai_mock(100_000, 10_000);
+    let vks = "    - { name: fleet, secret: env.VK_F, requests_per_minute: 3 }\n    - { name: cap, secret: env.VK_C, budget: { usd: 0.5, period: day } }\n";
+    let extra = format!("  redis: {{ url: \"redis://127.0.0.1:{}/3\", key_prefix: \"tg-test-{}\", timeout_ms: 300 }}\n", redis.port, std::process::id());
+    let env = [("VK_F", "vk-f"), ("VK_C", "vk-c")];
+    let a = Gateway::start(&section(&mock, vks, &extra), "", &env);
+    let b = Gateway::start(&section(&mock, vks, &extra), "", &env);
+    let fleet = [("x-tollgate-vk", "vk-f")];
+    assert_eq!(chat(a.port, &fleet, "gpt-4o").status, 200);
+    assert_eq!(chat(b.port, &fleet, "gpt-4o").status, 200);
+    assert_eq!(chat(a.port, &fleet, "gpt-4o").status, 200);
+    // Each instance alone has used fewer than 3; together they used 3.
+    let r = chat(b.port, &fleet, "gpt-4o");
+    assert_eq!((r.status, r.json()["error"]["type"].as_str()), (429, Some("rate_limited")), "{}", r.text());
+    let wait: u64 = r.header("retry-after").expect("retry-after").parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert_eq!(chat(a.port, &fleet, "gpt-4o").status, 429);
+
+    // Budget: spend on a counts on b.
+    let cap = [("x-tollgate-vk", "vk-c")];
+    assert_eq!(chat(a.port, &cap, "gpt-4o").status, 200);
+    a.records(4);
+    assert_eq!(chat(b.port, &cap, "gpt-4o").status, 200, "0.35 of 0.50 spent");
+    b.records(3);
+    let r = chat(a.port, &cap, "gpt-4o");
+    assert_eq!((r.status, r.json()["error"]["type"].as_str()), (402, Some("budget_exceeded")));
+    assert!((b.metric("tollgate_virtual_key_spend_usd", &[("virtual_key", "cap")]) - 0.70).abs() < 1e-6, "fleet-wide spend");
+    assert_eq!(mock.take().len(), 5, "refused requests never reach the provider");
+
+    // Redis gone: requests are served on local counters and the failure is
+    // counted (a's own spend for `cap` is 0.35 < 0.50).
+    let _ = redis.child.kill();
+    let _ = redis.child.wait();
+    assert_eq!(chat(a.port, &cap, "gpt-4o").status, 200);
+    assert!(a.metric("tollgate_redis_errors_total", &[("op", "admit")]) >= 1.0);
+    a.wait_stderr("using this instance's local counters", 1);
+}
