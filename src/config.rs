@@ -102,6 +102,7 @@ struct RawBudget {
 struct RawTimeouts {
     connect_ms: Option<u64>,
     read_ms: Option<u64>,
+    total_ms: Option<u64>,
     write_ms: Option<u64>,
 }
 
@@ -109,6 +110,7 @@ struct RawTimeouts {
 #[serde(deny_unknown_fields)]
 struct RawLimits {
     max_request_body_bytes: Option<u64>,
+    max_header_bytes: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -260,9 +262,14 @@ pub struct ProviderConf {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Timeouts {
+    /// TCP + TLS connect.
     pub connect: Duration,
+    /// Each read from the provider: first byte and idle gap between chunks.
     pub read: Duration,
+    /// Each write to the provider.
     pub write: Duration,
+    /// The whole exchange, from the request's arrival to the response's end.
+    pub total: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -281,6 +288,8 @@ pub struct Config {
     pub require_virtual_key: bool,
     pub timeouts: Timeouts,
     pub max_request_body_bytes: Option<u64>,
+    /// Request line plus headers; larger heads get 431.
+    pub max_header_bytes: u64,
     pub connect_retries: usize,
     pub providers: BTreeMap<Provider, ProviderConf>,
     pub prices: PriceTable,
@@ -352,6 +361,7 @@ impl Config {
             connect: ms("tollgate.timeouts.connect_ms", raw.timeouts.connect_ms, 5_000)?,
             read: ms("tollgate.timeouts.read_ms", raw.timeouts.read_ms, 600_000)?,
             write: ms("tollgate.timeouts.write_ms", raw.timeouts.write_ms, 60_000)?,
+            total: ms("tollgate.timeouts.total_ms", raw.timeouts.total_ms, 1_800_000)?,
         };
 
         let mut providers = BTreeMap::new();
@@ -600,6 +610,11 @@ impl Config {
             }
         };
         let max_request_body_bytes = raw.limits.max_request_body_bytes;
+        // Pingora itself answers 400 to request heads above 1 MiB.
+        let max_header_bytes = raw.limits.max_header_bytes.unwrap_or(65_536);
+        if !(1..=1_048_575).contains(&max_header_bytes) {
+            return Err(err("tollgate.limits.max_header_bytes", "must be between 1 and 1048575 (Pingora refuses larger heads itself)".into()));
+        }
         if max_request_body_bytes == Some(0) {
             return Err(err("tollgate.limits.max_request_body_bytes", "must be greater than zero".into()));
         }
@@ -612,6 +627,7 @@ impl Config {
             require_virtual_key: raw.require_virtual_key,
             timeouts,
             max_request_body_bytes,
+            max_header_bytes,
             connect_retries: raw.connect_retries.unwrap_or(2),
             providers,
             prices,
@@ -729,6 +745,8 @@ mod tests {
             ("tollgate:\n  require_virtual_key: true\n", "tollgate.require_virtual_key"),
             ("tollgate:\n  prices: { openai: { m: { input: -1, output: 1 } } }\n", "tollgate.prices"),
             ("tollgate:\n  prices_file: /nonexistent/p.yaml\n", "tollgate.prices_file"),
+            ("tollgate:\n  limits: { max_header_bytes: 2000000 }\n", "tollgate.limits.max_header_bytes"),
+            ("tollgate:\n  timeouts: { total_ms: 0 }\n", "tollgate.timeouts.total_ms"),
             ("tollgate:\n  redis: { key_prefix: x }\n", "tollgate.redis.url"),
             ("tollgate:\n  redis: { url: 'http://h:1' }\n", "tollgate.redis.url"),
             ("tollgate:\n  redis: { url: 'redis://h:1', timeout_ms: 0 }\n", "tollgate.redis.timeout_ms"),

@@ -101,6 +101,14 @@ pub fn to_client(resp: &mut ResponseHeader, request_id: &str) {
     let _ = resp.insert_header(REQUEST_ID_HEADER, request_id);
 }
 
+/// Size of a request head as sent: request line and header lines with
+/// their CRLFs (compared with `limits.max_header_bytes`).
+pub fn head_size(req: &RequestHeader) -> usize {
+    let line = req.method.as_str().len() + 1 + req.uri.to_string().len() + 1 + 8 + 2;
+    let fields: usize = req.headers.iter().map(|(n, v)| n.as_str().len() + 2 + v.len() + 2).sum();
+    line + fields + 2
+}
+
 /// Is `v` usable as a request id taken from the client (`x-request-id`)?
 pub fn valid_request_id(v: &str) -> bool {
     !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic())
@@ -125,6 +133,14 @@ mod tests {
             r.append_header(k.to_string(), *v).unwrap();
         }
         r
+    }
+
+    #[test]
+    fn head_size_counts_the_request_line_and_every_header_line() {
+        // "POST /v1/chat/completions HTTP/1.1\r\n" + "a: bc\r\n" + "\r\n"
+        assert_eq!(head_size(&req(&[("a", "bc")])), 36 + 7 + 2);
+        let big = "x".repeat(1000);
+        assert_eq!(head_size(&req(&[("a", &big), ("a", &big)])) - head_size(&req(&[])), 2 * (1 + 2 + 1000 + 2));
     }
 
     #[test]

@@ -308,6 +308,10 @@ impl ProxyHttp for Gateway {
         ctx.start_wall = SystemTime::now();
         METRICS.in_flight.inc();
         ctx.counted_in_flight = true;
+        // HTTP/1.1 pipelining: requests sent back to back on one connection
+        // are answered one after the other (Pingora closes the connection
+        // after the first otherwise).
+        session.as_mut().set_pipelining_enabled(true);
         let req = session.req_header();
         ctx.request_id = req
             .headers
@@ -337,6 +341,11 @@ impl ProxyHttp for Gateway {
             _ => {}
         }
 
+        let limit = ctx.live.config.max_header_bytes;
+        if headers::head_size(session.req_header()) as u64 > limit {
+            let msg = format!("request headers exceed the limit of {limit} bytes");
+            return self.refuse(session, ctx, GatewayError::HeadersTooLarge, &msg).await;
+        }
         let Some((route_name, remainder)) = route::match_route(&path) else {
             return self.refuse(session, ctx, GatewayError::RouteNotFound, GatewayError::RouteNotFound.describe()).await;
         };
@@ -448,8 +457,16 @@ impl ProxyHttp for Gateway {
                 err.as_up();
                 err
             })?;
+        // The total deadline caps every read and write from here on.
+        let remaining = live.config.timeouts.total.saturating_sub(ctx.start.elapsed());
+        if remaining.is_zero() {
+            return Err(total_timeout(&live.config.timeouts));
+        }
+        let mut timeouts = live.config.timeouts.clone();
+        timeouts.read = timeouts.read.min(remaining);
+        timeouts.write = timeouts.write.min(remaining);
         let t = Instant::now();
-        let peer = build_peer(up, addr, &live.config.timeouts);
+        let peer = build_peer(up, addr, &timeouts);
         ctx.overhead += t.elapsed();
         Ok(Box::new(peer))
     }
@@ -543,6 +560,12 @@ impl ProxyHttp for Gateway {
 
     fn response_body_filter(&self, _session: &mut Session, body: &mut Option<Bytes>, end_of_stream: bool, ctx: &mut Ctx) -> Result<Option<Duration>> {
         let t = Instant::now();
+        // Past the total deadline a response still arriving (a slow drip, a
+        // stream that never ends) is cut; the client sees the stream end.
+        if !end_of_stream && ctx.start.elapsed() > ctx.live.config.timeouts.total {
+            ctx.error = Some(GatewayError::UpstreamTimeout);
+            return Err(total_timeout(&ctx.live.config.timeouts));
+        }
         if let Some(scanner) = ctx.scanner.as_mut() {
             if let Some(b) = body.as_ref() {
                 scanner.feed(b);
@@ -693,6 +716,13 @@ impl ProxyHttp for Gateway {
         }
         self.access_log.write(&rec);
     }
+}
+
+/// The error for a request past `timeouts.total` (504 `upstream_timeout`).
+fn total_timeout(t: &crate::config::Timeouts) -> Box<Error> {
+    let mut e = Error::explain(ErrorType::ReadTimedout, format!("total timeout of {} ms reached", t.total.as_millis()));
+    e.as_up();
+    e
 }
 
 fn ms(d: Duration) -> f64 {

@@ -101,7 +101,7 @@ mod tests {
 
     #[test]
     fn tls_peer_verifies_with_sni() {
-        let t = Timeouts { connect: Duration::from_secs(1), read: Duration::from_secs(2), write: Duration::from_secs(3) };
+        let t = Timeouts { connect: Duration::from_secs(1), read: Duration::from_secs(2), write: Duration::from_secs(3), total: Duration::from_secs(4) };
         let p = build_peer(&up("api.openai.com", true), "1.2.3.4:443".parse().unwrap(), &t);
         assert_eq!(p.sni, "api.openai.com");
         assert!(p.options.verify_cert && p.options.verify_hostname);

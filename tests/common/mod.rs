@@ -37,7 +37,7 @@ impl Head {
     }
 }
 
-fn read_head<R: BufRead>(r: &mut R) -> std::io::Result<Option<Head>> {
+pub fn read_head<R: BufRead>(r: &mut R) -> std::io::Result<Option<Head>> {
     let mut start = String::new();
     if r.read_line(&mut start)? == 0 {
         return Ok(None);
