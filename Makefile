@@ -10,7 +10,7 @@ PYTHON ?= python3
 # Link Debian's OpenSSL instead of building a vendored copy (minutes saved).
 export OPENSSL_NO_VENDOR := 1
 
-.PHONY: run build test unit e2e deps venv bench clean install
+.PHONY: run build test unit e2e deps venv bench soak fuzz clean install
 
 run: build
 	./target/release/tollgate -c $(CONF)
@@ -18,12 +18,28 @@ run: build
 build: deps
 	cargo build --release --locked
 
+# The hostile-client tests hold 10,000 connections: raise the soft
+# descriptor limit to the hard one for the test run.
 test: build venv
-	cargo test --release --locked
+	ulimit -n $$(ulimit -Hn) 2>/dev/null || true; cargo test --release --locked
 	$(VENV)/bin/python -m pytest tests/e2e -q -p no:cacheprovider
 
 unit: deps
-	cargo test --release --locked
+	ulimit -n $$(ulimit -Hn) 2>/dev/null || true; cargo test --release --locked
+
+# Long runs, not part of `make test`: a 10-minute soak (prints request
+# count, RSS and descriptors) and a long property-based fuzz run.
+SOAK_SECS ?= 600
+soak: build
+	ulimit -n $$(ulimit -Hn) 2>/dev/null || true; TOLLGATE_SOAK_SECS=$(SOAK_SECS) cargo test --release --locked --test soak -- --nocapture
+
+FUZZ_CASES ?= 200000
+fuzz: deps
+	TOLLGATE_FUZZ_CASES=$(FUZZ_CASES) cargo test --release --locked --test fuzz
+
+# Benchmark against a direct connection and nginx (benches/README.md).
+bench: deps
+	bash benches/run.sh
 
 e2e: build venv
 	$(VENV)/bin/python -m pytest tests/e2e -q -p no:cacheprovider

@@ -384,6 +384,8 @@ pub fn read_response_to<R: BufRead>(r: &mut R, method: &str) -> std::io::Result<
         chunks.push((Instant::now(), c.to_vec()));
         body.extend_from_slice(c);
     })?;
+    assert_no_secret(&format!("{:?}", head), "a response head");
+    assert_no_secret(&String::from_utf8_lossy(&body), "a response body");
     Ok(Response { status, head, body, chunks })
 }
 
@@ -429,6 +431,8 @@ pub struct Gateway {
     pub stderr_path: PathBuf,
     env: Vec<(String, String)>,
     generation: usize,
+    /// This gateway's configured secrets (see `SECRETS`).
+    secrets: Vec<String>,
 }
 
 fn spawn(dir: &std::path::Path, env: &[(String, String)], stderr_path: &std::path::Path, upgrade: bool) -> Child {
@@ -444,6 +448,42 @@ fn spawn(dir: &std::path::Path, env: &[(String, String)], stderr_path: &std::pat
         .stderr(std::fs::File::create(stderr_path).unwrap())
         .spawn()
         .expect("start tollgate")
+}
+
+/// Provider key values and virtual-key secrets of every gateway this test
+/// process started: no response, record, log line or metric may carry one
+/// (issue 8, secret hygiene). Checked on every response read here and on
+/// each gateway's records, logs and metrics when it is dropped.
+static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// The configured secrets of a config file (`env.VAR` resolved from `env`).
+pub fn config_secrets(yaml: &str, env: &[(String, String)]) -> Vec<String> {
+    let v: serde_yaml::Value = serde_yaml::from_str(yaml).expect("test config is YAML");
+    let resolve = |s: &str| match s.strip_prefix("env.") {
+        Some(var) => env.iter().find(|(k, _)| k == var).map(|(_, v)| v.clone()),
+        None => Some(s.to_string()),
+    };
+    let mut out = Vec::new();
+    if let Some(ps) = v["tollgate"]["providers"].as_mapping() {
+        for (_, p) in ps {
+            for k in p["keys"].as_sequence().into_iter().flatten() {
+                out.extend(k["value"].as_str().and_then(resolve));
+            }
+        }
+    }
+    for k in v["tollgate"]["virtual_keys"].as_sequence().into_iter().flatten() {
+        out.extend(k["secret"].as_str().filter(|s| !s.starts_with("sha256:")).and_then(resolve));
+    }
+    // Short placeholders ("x", "k") would match by accident.
+    out.retain(|s| s.len() >= 8);
+    out
+}
+
+/// Panic when `text` contains a registered secret.
+pub fn assert_no_secret(text: &str, what: &str) {
+    for s in SECRETS.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        assert!(!text.contains(s.as_str()), "a configured secret ({}...) appeared in {what}", &s[..4]);
+    }
 }
 
 static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -472,11 +512,13 @@ impl Gateway {
             d = dir.display(),
             log = log_path.display()
         );
-        std::fs::write(dir.join("tollgate.yaml"), yaml).unwrap();
+        std::fs::write(dir.join("tollgate.yaml"), &yaml).unwrap();
         let stderr_path = dir.join("stderr.log");
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let secrets = config_secrets(&yaml, &env);
+        SECRETS.lock().unwrap().extend(secrets.iter().cloned());
         let child = spawn(&dir, &env, &stderr_path, false);
-        let mut gw = Gateway { child: Some(child), port, metrics_port, dir, log_path, stderr_path, env, generation: 0 };
+        let mut gw = Gateway { child: Some(child), port, metrics_port, dir, log_path, stderr_path, env, generation: 0, secrets };
         gw.wait_ready();
         gw
     }
@@ -610,11 +652,36 @@ pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
 
 impl Drop for Gateway {
     fn drop(&mut self) {
+        // Secret hygiene: the metrics, every record and every log line this
+        // gateway produced are free of its configured secrets.
+        let mut leaks = Vec::new();
+        if !thread::panicking() {
+            let mut outputs = Vec::new();
+            if self.child.is_some() {
+                if let Ok(r) = raw_request(self.metrics_port, b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n") {
+                    outputs.push(("metrics".to_string(), String::from_utf8_lossy(&r.body).into_owned()));
+                }
+            }
+            for entry in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.ends_with(".log") {
+                    outputs.push((name, String::from_utf8_lossy(&std::fs::read(entry.path()).unwrap_or_default()).into_owned()));
+                }
+            }
+            for (what, text) in &outputs {
+                for s in &self.secrets {
+                    if text.contains(s.as_str()) {
+                        leaks.push(format!("{what} contains a configured secret ({}...)", &s[..4]));
+                    }
+                }
+            }
+        }
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+        assert!(leaks.is_empty(), "{leaks:?}");
     }
 }
 

@@ -121,7 +121,16 @@ def gateway(mocks):
     with tempfile.TemporaryDirectory(prefix="tollgate-e2e-") as tmp:
         gw = Gateway(mocks, tmp)
         yield gw
+        # Secret hygiene over the whole SDK session: no provider key in any
+        # record, log line or metric the gateway produced.
+        outputs = {"metrics": gw.metrics()}
         gw.stop()
+        outputs["access log"] = gw.log.read_text() if gw.log.exists() else ""
+        gw.stderr.seek(0)
+        outputs["stderr"] = gw.stderr.read()
+        leaks = [f"{what} contains the {p} key" for what, text in outputs.items() for p, k in KEYS.items() if k in text]
+        assert not leaks, leaks
+        assert gw.records(), "the session produced records to check"
 
 
 @pytest.fixture
