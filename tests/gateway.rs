@@ -573,6 +573,9 @@ fn bad_config_fails_at_start_naming_file_and_key() {
         ("tollgate:\n  listen: not-an-address\n", "tollgate.listen"),
         ("tollgate:\n  providers:\n    openai: { base_url: \"ftp://x\" }\n", "tollgate.providers.openai.base_url"),
         ("tollgate:\n  lisen: \"127.0.0.1:1\"\n", "lisen"),
+        ("tollgate:\n  virtual_keys: [{ name: a, secret: env.TOLLGATE_TEST_UNSET_VAR }]\n", "tollgate.virtual_keys[0].secret"),
+        ("tollgate:\n  providers:\n    vertex: { keys: [{ name: sa, service_account_file: /nonexistent/sa.json }] }\n", "tollgate.providers.vertex.keys[0].service_account_file"),
+        ("tollgate:\n  providers:\n    azure: { keys: [{ name: a, value: k, endpoint: env.TOLLGATE_TEST_UNSET_VAR }] }\n", "tollgate.providers.azure.keys[0].endpoint"),
     ];
     for (i, (yaml, key)) in cases.iter().enumerate() {
         let f = dir.join(format!("bad{i}.yaml"));
