@@ -81,8 +81,21 @@ def main():
                 "cpu_ms_per_1000_requests": round(d["cpu_ms_per_1000_requests"], 2),
                 "cpu_cores_busy": round(d["cpu_cores_busy"], 2),
             }
+    for p in PATHS:
+        w = runs.get(f"wrk-{p}")
+        if w and p in mx and w.get("requests"):
+            rps = w["requests"] / (w["duration_us"] / 1e6)
+            mx[p]["wrk"] = {
+                "rps": round(rps, 1),
+                "errors": w["socket_errors"] + w["non_2xx"],
+                "p50_us": w["p50_us"],
+                "p99_us": w["p99_us"],
+                "cpu_ms_per_1000_requests": round(w["cpu_seconds"] * 1000 / (w["requests"] / 1000), 2),
+            }
     if "nginx" in mx and "tollgate" in mx and mx["nginx"]["rps"] > 0:
         mx["tollgate_over_nginx"] = round(mx["tollgate"]["rps"] / mx["nginx"]["rps"], 3)
+        if "wrk" in mx["nginx"] and "wrk" in mx["tollgate"]:
+            mx["tollgate_over_nginx_wrk"] = round(mx["tollgate"]["wrk"]["rps"] / mx["nginx"]["wrk"]["rps"], 3)
     fig["max_rate"] = mx
 
     # SSE.
@@ -138,7 +151,8 @@ def main():
     a = ol.get("1000", {}).get("tollgate", {}).get("added_latency_us")
     target("added p50 at 1,000 RPS", a and a["p50"], 150, "us")
     target("added p99 at 1,000 RPS", a and a["p99"], 1000, "us")
-    target("max RPS vs nginx", mx.get("tollgate_over_nginx"), 0.9, "ratio", ok_if_le=False)
+    target("max RPS vs nginx", mx.get("tollgate_over_nginx"), 0.9, "ratio", ok_if_le=False,
+           note="driver, 64 connections; with wrk: %s" % mx.get("tollgate_over_nginx_wrk"))
     s = sse.get("tollgate", {}).get("added_delivery_us")
     target("added SSE inter-event delay p99", s and s["p99"], 1000, "us",
            note="per-event delivery delay (arrival minus the mock's write time), events after the first")
@@ -200,17 +214,20 @@ def render(fig):
     mx = fig["max_rate"]
     L.append("Max rate: 64 keep-alive connections, closed loop; CPU = utime+stime of the serving process(es)")
     L.append("")
-    L.append("| path | RPS | p50 µs | p99 µs | CPU ms / 1,000 req | cores busy | errors |")
-    L.append("|---|---:|---:|---:|---:|---:|---:|")
+    L.append("| path | RPS | p50 µs | p99 µs | CPU ms / 1,000 req | cores busy | errors | wrk RPS | wrk CPU ms / 1,000 req |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for p in PATHS:
         if p in mx:
             x = mx[p]
+            w = x.get("wrk")
             who = {"direct": "mock", "nginx": "nginx workers", "tollgate": "tollgate"}[p]
             L.append(f"| {p} | {x['rps']:.0f} | {fmt_us(x['latency_us']['p50'])} | {fmt_us(x['latency_us']['p99'])} | "
-                     f"{x['cpu_ms_per_1000_requests']:.1f} ({who}) | {x['cpu_cores_busy']:.2f} | {x['errors']} |")
+                     f"{x['cpu_ms_per_1000_requests']:.1f} ({who}) | {x['cpu_cores_busy']:.2f} | {x['errors']} | "
+                     + (f"{w['rps']:.0f} | {w['cpu_ms_per_1000_requests']:.1f} |" if w else "- | - |"))
     if "tollgate_over_nginx" in mx:
         L.append("")
-        L.append(f"tollgate / nginx max RPS: {mx['tollgate_over_nginx']:.3f}")
+        L.append(f"tollgate / nginx max RPS: {mx['tollgate_over_nginx']:.3f} (driver)"
+                 + (f", {mx['tollgate_over_nginx_wrk']:.3f} (wrk)" if "tollgate_over_nginx_wrk" in mx else ""))
     L.append("")
     sse = fig["sse"]
     L.append("SSE: 300 streams x 50 events at 50 events/s, 50 concurrent (µs)")
@@ -313,7 +330,6 @@ set xtics ('0%%' 1, '50%%' 2, '90%%' 10, '99%%' 100, '99.9%%' 1000, '99.99%%' 10
 set grid xtics ytics mytics
 set key top left
 plot """ + ", ".join(f"'{fn}' using 1:2 with linespoints title '{p}'" for p, fn in series) + "\n"
-    script = script.replace("%%", "%")
     r = subprocess.run([gp], input=script, text=True, capture_output=True)
     shutil.rmtree(datadir, ignore_errors=True)
     if r.returncode != 0:

@@ -6,8 +6,8 @@
 #   nginx     driver -> nginx (benches/nginx.conf, keep-alive proxy) -> mock
 #   tollgate  driver -> tollgate (benches/tollgate-bench.yaml) -> mock
 #
-# Builds what it needs, installs nginx-light and gnuplot-nox with apt-get when
-# missing, runs open-loop 500/1000/2000 RPS, max rate, SSE latency, 2,000
+# Builds what it needs, installs nginx-light, wrk and gnuplot-nox with apt-get
+# when missing, runs open-loop 500/1000/2000 RPS, max rate, SSE latency, 2,000
 # held SSE streams and 1 GB bodies, then writes benches/results/latest.json
 # and benches/results/latency.svg and prints the table (benches/report.py).
 # Every process it starts listens on 127.0.0.1 and is killed on exit.
@@ -36,6 +36,7 @@ log() { printf '\n== %s\n' "$*" >&2; }
 # ---------------------------------------------------------------- packages
 missing=""
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$missing nginx-light"
+command -v wrk >/dev/null 2>&1 || missing="$missing wrk"
 command -v gnuplot >/dev/null 2>&1 || missing="$missing gnuplot-nox"
 command -v python3 >/dev/null 2>&1 || missing="$missing python3"
 if [ -n "$missing" ]; then
@@ -164,6 +165,19 @@ for p in "${PATHS[@]}"; do
   log "max rate via $p (64 connections, closed loop, ${DUR}s)"
   drv max --url "${URL[$p]}/v1/chat/completions" --conns 64 --duration "$DUR" --warmup "$WARM" \
     --pids "${CPU_PIDS[$p]}" --label "$p" >"$RAW/max-$p.json"
+done
+
+# Cross-check with wrk (C, one thread, same 64 connections): shows whether the
+# Rust driver, not the proxy, was the limit.
+cpu_ticks() { local t=0 p; for p in ${1//,/ }; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $t; }
+for p in "${PATHS[@]}"; do
+  log "max rate via $p with wrk (1 thread, 64 connections, ${DUR}s)"
+  c0=$(cpu_ticks "${CPU_PIDS[$p]}")
+  wrk -t1 -c64 -d"${DUR}s" -s benches/wrk-post.lua "${URL[$p]}/v1/chat/completions" >"$TMP/wrk-$p.txt" 2>&1 || true
+  c1=$(cpu_ticks "${CPU_PIDS[$p]}")
+  sed -n 's/^WRKJSON //p' "$TMP/wrk-$p.txt" |
+    python3 -c 'import json,sys; d=json.load(sys.stdin); d.update(label=sys.argv[1], cpu_seconds=int(sys.argv[2])/int(sys.argv[3])); print(json.dumps(d))' \
+      "$p" "$((c1 - c0))" "$CLK_TCK" >"$RAW/wrk-$p.json" || rm -f "$RAW/wrk-$p.json"
 done
 
 # --------------------------------------------------------- SSE latency
