@@ -354,6 +354,7 @@ impl Config {
         let ms = |key: &str, v: Option<u64>, default: u64| -> Result<Duration, ConfigError> {
             match v.unwrap_or(default) {
                 0 => Err(err(key, "must be greater than zero".into())),
+                n if n > 604_800_000 => Err(err(key, "must be at most 604800000 (7 days)".into())),
                 n => Ok(Duration::from_millis(n)),
             }
         };
@@ -747,6 +748,7 @@ mod tests {
             ("tollgate:\n  prices_file: /nonexistent/p.yaml\n", "tollgate.prices_file"),
             ("tollgate:\n  limits: { max_header_bytes: 2000000 }\n", "tollgate.limits.max_header_bytes"),
             ("tollgate:\n  timeouts: { total_ms: 0 }\n", "tollgate.timeouts.total_ms"),
+            ("tollgate:\n  timeouts: { read_ms: 18446744073709551615 }\n", "tollgate.timeouts.read_ms"),
             ("tollgate:\n  redis: { key_prefix: x }\n", "tollgate.redis.url"),
             ("tollgate:\n  redis: { url: 'http://h:1' }\n", "tollgate.redis.url"),
             ("tollgate:\n  redis: { url: 'redis://h:1', timeout_ms: 0 }\n", "tollgate.redis.timeout_ms"),

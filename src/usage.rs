@@ -401,7 +401,14 @@ impl Decoder {
             "gzip" | "x-gzip" => Some(Decoder::Gzip(flate2::write::GzDecoder::new(Vec::new()))),
             "deflate" => Some(Decoder::DeflatePending(Vec::new())),
             "br" => Some(Decoder::Brotli(Box::new(brotli::DecompressorWriter::new(Vec::new(), 4096)))),
-            "zstd" => Some(Decoder::Zstd(zstd::stream::write::Decoder::new(Vec::new()).ok()?)),
+            "zstd" => {
+                // RFC 8878: a window of at most 8 MiB (log 23) for
+                // `Content-Encoding: zstd`; a frame asking for more is not
+                // decoded (its usage is lost, the client still gets it).
+                let mut d = zstd::stream::write::Decoder::new(Vec::new()).ok()?;
+                d.window_log_max(23).ok()?;
+                Some(Decoder::Zstd(d))
+            }
             _ => return None,
         })
     }
@@ -509,26 +516,35 @@ struct Sse {
     /// The current event's JSON (fresh per event).
     json: JsonScan,
     event_has_data: bool,
+    /// The last line ended with CR: a LF right after it (perhaps in the
+    /// next chunk) belongs to the same line end.
+    after_cr: bool,
 }
 
 impl Sse {
     fn new() -> Self {
-        Sse { line: Line::Start, prefix: Vec::with_capacity(5), json: JsonScan::new(), event_has_data: false }
+        Sse { line: Line::Start, prefix: Vec::with_capacity(5), json: JsonScan::new(), event_has_data: false, after_cr: false }
     }
 
     fn feed(&mut self, data: &[u8], family: ApiFamily, raw: &mut Raw) {
         let mut i = 0;
         while i < data.len() {
             let b = data[i];
+            // Lines end with LF, CR or CRLF (the CRLF may straddle chunks).
+            if std::mem::take(&mut self.after_cr) && b == b'\n' {
+                i += 1;
+                continue;
+            }
             match self.line {
                 Line::Start => {
                     if b == b'\n' || b == b'\r' {
-                        if b == b'\n' && self.prefix.is_empty() {
+                        if self.prefix.is_empty() {
+                            // A blank line ends the event.
                             self.end_event(family, raw);
-                        } else if b == b'\n' {
+                        } else {
                             self.prefix.clear();
                         }
-                        // '\r' of a CRLF: ignored
+                        self.after_cr = b == b'\r';
                         i += 1;
                         continue;
                     }
@@ -559,23 +575,17 @@ impl Sse {
                     self.json.feed(&data[i..end], family, raw);
                     if end < data.len() {
                         self.line = Line::Start;
-                        // Let Start see the line end (a blank line follows a newline).
-                        if data[end] == b'\r' {
-                            i = end + 1;
-                            if i < data.len() && data[i] == b'\n' {
-                                i += 1;
-                            }
-                        } else {
-                            i = end + 1;
-                        }
+                        self.after_cr = data[end] == b'\r';
+                        i = end + 1;
                         continue;
                     }
                     i = end;
                 }
                 Line::Skip => {
-                    match data[i..].iter().position(|&c| c == b'\n') {
+                    match data[i..].iter().position(|&c| c == b'\n' || c == b'\r') {
                         Some(p) => {
                             self.line = Line::Start;
+                            self.after_cr = data[i + p] == b'\r';
                             i += p + 1;
                         }
                         None => i = data.len(),

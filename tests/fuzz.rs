@@ -864,7 +864,8 @@ fn valid_config() -> impl Strategy<Value = ValidConfig> {
     (
         proptest::option::of(socket_addr()),
         proptest::option::of(socket_addr()),
-        [proptest::option::of(1u64..=u64::MAX), proptest::option::of(1u64..=u64::MAX), proptest::option::of(1u64..=u64::MAX)],
+        // Timeouts are accepted from 1 ms to 7 days.
+        [proptest::option::of(1u64..=604_800_000), proptest::option::of(1u64..=604_800_000), proptest::option::of(1u64..=604_800_000)],
         proptest::option::of(1u64..=u64::MAX),
         proptest::option::of(0u8..10),
         proptest::option::of(any::<bool>()),

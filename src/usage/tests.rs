@@ -261,3 +261,17 @@ fn arbitrary_bytes_and_chunkings_never_panic_and_stay_bounded() {
         let _ = s.finish();
     }
 }
+
+#[test]
+fn line_ends_lf_cr_and_crlf_split_across_chunks_all_frame_events() {
+    // One event whose JSON spans two data lines, framed three ways.
+    let body = |eol: &str| format!("data: {{\"model\":\"m\",{eol}data: \"usage\":{{\"prompt_tokens\":3,\"completion_tokens\":4}}}}{eol}{eol}");
+    for eol in ["\n", "\r", "\r\n"] {
+        let b = body(eol);
+        let bytes = b.as_bytes();
+        for cut in 0..=bytes.len() {
+            let got = scan(ApiFamily::OpenAi, "text/event-stream", None, &[&bytes[..cut], &bytes[cut..]]);
+            assert_eq!((got.input_tokens, got.output_tokens), (3, 4), "eol {eol:?} cut at {cut}");
+        }
+    }
+}
