@@ -3,8 +3,10 @@
 
 use crate::config::AccessLogTarget;
 use serde::Serialize;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::Write;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, Default, Serialize)]
@@ -36,41 +38,110 @@ pub struct Record {
     pub user_agent: Option<String>,
 }
 
+/// The access log: records are handed to a writer thread over a bounded
+/// channel, so no proxy worker serialises JSON or blocks in `write(2)`.
+/// The writer sends whole lines only (never a line split across two
+/// writes, so two processes appending during a graceful upgrade do not
+/// interleave inside a line), batching what has queued up and writing as
+/// soon as the queue is empty. When the queue is full, `write` waits:
+/// records are never dropped.
+///
+/// The writer thread starts with the first record, not at `open`: Pingora
+/// daemonises (forks) after the log is opened, and a thread does not
+/// survive a fork.
+#[derive(Clone)]
 pub struct AccessLog {
-    file: Option<File>,
+    out: Arc<Mutex<Option<Box<dyn Write + Send>>>>,
+    tx: Arc<OnceLock<SyncSender<Msg>>>,
 }
+
+enum Msg {
+    Record(Box<Record>),
+    /// Write out everything queued before this, then answer.
+    Flush(SyncSender<()>),
+}
+
+/// Records queued before `write` waits.
+const QUEUE: usize = 16_384;
+/// Bytes batched into one `write(2)` at most (whole lines).
+const BATCH: usize = 256 * 1024;
 
 impl AccessLog {
     pub fn open(target: &AccessLogTarget) -> std::io::Result<AccessLog> {
-        let file = match target {
-            AccessLogTarget::Stdout => None,
-            AccessLogTarget::File(p) => Some(OpenOptions::new().create(true).append(true).open(p)?),
+        let out: Box<dyn Write + Send> = match target {
+            AccessLogTarget::Stdout => Box::new(std::io::stdout()),
+            AccessLogTarget::File(p) => Box::new(OpenOptions::new().create(true).append(true).open(p)?),
         };
-        Ok(AccessLog { file })
+        Ok(AccessLog { out: Arc::new(Mutex::new(Some(out))), tx: Arc::new(OnceLock::new()) })
     }
 
-    /// Write one record as one line with a single `write` call, so lines
-    /// from concurrent requests never interleave.
-    pub fn write(&self, rec: &Record) {
-        let mut line = match serde_json::to_vec(rec) {
-            Ok(l) => l,
-            Err(e) => {
-                log::error!("access record not serialisable: {e}");
-                return;
-            }
-        };
-        line.push(b'\n');
-        let res = match &self.file {
-            Some(f) => (&*f).write_all(&line),
-            None => {
-                let mut out = std::io::stdout().lock();
-                out.write_all(&line).and_then(|_| out.flush())
-            }
-        };
-        if let Err(e) = res {
-            log::error!("cannot write access record: {e}");
+    fn sender(&self) -> &SyncSender<Msg> {
+        self.tx.get_or_init(|| {
+            let (tx, rx) = sync_channel(QUEUE);
+            let out = self.out.lock().expect("access log lock").take().expect("writer started once");
+            std::thread::Builder::new()
+                .name("tollgate-access-log".into())
+                .spawn(move || writer(rx, out))
+                .expect("start the access log writer thread");
+            tx
+        })
+    }
+
+    /// Queue one record.
+    pub fn write(&self, rec: Record) {
+        if self.sender().send(Msg::Record(Box::new(rec))).is_err() {
+            log::error!("access log writer is gone; record lost");
         }
     }
+
+    /// Wait (up to 10 s) until every record queued so far is written.
+    pub fn flush(&self) {
+        let (ack, done) = sync_channel(1);
+        if self.sender().send(Msg::Flush(ack)).is_ok() {
+            let _ = done.recv_timeout(std::time::Duration::from_secs(10));
+        }
+    }
+}
+
+fn writer(rx: Receiver<Msg>, mut out: Box<dyn Write + Send>) {
+    let mut buf: Vec<u8> = Vec::with_capacity(BATCH);
+    let mut acks = Vec::new();
+    let write_out = |buf: &mut Vec<u8>, out: &mut Box<dyn Write + Send>| {
+        if !buf.is_empty() {
+            if let Err(e) = out.write_all(buf).and_then(|_| out.flush()) {
+                log::error!("cannot write access records: {e}");
+            }
+            buf.clear();
+        }
+    };
+    // Blocks for the first message, then takes what else is queued.
+    while let Ok(first) = rx.recv() {
+        let mut next = Some(first);
+        while let Some(msg) = next {
+            match msg {
+                Msg::Record(rec) => {
+                    let start = buf.len();
+                    match serde_json::to_writer(&mut buf, &rec) {
+                        Ok(()) => buf.push(b'\n'),
+                        Err(e) => {
+                            buf.truncate(start);
+                            log::error!("access record not serialisable: {e}");
+                        }
+                    }
+                    if buf.len() >= BATCH {
+                        write_out(&mut buf, &mut out);
+                    }
+                }
+                Msg::Flush(ack) => acks.push(ack),
+            }
+            next = rx.try_recv().ok();
+        }
+        write_out(&mut buf, &mut out);
+        for ack in acks.drain(..) {
+            let _ = ack.send(());
+        }
+    }
+    write_out(&mut buf, &mut out);
 }
 
 /// RFC 3339 UTC timestamp with milliseconds.
@@ -115,13 +186,31 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("a.log");
         let log = AccessLog::open(&AccessLogTarget::File(p.to_string_lossy().into())).unwrap();
-        log.write(&Record { request_id: "a".into(), status: 200, ..Default::default() });
-        log.write(&Record { request_id: "b".into(), status: 404, ..Default::default() });
+        log.write(Record { request_id: "a".into(), status: 200, ..Default::default() });
+        log.write(Record { request_id: "b".into(), status: 404, ..Default::default() });
+        log.flush();
         let text = std::fs::read_to_string(&p).unwrap();
         let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[1]["status"], 404);
         assert!(lines[0].get("input_tokens").is_some(), "fields are present even when null");
+        // Many writers at once: every record is one whole line.
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    for i in 0..2000 {
+                        log.write(Record { request_id: format!("{t}-{i}"), path: "x".repeat(i % 300), ..Default::default() });
+                    }
+                })
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        log.flush();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let ids: std::collections::HashSet<String> =
+            text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["request_id"].as_str().unwrap().to_string()).collect();
+        assert_eq!(ids.len(), 2 + 8 * 2000);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -1,7 +1,7 @@
 //! `tollgate -c conf/tollgate.yaml` (Pingora's `-d`, `-u` and `-t` work too).
 
 use pingora::prelude::*;
-use pingora::server::configuration::Opt;
+use pingora::server::configuration::{Opt, ServerConf};
 use pingora::services::listening::Service;
 use std::sync::Arc;
 use tollgate::access_log::AccessLog;
@@ -29,13 +29,21 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let mut server = match Server::new(Some(opt)) {
-        Ok(s) => s,
+    let mut server_conf = match ServerConf::load_yaml_with_opt_override(&opt) {
+        Ok(c) => c,
         Err(e) => {
             eprintln!("tollgate: invalid configuration: {conf_path}: {e}");
             std::process::exit(1);
         }
     };
+    // Pingora's work-stealing runtime costs 20-30% more CPU per request on
+    // this workload (cross-thread wake-ups; benches/README.md): off unless
+    // the file asks for it.
+    if !top_level_key(&conf_path, "work_stealing") {
+        server_conf.work_stealing = false;
+    }
+    let opt = Opt { conf: None, ..opt };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), server_conf);
     // `-t`: both sections parsed; Pingora exits here after its own checks.
     server.bootstrap();
 
@@ -62,7 +70,7 @@ fn main() {
     }
     let connector_options = Some(pingora::connectors::ConnectorOptions::from_server_conf(&server.configuration));
     let live = Arc::new(LiveConfig::new(config.clone(), virtual_keys.clone()));
-    let gateway = Gateway::new(live.clone(), access_log, connector_options);
+    let gateway = Gateway::new(live.clone(), access_log.clone(), connector_options);
     let mut proxy = http_proxy_service(&server.configuration, gateway);
     proxy.add_tcp(&config.listen.to_string());
     server.add_service(proxy);
@@ -80,8 +88,18 @@ fn main() {
     server.add_service(background_service("config reload", Reloader { live, path: conf_path.clone() }));
     log::info!("tollgate listening on {} (config {conf_path})", config.listen);
     server.run(RunArgs::default());
+    // Drained: write out the last records and spend.
+    access_log.flush();
     if let Some(p) = final_flush {
         p.flush();
     }
     std::process::exit(0);
+}
+
+/// Whether the file sets `key` at its top level (Pingora's section).
+fn top_level_key(path: &str, key: &str) -> bool {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_yaml::from_str::<serde_yaml::Value>(&t).ok())
+        .is_some_and(|v| v.get(key).is_some())
 }

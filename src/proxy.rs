@@ -714,7 +714,7 @@ impl ProxyHttp for Gateway {
                 METRICS.vk_spend.with_label_values(&[vk]).set(spend);
             }
         }
-        self.access_log.write(&rec);
+        self.access_log.write(rec);
     }
 }
 

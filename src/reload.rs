@@ -58,6 +58,14 @@ impl LiveConfig {
     pub fn new(config: Arc<Config>, virtual_keys: Arc<VirtualKeys>) -> LiveConfig {
         let live = LiveConfig { current: RwLock::new(Arc::new(Live::new(config.clone(), None))), virtual_keys };
         publish_gauges(&config, None, &live.virtual_keys);
+        // Counters exported from the start (at 0), so dashboards and alerts
+        // see them before the first event.
+        for r in ["success", "failure"] {
+            METRICS.config_reloads.with_label_values(&[r]);
+        }
+        for op in ["admit", "record"] {
+            METRICS.redis_errors.with_label_values(&[op]);
+        }
         live
     }
 

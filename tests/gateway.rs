@@ -227,7 +227,7 @@ fn genai_picks_vertex_by_each_rule_else_gemini() {
     }
     assert_eq!(m.vertex.count(), 0);
 
-    let recs = gw.records(7); // six requests and the readiness probe
+    let recs = gw.records(6);
     assert_eq!(recs.iter().filter(|r| r["provider"] == "vertex").count(), 4);
     assert_eq!(recs.iter().filter(|r| r["provider"] == "gemini").count(), 2);
 }
@@ -513,11 +513,13 @@ fn upstream_down_is_502_and_silent_upstream_is_504() {
 fn upstream_connections_are_pooled() {
     let mock = Mock::start(|_| ok_json());
     let gw = Gateway::start(&format!("  providers:\n    openai: {{ base_url: \"{}\", keys: [{{ name: k, value: sk-real }}] }}\n", mock.url()), "upstream_keepalive_pool_size: 16", &[]);
-    for _ in 0..5 {
+    for _ in 0..10 {
         assert_eq!(get(gw.port, "/openai_passthrough/v1/models", &[]).status, 200);
     }
+    // Each worker thread (2 here, no work stealing) keeps its own pooled
+    // connection: ten sequential requests use at most two.
     let ports: std::collections::HashSet<u16> = mock.take().iter().map(|r| r.conn_port).collect();
-    assert_eq!(ports.len(), 1, "five sequential requests used {} upstream connections", ports.len());
+    assert!(ports.len() <= 2, "ten sequential requests used {} upstream connections", ports.len());
 }
 
 #[test]

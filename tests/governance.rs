@@ -92,9 +92,9 @@ fn request_and_token_rate_limits_answer_429_with_retry_after() {
     // Tokens are debited in the logging phase, after the client has the
     // response: wait for each record before the next request.
     assert_eq!(chat(gw.port, &[("x-tollgate-vk", "vk-t")], "gpt-4o").status, 200);
-    gw.records(4);
-    assert_eq!(chat(gw.port, &[("x-tollgate-vk", "vk-t")], "gpt-4o").status, 200);
     gw.records(5);
+    assert_eq!(chat(gw.port, &[("x-tollgate-vk", "vk-t")], "gpt-4o").status, 200);
+    gw.records(6);
     let r = chat(gw.port, &[("x-tollgate-vk", "vk-t")], "gpt-4o");
     assert_eq!(r.status, 429);
     assert!(r.header("retry-after").is_some());

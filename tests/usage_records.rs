@@ -207,7 +207,7 @@ fn records_for_refusals_and_failures_and_no_secret_anywhere() {
     get(gw.port, "/nowhere", &[]);
     get(gw.port, "/openai_passthrough/v1/../x", &[]);
     post_json(gw.port, "/genai_passthrough/v1beta/models/g:generateContent?key=AIzaSECRETclientkey&alt=sse", &[("x-goog-api-key", "AIzaSECRETheader")], &json!({}));
-    let recs = gw.records(4);
+    let recs = gw.records(3);
     assert!(recs.iter().any(|r| r["status"] == 404 && r["error"] == "route_not_found"));
     assert!(recs.iter().any(|r| r["status"] == 400 && r["error"] == "invalid_path"));
     let log = std::fs::read_to_string(&gw.log_path).unwrap();

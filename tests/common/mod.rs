@@ -562,14 +562,16 @@ impl Gateway {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
-    /// Access records so far (waits up to 2 s for at least `min`).
+    /// Access records so far (waits up to 2 s for at least `min`), without
+    /// those of the harness's own readiness probes.
     pub fn records(&self, min: usize) -> Vec<serde_json::Value> {
         let deadline = Instant::now() + Duration::from_secs(2);
         loop {
             let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
             // Only complete lines: a record may be half written while read.
             let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
-            let recs: Vec<serde_json::Value> = complete.lines().map(|l| serde_json::from_str(l).expect("record is JSON")).collect();
+            let recs: Vec<serde_json::Value> =
+                complete.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).expect("record is JSON")).filter(|r| r["path"] != "/readyz").collect();
             if recs.len() >= min || Instant::now() > deadline {
                 return recs;
             }
