@@ -5,8 +5,8 @@ use crate::config::AccessLogTarget;
 use serde::Serialize;
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, Default, Serialize)]
@@ -38,33 +38,47 @@ pub struct Record {
     pub user_agent: Option<String>,
 }
 
-/// The access log: records are handed to a writer thread over a bounded
-/// channel, so no proxy worker serialises JSON or blocks in `write(2)`.
-/// The writer sends whole lines only (never a line split across two
-/// writes, so two processes appending during a graceful upgrade do not
-/// interleave inside a line), batching what has queued up and writing as
-/// soon as the queue is empty. When the queue is full, `write` waits:
-/// records are never dropped.
+/// The access log: proxy workers append records to a shared queue and a
+/// writer thread serialises them and writes whole lines, every 20 ms or
+/// sooner when asked to flush. Workers never serialise JSON, never block in
+/// `write(2)` and never wake the writer per record (a wake-up per record
+/// cost more than the write itself). Lines are written whole (never one
+/// line across two writes), so two processes appending during a graceful
+/// upgrade do not interleave inside a line. When 16k records are queued, a
+/// worker waits for the writer: records are never dropped.
 ///
 /// The writer thread starts with the first record, not at `open`: Pingora
 /// daemonises (forks) after the log is opened, and a thread does not
 /// survive a fork.
 #[derive(Clone)]
 pub struct AccessLog {
-    out: Arc<Mutex<Option<Box<dyn Write + Send>>>>,
-    tx: Arc<OnceLock<SyncSender<Msg>>>,
+    shared: Arc<Shared>,
+    started: Arc<OnceLock<()>>,
 }
 
-enum Msg {
-    Record(Box<Record>),
-    /// Write out everything queued before this, then answer.
-    Flush(SyncSender<()>),
+struct Shared {
+    queue: Mutex<Queue>,
+    /// The writer waits here for a flush request or a full queue.
+    wake_writer: Condvar,
+    /// Workers and `flush` wait here for the writer to catch up.
+    written: Condvar,
+    out: Mutex<Option<Box<dyn Write + Send>>>,
 }
 
-/// Records queued before `write` waits.
+#[derive(Default)]
+struct Queue {
+    records: Vec<Record>,
+    /// Flushes asked for and done, counted.
+    flush_asked: u64,
+    flush_done: u64,
+}
+
+/// Records queued before a worker waits for the writer.
 const QUEUE: usize = 16_384;
 /// Bytes batched into one `write(2)` at most (whole lines).
 const BATCH: usize = 256 * 1024;
+/// How long records may wait in the queue.
+const INTERVAL: Duration = Duration::from_millis(20);
 
 impl AccessLog {
     pub fn open(target: &AccessLogTarget) -> std::io::Result<AccessLog> {
@@ -72,76 +86,92 @@ impl AccessLog {
             AccessLogTarget::Stdout => Box::new(std::io::stdout()),
             AccessLogTarget::File(p) => Box::new(OpenOptions::new().create(true).append(true).open(p)?),
         };
-        Ok(AccessLog { out: Arc::new(Mutex::new(Some(out))), tx: Arc::new(OnceLock::new()) })
+        let shared = Shared { queue: Mutex::new(Queue::default()), wake_writer: Condvar::new(), written: Condvar::new(), out: Mutex::new(Some(out)) };
+        Ok(AccessLog { shared: Arc::new(shared), started: Arc::new(OnceLock::new()) })
     }
 
-    fn sender(&self) -> &SyncSender<Msg> {
-        self.tx.get_or_init(|| {
-            let (tx, rx) = sync_channel(QUEUE);
-            let out = self.out.lock().expect("access log lock").take().expect("writer started once");
+    fn start(&self) {
+        self.started.get_or_init(|| {
+            let shared = self.shared.clone();
+            let out = shared.out.lock().expect("access log lock").take().expect("writer started once");
             std::thread::Builder::new()
                 .name("tollgate-access-log".into())
-                .spawn(move || writer(rx, out))
+                .spawn(move || writer(&shared, out))
                 .expect("start the access log writer thread");
-            tx
-        })
+        });
     }
 
     /// Queue one record.
     pub fn write(&self, rec: Record) {
-        if self.sender().send(Msg::Record(Box::new(rec))).is_err() {
-            log::error!("access log writer is gone; record lost");
+        self.start();
+        let mut q = self.shared.queue.lock().expect("access log lock");
+        q.records.push(rec);
+        if q.records.len() >= QUEUE {
+            self.shared.wake_writer.notify_one();
+            while q.records.len() >= QUEUE {
+                q = self.shared.written.wait(q).expect("access log lock");
+            }
         }
     }
 
     /// Wait (up to 10 s) until every record queued so far is written.
     pub fn flush(&self) {
-        let (ack, done) = sync_channel(1);
-        if self.sender().send(Msg::Flush(ack)).is_ok() {
-            let _ = done.recv_timeout(std::time::Duration::from_secs(10));
+        self.start();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut q = self.shared.queue.lock().expect("access log lock");
+        q.flush_asked += 1;
+        let target = q.flush_asked;
+        self.shared.wake_writer.notify_one();
+        while q.flush_done < target {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                log::error!("access log flush timed out");
+                return;
+            }
+            q = self.shared.written.wait_timeout(q, left).expect("access log lock").0;
         }
     }
 }
 
-fn writer(rx: Receiver<Msg>, mut out: Box<dyn Write + Send>) {
+fn writer(shared: &Shared, mut out: Box<dyn Write + Send>) {
     let mut buf: Vec<u8> = Vec::with_capacity(BATCH);
-    let mut acks = Vec::new();
-    let write_out = |buf: &mut Vec<u8>, out: &mut Box<dyn Write + Send>| {
-        if !buf.is_empty() {
-            if let Err(e) = out.write_all(buf).and_then(|_| out.flush()) {
-                log::error!("cannot write access records: {e}");
+    let mut batch: Vec<Record> = Vec::new();
+    loop {
+        let asked = {
+            let mut q = shared.queue.lock().expect("access log lock");
+            if q.records.len() < QUEUE && q.flush_asked == q.flush_done {
+                q = shared.wake_writer.wait_timeout(q, INTERVAL).expect("access log lock").0;
             }
-            buf.clear();
-        }
-    };
-    // Blocks for the first message, then takes what else is queued.
-    while let Ok(first) = rx.recv() {
-        let mut next = Some(first);
-        while let Some(msg) = next {
-            match msg {
-                Msg::Record(rec) => {
-                    let start = buf.len();
-                    match serde_json::to_writer(&mut buf, &rec) {
-                        Ok(()) => buf.push(b'\n'),
-                        Err(e) => {
-                            buf.truncate(start);
-                            log::error!("access record not serialisable: {e}");
-                        }
-                    }
-                    if buf.len() >= BATCH {
-                        write_out(&mut buf, &mut out);
-                    }
+            std::mem::swap(&mut batch, &mut q.records);
+            q.flush_asked
+        };
+        for rec in batch.drain(..) {
+            let start = buf.len();
+            match serde_json::to_writer(&mut buf, &rec) {
+                Ok(()) => buf.push(b'\n'),
+                Err(e) => {
+                    buf.truncate(start);
+                    log::error!("access record not serialisable: {e}");
                 }
-                Msg::Flush(ack) => acks.push(ack),
             }
-            next = rx.try_recv().ok();
+            if buf.len() >= BATCH {
+                write_out(&mut buf, &mut out);
+            }
         }
         write_out(&mut buf, &mut out);
-        for ack in acks.drain(..) {
-            let _ = ack.send(());
-        }
+        let mut q = shared.queue.lock().expect("access log lock");
+        q.flush_done = asked;
+        shared.written.notify_all();
     }
-    write_out(&mut buf, &mut out);
+}
+
+fn write_out(buf: &mut Vec<u8>, out: &mut Box<dyn Write + Send>) {
+    if !buf.is_empty() {
+        if let Err(e) = out.write_all(buf).and_then(|_| out.flush()) {
+            log::error!("cannot write access records: {e}");
+        }
+        buf.clear();
+    }
 }
 
 /// RFC 3339 UTC timestamp with milliseconds.
