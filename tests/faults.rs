@@ -128,6 +128,29 @@ fn connection_refused_is_502_after_retries() {
 }
 
 #[test]
+fn a_provider_that_never_completes_the_handshake_is_504_at_the_connect_timeout() {
+    // A listener that never accepts: once its accept queue is full the
+    // kernel drops new SYNs, so connecting hangs like a black-holed host.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let mut held = Vec::new();
+    loop {
+        match TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+            Ok(c) => held.push(c),
+            Err(_) => break,
+        }
+        assert!(held.len() < 5000, "the accept queue never filled");
+    }
+    let gw = gateway(&format!("http://{addr}"), "");
+    let seen = call(gw.port, false);
+    assert_eq!((seen.status, seen.json()["error"]["type"].as_str()), (504, Some("upstream_timeout")), "{}", seen.text());
+    // connect_ms 500, tried twice (connect_retries: 1).
+    assert!(seen.elapsed >= Duration::from_millis(900) && seen.elapsed < Duration::from_millis(2500), "{:?}", seen.elapsed);
+    assert_eq!(last_record(&gw)["error"], "upstream_timeout");
+    drop(held);
+}
+
+#[test]
 fn reset_before_headers_is_502_and_not_replayed() {
     // Accepts, lets the request arrive, closes without reading it: the
     // kernel answers with RST.
