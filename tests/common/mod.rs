@@ -664,6 +664,8 @@ impl Drop for Gateway {
                     outputs.push(("metrics".to_string(), String::from_utf8_lossy(&r.body).into_owned()));
                 }
             }
+            // Records are written by a thread every 20 ms: let the last ones land.
+            thread::sleep(Duration::from_millis(60));
             for entry in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 if name.ends_with(".log") {

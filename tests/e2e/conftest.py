@@ -82,9 +82,33 @@ tollgate:
             pytest.fail("tollgate did not become ready")
 
     def records(self):
+        """Complete lines only: the gateway's writer thread may be mid-write."""
         if not self.log.exists():
             return []
-        return [json.loads(l) for l in self.log.read_text().splitlines() if l.strip()]
+        text = self.log.read_text()
+        text = text[: text.rfind("\n") + 1]
+        return [json.loads(l) for l in text.splitlines() if l.strip()]
+
+    def settled_count(self):
+        """The number of records once earlier requests' records are written
+        (the writer thread writes every 20 ms: wait until the count holds)."""
+        n = len(self.records())
+        while True:
+            time.sleep(0.1)
+            m = len(self.records())
+            if m == n:
+                return n
+            n = m
+
+    def records_after(self, after, count, timeout=5.0):
+        """At least `count` records after index `after`."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            recs = self.records()[after:]
+            if len(recs) >= count:
+                return recs
+            time.sleep(0.02)
+        raise AssertionError(f"expected {count} records, got {self.records()[after:]}")
 
     def wait_record(self, path_part, after=0, timeout=5.0):
         """The first record after index `after` whose path contains `path_part`."""
@@ -139,4 +163,4 @@ def fresh(mocks, gateway):
     for m in mocks.values():
         m.take()
         m.sent_events.clear()
-    return len(gateway.records())
+    return gateway.settled_count()

@@ -272,7 +272,7 @@ def test_genai(kind, gateway, mocks, fresh):
     upstream(mock, model_path(kind, "gemini-2.5-flash", "generateContent"))
     record(gateway, fresh, ":generateContent", provider, "gemini-2.5-flash", (8, 6), stream=False)
 
-    n = len(gateway.records())
+    n = gateway.settled_count()
     text, first_at = "", None
     for chunk in client.models.generate_content_stream(model="gemini-2.5-flash", contents="hi"):
         first_at = first_at or time.monotonic()
@@ -333,7 +333,7 @@ def test_async_clients_stream(gateway, mocks, fresh):
     upstream(mocks["openai"], "/v1/chat/completions")
     upstream(mocks["anthropic"], "/v1/messages")
     upstream(mocks["gemini"], "/v1/models/gemini-2.5-flash:streamGenerateContent")
-    recs = gateway.records()[fresh:]
+    recs = gateway.records_after(fresh, 3)
     assert sorted(r["provider"] for r in recs) == ["anthropic", "gemini", "openai"]
     assert all(r["stream"] and r["output_tokens"] for r in recs), [(r["provider"], r["stream"], r["output_tokens"], r["error"]) for r in recs]
 
