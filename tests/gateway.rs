@@ -515,11 +515,12 @@ fn upstream_connections_are_pooled() {
     let gw = Gateway::start(&format!("  providers:\n    openai: {{ base_url: \"{}\", keys: [{{ name: k, value: sk-real }}] }}\n", mock.url()), "upstream_keepalive_pool_size: 16", &[]);
     for _ in 0..10 {
         assert_eq!(get(gw.port, "/openai_passthrough/v1/models", &[]).status, 200);
+        // The upstream connection goes back to the pool just after the
+        // client has its response; a request sent at once may find it busy.
+        std::thread::sleep(Duration::from_millis(20));
     }
-    // Each worker thread (2 here, no work stealing) keeps its own pooled
-    // connection: ten sequential requests use at most two.
     let ports: std::collections::HashSet<u16> = mock.take().iter().map(|r| r.conn_port).collect();
-    assert!(ports.len() <= 2, "ten sequential requests used {} upstream connections", ports.len());
+    assert_eq!(ports.len(), 1, "ten sequential requests used {} upstream connections", ports.len());
 }
 
 #[test]
