@@ -132,6 +132,17 @@ struct KeyState {
     unflushed: f64,
 }
 
+impl KeyState {
+    /// Move to budget period `pid`: a new period starts from zero, and so
+    /// does its spend not yet written to the state file.
+    fn enter_period(&mut self, pid: i64) {
+        if self.spend.0 != pid {
+            self.spend = (pid, 0.0);
+            self.unflushed = 0.0;
+        }
+    }
+}
+
 /// The configured virtual keys and their live counters. The key list is
 /// replaced on reload; counters belong to a key's name and survive it.
 #[derive(Default)]
@@ -159,17 +170,13 @@ impl VirtualKeys {
         self.keys.read().expect("vk keys lock").clone()
     }
 
-    fn key(&self, name: &str) -> Option<Arc<VirtualKey>> {
+    /// The key named `name`.
+    pub fn by_name(&self, name: &str) -> Option<Arc<VirtualKey>> {
         self.keys().iter().find(|k| k.name == name).cloned()
     }
 
     pub fn is_empty(&self) -> bool {
         self.keys().is_empty()
-    }
-
-    /// The key named `name`.
-    pub fn by_name(&self, name: &str) -> Option<Arc<VirtualKey>> {
-        self.key(name)
     }
 
     /// The key whose secret is `presented`. Every digest is compared in
@@ -214,10 +221,7 @@ impl VirtualKeys {
         let mut state = self.state.lock().expect("vk state lock");
         let st = state.entry(vk.name.clone()).or_default();
         if let Some(b) = vk.budget {
-            let pid = b.period.id(wall);
-            if st.spend.0 != pid {
-                st.spend = (pid, 0.0);
-            }
+            st.enter_period(b.period.id(wall));
             if st.spend.1 >= b.usd {
                 return Err(Refusal::new(
                     GatewayError::BudgetExceeded,
@@ -252,7 +256,7 @@ impl VirtualKeys {
 
     /// After the response: debit tokens and add the cost to the spend.
     pub fn record(&self, vk_name: &str, tokens: u64, cost_usd: f64, now: Instant, wall: SystemTime) {
-        let Some(vk) = self.key(vk_name) else { return };
+        let Some(vk) = self.by_name(vk_name) else { return };
         let mut state = self.state.lock().expect("vk state lock");
         let st = state.entry(vk.name.clone()).or_default();
         if let Some(tpm) = vk.tokens_per_minute {
@@ -262,11 +266,7 @@ impl VirtualKeys {
             bucket.level -= tokens as f64;
         }
         if let Some(b) = vk.budget {
-            let pid = b.period.id(wall);
-            if st.spend.0 != pid {
-                st.spend = (pid, 0.0);
-                st.unflushed = 0.0;
-            }
+            st.enter_period(b.period.id(wall));
             st.spend.1 += cost_usd;
             st.unflushed += cost_usd;
         }
@@ -293,10 +293,7 @@ impl VirtualKeys {
                 let Some(b) = vk.budget else { continue };
                 let pid = b.period.id(wall);
                 let st = state.entry(vk.name.clone()).or_default();
-                if st.spend.0 != pid {
-                    st.spend = (pid, 0.0);
-                    st.unflushed = 0.0;
-                }
+                st.enter_period(pid);
                 let entry = file.spend.entry(vk.name.clone()).or_insert(SpendEntry { period: b.period.name().into(), id: pid, usd: 0.0 });
                 if entry.id != pid || entry.period != b.period.name() {
                     *entry = SpendEntry { period: b.period.name().into(), id: pid, usd: 0.0 };
@@ -318,7 +315,7 @@ impl VirtualKeys {
 
     /// USD spent by a key in its current budget period.
     pub fn spend(&self, vk_name: &str, wall: SystemTime) -> f64 {
-        let Some(vk) = self.key(vk_name) else { return 0.0 };
+        let Some(vk) = self.by_name(vk_name) else { return 0.0 };
         let Some(b) = vk.budget else { return 0.0 };
         let state = self.state.lock().expect("vk state lock");
         match state.get(vk_name) {
@@ -505,6 +502,25 @@ mod tests {
         std::fs::write(&path, b"{not json").unwrap();
         assert!(new.sync_state(&path, wall).is_err(), "a corrupt file is reported, not overwritten");
         assert_eq!(std::fs::read(&path).unwrap(), b"{not json");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_new_period_does_not_carry_unwritten_spend_of_the_old_one() {
+        let mut k = vk("a", "s");
+        k.budget = Some(Budget { usd: 10.0, period: Period::Day });
+        let dir = std::env::temp_dir().join(format!("tollgate-period-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.json");
+        let keys = VirtualKeys::new(vec![k.clone()]);
+        let t0 = Instant::now();
+        let day1 = SystemTime::now();
+        let day2 = day1 + std::time::Duration::from_secs(86_400);
+        keys.record("a", 0, 2.0, t0, day1);
+        // The first request of the next day is admitted before any sync.
+        assert!(keys.admit(&k, Provider::OpenAi, None, t0, day2).is_ok());
+        keys.sync_state(&path, day2).unwrap();
+        assert_eq!(keys.spend("a", day2), 0.0, "yesterday's spend counted today");
         std::fs::remove_dir_all(dir).unwrap();
     }
 
