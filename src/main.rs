@@ -1,7 +1,7 @@
 //! `tollgate -c conf/tollgate.yaml` (Pingora's `-d`, `-u` and `-t` work too).
 
 use pingora::prelude::*;
-use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::configuration::Opt;
 use pingora::services::listening::Service;
 use std::sync::Arc;
 use tollgate::access_log::AccessLog;
@@ -29,19 +29,16 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let server_conf = match ServerConf::load_yaml_with_opt_override(&opt) {
-        Ok(c) => c,
+    // Pingora's work stealing stays on (its default): without it, pooled
+    // upstream connections are often not reused across worker threads
+    // (benches/README.md).
+    let mut server = match Server::new(Some(opt)) {
+        Ok(s) => s,
         Err(e) => {
             eprintln!("tollgate: invalid configuration: {conf_path}: {e}");
             std::process::exit(1);
         }
     };
-    // Pingora's work stealing stays on (its default): without it the CPU
-    // per request is 20-30% lower, but pooled upstream connections are often
-    // not reused across worker threads (benches/README.md), and a new TLS
-    // handshake to a provider costs far more than that CPU.
-    let opt = Opt { conf: None, ..opt };
-    let mut server = Server::new_with_opt_and_conf(Some(opt), server_conf);
     // `-t`: both sections parsed; Pingora exits here after its own checks.
     server.bootstrap();
 
@@ -78,7 +75,7 @@ fn main() {
         metrics.add_tcp(&addr.to_string());
         server.add_service(metrics);
     }
-    let final_flush = persistence.as_ref().map(|p| SpendPersistence { keys: p.keys.clone(), path: p.path.clone(), interval: p.interval });
+    let final_flush = persistence.clone();
     if let Some(p) = persistence {
         server.add_service(background_service("spend persistence", p));
     }
@@ -93,4 +90,3 @@ fn main() {
     }
     std::process::exit(0);
 }
-

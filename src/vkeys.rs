@@ -327,6 +327,7 @@ impl VirtualKeys {
 
 /// Flushes spend to the state file every `interval` while the server runs
 /// (and through its drain); `main` flushes once more after the server stops.
+#[derive(Clone)]
 pub struct SpendPersistence {
     pub keys: std::sync::Arc<VirtualKeys>,
     pub path: std::path::PathBuf,
