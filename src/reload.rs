@@ -78,14 +78,8 @@ impl LiveConfig {
     /// the running ones (kept as they are).
     pub fn apply(&self, config: Config) -> Vec<&'static str> {
         let old = self.snapshot();
-        let ignored = start_bound_changes(&old.config, &config);
-        // Start-bound settings keep their running values.
         let mut config = config;
-        config.listen = old.config.listen;
-        config.metrics_listen = old.config.metrics_listen;
-        config.access_log = old.config.access_log.clone();
-        config.state_file = old.config.state_file.clone();
-        config.redis = old.config.redis.clone();
+        let ignored = keep_start_bound(&old.config, &mut config);
         let config = Arc::new(config);
         // Counters (rate buckets, spend) stay with the key's name.
         self.virtual_keys.set_keys(config.virtual_keys.clone());
@@ -119,24 +113,22 @@ impl LiveConfig {
     }
 }
 
-fn start_bound_changes(old: &Config, new: &Config) -> Vec<&'static str> {
-    let mut v = Vec::new();
-    if old.listen != new.listen {
-        v.push("listen");
+/// Give `new` the running values of the settings bound at start; the names
+/// of those it wanted changed.
+fn keep_start_bound(old: &Config, new: &mut Config) -> Vec<&'static str> {
+    fn keep<T: PartialEq + Clone>(name: &'static str, old: &T, new: &mut T, changed: &mut Vec<&'static str>) {
+        if old != new {
+            changed.push(name);
+            *new = old.clone();
+        }
     }
-    if old.metrics_listen != new.metrics_listen {
-        v.push("metrics_listen");
-    }
-    if old.access_log != new.access_log {
-        v.push("access_log");
-    }
-    if old.state_file != new.state_file {
-        v.push("state_file");
-    }
-    if old.redis != new.redis {
-        v.push("redis");
-    }
-    v
+    let mut changed = Vec::new();
+    keep("listen", &old.listen, &mut new.listen, &mut changed);
+    keep("metrics_listen", &old.metrics_listen, &mut new.metrics_listen, &mut changed);
+    keep("access_log", &old.access_log, &mut new.access_log, &mut changed);
+    keep("state_file", &old.state_file, &mut new.state_file, &mut changed);
+    keep("redis", &old.redis, &mut new.redis, &mut changed);
+    changed
 }
 
 /// Per-key gauges: budgets and spend of virtual keys, health of provider

@@ -15,7 +15,7 @@
 
 use crate::errors::GatewayError;
 use crate::redis::{RedisClient, RedisConf, Reply};
-use crate::vkeys::{Refusal, VirtualKey};
+use crate::vkeys::{Period, Refusal, VirtualKey};
 use std::io;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -52,7 +52,11 @@ fn keys(prefix: &str, vk: &VirtualKey, wall: SystemTime) -> Keys {
     let secs = wall.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
     let minute = secs / 60;
     let (period, id, ttl) = match vk.budget {
-        Some(b) => (b.period.name(), b.period.id(wall), if b.period.name() == "day" { 2 * 86_400 } else { 62 * 86_400 }),
+        // Kept for two periods.
+        Some(b) => (b.period.name(), b.period.id(wall), match b.period {
+            Period::Day => 2 * 86_400,
+            Period::Month => 62 * 86_400,
+        }),
         None => ("none", 0, 60),
     };
     Keys {
@@ -183,7 +187,7 @@ impl SharedCounters {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vkeys::{Budget, Period};
+    use crate::vkeys::Budget;
 
     #[test]
     fn keys_are_per_minute_and_per_period() {
