@@ -108,7 +108,6 @@ impl Gateway {
     /// provider and model. `Ok(None)` when no virtual key applies; `Err`
     /// carries the refusal to answer.
     fn check_virtual_key(&self, session: &Session, ctx: &mut Ctx, provider: Provider) -> std::result::Result<Option<Arc<VirtualKey>>, crate::vkeys::Refusal> {
-        let live = ctx.live.clone();
         use crate::vkeys::Refusal;
         let req = session.req_header();
         let explicit = headers::virtual_key_header(&req.headers);
@@ -131,7 +130,7 @@ impl Gateway {
             (None, None) => None,
         };
         let Some(vk) = vk else {
-            if !live.config.require_virtual_key {
+            if !ctx.live.config.require_virtual_key {
                 return Ok(None);
             }
             return Err(match client {
@@ -171,17 +170,16 @@ impl Gateway {
     /// Pick the provider key for this request, `Err` with the refusal when
     /// none can be used. Sets `ctx.inject`/`keep_client_credentials`.
     fn choose_credential(&self, session: &Session, ctx: &mut Ctx, provider: Provider) -> std::result::Result<(), (GatewayError, String)> {
-        let live = ctx.live.clone();
         let req = session.req_header();
         let client = client_credential(&req.headers, req.uri.query());
-        let direct = live.config.allow_direct_keys && provider != Provider::Azure && client.is_some() && !ctx.credential_was_vk;
+        let direct = ctx.live.config.allow_direct_keys && provider != Provider::Azure && client.is_some() && !ctx.credential_was_vk;
         if direct {
             ctx.keep_client_credentials = true;
             ctx.inject = None;
             ctx.key_name = Some("direct".into());
             return Ok(());
         }
-        let keys = live.config.provider(provider).map(|c| c.keys.as_slice()).unwrap_or(&[]);
+        let keys = ctx.live.config.provider(provider).map(|c| c.keys.as_slice()).unwrap_or(&[]);
         if keys.is_empty() {
             return Err((
                 GatewayError::ProviderNotConfigured,
@@ -219,9 +217,8 @@ impl Gateway {
 
     /// Compute `ctx.upstream` from the route and the chosen key.
     fn plan(&self, session: &Session, ctx: &mut Ctx) -> std::result::Result<(), (GatewayError, String)> {
-        let live = ctx.live.clone();
         let provider = ctx.provider.expect("provider chosen before planning");
-        let conf = live.config.provider(provider);
+        let conf = ctx.live.config.provider(provider);
         let key = ctx.key_name.as_ref().and_then(|n| conf.and_then(|c| c.keys.iter().find(|k| &k.name == n)));
         let query = if ctx.keep_client_credentials {
             session.req_header().uri.query().map(str::to_string)
@@ -302,7 +299,6 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        let live = ctx.live.clone();
         let t0 = Instant::now();
         ctx.start = t0;
         ctx.start_wall = SystemTime::now();
@@ -361,7 +357,7 @@ impl ProxyHttp for Gateway {
 
         // Bodies over the configured limit are refused before any upstream
         // contact when announced; chunked ones are cut in request_body_filter.
-        if let (Some(limit), Some(len)) = (live.config.max_request_body_bytes, content_length(session)) {
+        if let (Some(limit), Some(len)) = (ctx.live.config.max_request_body_bytes, content_length(session)) {
             if len > limit {
                 return self.refuse(session, ctx, GatewayError::PayloadTooLarge, &format!("request body of {len} bytes exceeds the limit of {limit}")).await;
             }
@@ -379,8 +375,8 @@ impl ProxyHttp for Gateway {
             }
         };
         let needs_body_model = (route_name == RouteName::GenAi && ctx.vertex_rule.is_none())
-            || live.vk_models
-            || live.config.provider(provider).is_some_and(|c| c.keys.iter().any(|k| k.models.is_some()));
+            || ctx.live.vk_models
+            || ctx.live.config.provider(provider).is_some_and(|c| c.keys.iter().any(|k| k.models.is_some()));
         let mut busy = t0.elapsed();
         if needs_body_model && has_body(session) {
             if let Some(first) = peek_first_chunk(session, ctx).await? {
@@ -424,8 +420,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_body_filter(&self, session: &mut Session, _body: &mut Option<Bytes>, _end: bool, ctx: &mut Ctx) -> Result<()> {
-        let live = ctx.live.clone();
-        if let Some(limit) = live.config.max_request_body_bytes {
+        if let Some(limit) = ctx.live.config.max_request_body_bytes {
             if session.as_ref().body_bytes_read() as u64 > limit {
                 ctx.error = Some(GatewayError::PayloadTooLarge);
                 return Error::e_explain(ErrorType::HTTPStatus(413), format!("request body exceeds the limit of {limit} bytes"));
@@ -435,14 +430,11 @@ impl ProxyHttp for Gateway {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let live = ctx.live.clone();
         if ctx.inject.is_none() && !ctx.keep_client_credentials {
-            if let Some(ts) = ctx.key_name.as_ref().and_then(|n| live.token_sources.get(n)) {
-                let token = ts.token(&self.token_connector, &self.resolver, &live.config.timeouts).await.map_err(|e| {
+            if let Some(ts) = ctx.key_name.as_ref().and_then(|n| ctx.live.token_sources.get(n)) {
+                let token = ts.token(&self.token_connector, &self.resolver, &ctx.live.config.timeouts).await.map_err(|e| {
                     log::error!("vertex: cannot obtain an access token for key {}: {e}", ctx.key_name.as_deref().unwrap_or(""));
-                    let mut err = Error::explain(ErrorType::ConnectError, "cannot obtain a Vertex access token");
-                    err.as_up();
-                    err
+                    upstream_error(ErrorType::ConnectError, "cannot obtain a Vertex access token".to_string())
                 })?;
                 ctx.inject = Some(("authorization", format!("Bearer {token}")));
             }
@@ -452,17 +444,13 @@ impl ProxyHttp for Gateway {
             .resolver
             .resolve(&up.host, up.port, ctx.connect_attempts)
             .await
-            .map_err(|e| {
-                let mut err = Error::explain(ErrorType::ConnectError, e.0);
-                err.as_up();
-                err
-            })?;
+            .map_err(|e| upstream_error(ErrorType::ConnectError, e.0))?;
         // The total deadline caps every read and write from here on.
-        let remaining = live.config.timeouts.total.saturating_sub(ctx.start.elapsed());
+        let remaining = ctx.live.config.timeouts.total.saturating_sub(ctx.start.elapsed());
         if remaining.is_zero() {
-            return Err(total_timeout(&live.config.timeouts));
+            return Err(total_timeout(&ctx.live.config.timeouts));
         }
-        let mut timeouts = live.config.timeouts.clone();
+        let mut timeouts = ctx.live.config.timeouts.clone();
         timeouts.read = timeouts.read.min(remaining);
         timeouts.write = timeouts.write.min(remaining);
         let t = Instant::now();
@@ -472,15 +460,15 @@ impl ProxyHttp for Gateway {
     }
 
     fn fail_to_connect(&self, session: &mut Session, _peer: &HttpPeer, ctx: &mut Ctx, mut e: Box<Error>) -> Box<Error> {
-        let live = ctx.live.clone();
         // Nothing was sent: safe to retry, on another key when there is one
         // (Azure keys carry their own endpoints).
         ctx.connect_attempts += 1;
-        if ctx.connect_attempts <= live.config.connect_retries {
+        if ctx.connect_attempts <= ctx.live.config.connect_retries {
             if let (Some(provider), Some(name)) = (ctx.provider, ctx.key_name.clone()) {
                 if !ctx.keep_client_credentials {
                     ctx.tried_keys.push(name);
-                    let more = live
+                    let more = ctx
+                        .live
                         .config
                         .provider(provider)
                         .is_some_and(|c| credentials::select_key(&c.keys, ctx.request_model.as_deref(), &ctx.tried_keys, &mut rand::thread_rng()).is_some());
@@ -612,7 +600,6 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
-        let live = ctx.live.clone();
         if ctx.counted_in_flight {
             METRICS.in_flight.dec();
         }
@@ -641,7 +628,7 @@ impl ProxyHttp for Gateway {
         let duration = ctx.start.elapsed();
         let tokens = usage.as_ref().filter(|u| u.seen);
         let cost = match (ctx.provider, tokens, model.as_deref()) {
-            (Some(p), Some(u), Some(m)) => live.config.prices.cost(p, m, u.input_tokens, u.output_tokens, u.cached_tokens),
+            (Some(p), Some(u), Some(m)) => ctx.live.config.prices.cost(p, m, u.input_tokens, u.output_tokens, u.cached_tokens),
             _ => None,
         };
         let rec = Record {
@@ -718,11 +705,16 @@ impl ProxyHttp for Gateway {
     }
 }
 
-/// The error for a request past `timeouts.total` (504 `upstream_timeout`).
-fn total_timeout(t: &crate::config::Timeouts) -> Box<Error> {
-    let mut e = Error::explain(ErrorType::ReadTimedout, format!("total timeout of {} ms reached", t.total.as_millis()));
+/// An error on the provider's side (counted and answered as upstream).
+fn upstream_error(etype: ErrorType, context: String) -> Box<Error> {
+    let mut e = Error::explain(etype, context);
     e.as_up();
     e
+}
+
+/// The error for a request past `timeouts.total` (504 `upstream_timeout`).
+fn total_timeout(t: &crate::config::Timeouts) -> Box<Error> {
+    upstream_error(ErrorType::ReadTimedout, format!("total timeout of {} ms reached", t.total.as_millis()))
 }
 
 fn ms(d: Duration) -> f64 {
