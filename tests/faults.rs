@@ -47,15 +47,8 @@ impl Seen {
 fn call(port: u16, stream: bool) -> Seen {
     let body = json!({"model": "gpt-4o", "stream": stream, "messages": [{"role": "user", "content": "hi"}]}).to_string();
     let t0 = Instant::now();
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-    write!(
-        s,
-        "POST /openai_passthrough/v1/chat/completions HTTP/1.1\r\nhost: x\r\nconnection: close\r\nauthorization: Bearer dummy\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut r = BufReader::new(s);
+    let headers = [("authorization", "Bearer dummy"), ("content-type", "application/json")];
+    let mut r = send_request(port, "POST", "/openai_passthrough/v1/chat/completions", &headers, body.as_bytes(), Duration::from_secs(15));
     let head = read_head(&mut r).unwrap().expect("a response head");
     let status = head.start.split(' ').nth(1).unwrap().parse().unwrap();
     let mut raw = Vec::new();

@@ -10,8 +10,7 @@ mod common;
 use common::*;
 use serde_json::json;
 use std::collections::HashMap;
-use std::io::{BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -69,15 +68,9 @@ fn soak_mixed_traffic_loses_nothing_and_does_not_grow() {
                         _ => if n % 100 == 19 { ("/v1/silent", false, false) } else { ("/v1/boom", false, false) },
                     };
                     let body = json!({"model": "gpt-4o", "stream": stream, "messages": []}).to_string();
-                    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-                    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-                    write!(
-                        s,
-                        "POST /openai_passthrough{path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\nx-request-id: {id}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-                        body.len()
-                    )
-                    .unwrap();
-                    let mut r = BufReader::new(s);
+                    let headers = [("x-request-id", id.as_str()), ("content-type", "application/json")];
+                    let target = format!("/openai_passthrough{path}");
+                    let mut r = send_request(port, "POST", &target, &headers, body.as_bytes(), Duration::from_secs(10));
                     let status = match read_head(&mut r) {
                         Ok(Some(h)) => h.start.split(' ').nth(1).and_then(|v| v.parse().ok()).unwrap_or(0),
                         _ => 0,

@@ -389,8 +389,8 @@ pub fn read_response_to<R: BufRead>(r: &mut R, method: &str) -> std::io::Result<
     Ok(Response { status, head, body, chunks })
 }
 
-/// One request with `connection: close`.
-pub fn request(port: u16, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+/// The bytes of one request with `connection: close`.
+fn request_bytes(port: u16, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
     let mut raw = format!("{method} {target} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nconnection: close\r\n");
     for (k, v) in headers {
         raw.push_str(&format!("{k}: {v}\r\n"));
@@ -401,7 +401,21 @@ pub fn request(port: u16, method: &str, target: &str, headers: &[(&str, &str)], 
     raw.push_str("\r\n");
     let mut bytes = raw.into_bytes();
     bytes.extend_from_slice(body);
-    raw_request(port, &bytes).unwrap_or_else(|e| panic!("{method} {target}: {e}"))
+    bytes
+}
+
+/// One request with `connection: close`.
+pub fn request(port: u16, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    raw_request(port, &request_bytes(port, method, target, headers, body)).unwrap_or_else(|e| panic!("{method} {target}: {e}"))
+}
+
+/// Send one request with `connection: close` and hand back the connection,
+/// for callers that read the answer themselves (cut or endless streams).
+pub fn send_request(port: u16, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8], read_timeout: Duration) -> BufReader<TcpStream> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(read_timeout)).unwrap();
+    s.write_all(&request_bytes(port, method, target, headers, body)).unwrap();
+    BufReader::new(s)
 }
 
 pub fn get(port: u16, target: &str, headers: &[(&str, &str)]) -> Response {
