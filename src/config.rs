@@ -200,6 +200,15 @@ impl BaseUrl {
     }
 }
 
+/// Whether two listen addresses would claim the same socket: same port
+/// (not 0, which asks for any) and the same address or a wildcard on
+/// either side.
+fn listeners_overlap(a: &SocketAddr, b: &SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
 fn split_host_port(authority: &str, default_port: u16) -> Option<(String, u16)> {
     if let Some(rest) = authority.strip_prefix('[') {
         // [v6]:port
@@ -340,12 +349,23 @@ impl Config {
         let listen = listen_s
             .parse()
             .map_err(|_| err("tollgate.listen", format!("`{listen_s}` is not host:port")))?;
-        let metrics_listen = match raw.metrics_listen {
+        let metrics_listen: Option<SocketAddr> = match raw.metrics_listen {
             None => None,
             Some(s) => Some(s.parse().map_err(|_| {
                 err("tollgate.metrics_listen", format!("`{s}` is not host:port"))
             })?),
         };
+        // Pingora shares one socket between services given the same address,
+        // so the proxy and /metrics would take turns accepting connections;
+        // an overlapping address (0.0.0.0 vs 127.0.0.1) fails to bind later.
+        if let Some(m) = metrics_listen {
+            if listeners_overlap(&listen, &m) {
+                return Err(err(
+                    "tollgate.metrics_listen",
+                    format!("`{m}` overlaps tollgate.listen `{listen}`; give /metrics its own port"),
+                ));
+            }
+        }
         let access_log = match raw.access_log.as_deref() {
             None | Some("stdout") | Some("-") => AccessLogTarget::Stdout,
             Some("") => return Err(err("tollgate.access_log", "is empty".into())),
@@ -726,6 +746,9 @@ mod tests {
         let cases = [
             ("tollgate:\n  listen: nope\n", "tollgate.listen"),
             ("tollgate:\n  metrics_listen: x\n", "tollgate.metrics_listen"),
+            ("tollgate:\n  listen: 127.0.0.1:9000\n  metrics_listen: 127.0.0.1:9000\n", "tollgate.metrics_listen"),
+            ("tollgate:\n  listen: 0.0.0.0:9000\n  metrics_listen: 127.0.0.1:9000\n", "tollgate.metrics_listen"),
+            ("tollgate:\n  metrics_listen: 0.0.0.0:8080\n", "tollgate.metrics_listen"),
             ("tollgate:\n  providers:\n    foo: {}\n", "tollgate.providers.foo"),
             ("tollgate:\n  providers:\n    openai: { base_url: 'ftp://x' }\n", "tollgate.providers.openai.base_url"),
             ("tollgate:\n  providers:\n    openai: { keys: [{ value: x }] }\n", "tollgate.providers.openai.keys[0].name"),
@@ -760,6 +783,14 @@ mod tests {
         }
         let e = load("tollgate:\n  bogus: 1\n").unwrap_err();
         assert!(e.message.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn metrics_may_share_a_port_only_on_another_address() {
+        for (listen, metrics) in [("127.0.0.1:9000", "127.0.0.2:9000"), ("127.0.0.1:0", "127.0.0.1:0"), ("0.0.0.0:9000", "0.0.0.0:9100")] {
+            let c = load(&format!("tollgate:\n  listen: {listen}\n  metrics_listen: {metrics}\n")).unwrap();
+            assert_eq!(c.metrics_listen.unwrap().to_string(), metrics);
+        }
     }
 
     #[test]

@@ -124,7 +124,7 @@ fn connection_refused_is_502_after_retries() {
 fn a_provider_that_never_completes_the_handshake_is_504_at_the_connect_timeout() {
     // A listener that never accepts: once its accept queue is full the
     // kernel drops new SYNs, so connecting hangs like a black-holed host.
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let l = listener();
     let addr = l.local_addr().unwrap();
     let mut held = Vec::new();
     loop {
@@ -147,7 +147,7 @@ fn a_provider_that_never_completes_the_handshake_is_504_at_the_connect_timeout()
 fn reset_before_headers_is_502_and_not_replayed() {
     // Accepts, lets the request arrive, closes without reading it: the
     // kernel answers with RST.
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let l = listener();
     let port = l.local_addr().unwrap().port();
     let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let a = accepted.clone();
@@ -305,7 +305,7 @@ fn a_slow_drip_is_cut_at_the_total_timeout() {
 #[test]
 fn tls_handshake_failure_and_wrong_certificate_are_502_and_nothing_is_sent() {
     // Not TLS at all: the "server" answers the ClientHello with plain text.
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let l = listener();
     let port = l.local_addr().unwrap().port();
     std::thread::spawn(move || {
         for c in l.incoming() {

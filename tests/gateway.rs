@@ -135,7 +135,7 @@ fn every_method_and_bodies_byte_for_byte() {
     for method in ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"] {
         let body: &[u8] = if matches!(method, "POST" | "PUT" | "PATCH") { b"{\"x\":1}" } else { b"" };
         let r = request(gw.port, method, "/openai_passthrough/v1/files/file-abc", &[], body);
-        assert_eq!(r.status, 200, "{method}");
+        assert_eq!(r.status, 200, "{method}: {}", r.text());
         let up = one(&m.openai);
         assert_eq!(up.method, method);
         assert_eq!(up.path(), "/mock/openai/v1/files/file-abc");

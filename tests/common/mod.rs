@@ -180,7 +180,7 @@ impl Mock {
     }
 
     fn start_with(tls: Option<Arc<openssl::ssl::SslAcceptor>>, handler: Handler) -> Mock {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = listener();
         let port = listener.local_addr().unwrap().port();
         let mock = Mock {
             port,
@@ -432,8 +432,30 @@ pub fn post_json(port: u16, target: &str, headers: &[(&str, &str)], body: &serde
 // The gateway process
 // ---------------------------------------------------------------------------
 
+/// Ports this test process has handed out, to mocks or to gateways.
+static HANDED_OUT: Mutex<std::collections::BTreeSet<u16>> = Mutex::new(std::collections::BTreeSet::new());
+
+/// A listener on 127.0.0.1 whose port no other caller in this process got.
+/// The kernel may give a just-released port to the next `bind(0)`, and a
+/// gateway only binds its ports after it starts: without this, two tests
+/// running side by side (or one gateway's listen and metrics ports) could
+/// be handed the same port.
+pub fn listener() -> TcpListener {
+    let mut taken = Vec::new();
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        if HANDED_OUT.lock().unwrap().insert(port) {
+            return l;
+        }
+        // Keep it bound so the next bind(0) moves on.
+        taken.push(l);
+    }
+}
+
+/// A port for a gateway to bind, never handed out twice in this process.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    listener().local_addr().unwrap().port()
 }
 
 pub struct Gateway {

@@ -29,10 +29,25 @@ KEYS = {
 AZURE_API_VERSION = "2024-10-21"
 
 
+_handed_out = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port for the gateway to bind, never handed out twice in this session
+    (the kernel may return a just-released port on the next bind to 0)."""
+    held = []
+    try:
+        while True:
+            s = socket.socket()
+            held.append(s)
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+            if port not in _handed_out:
+                _handed_out.add(port)
+                return port
+    finally:
+        for s in held:
+            s.close()
 
 
 class Gateway:
