@@ -90,7 +90,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# N distinct free ports: all held open together, so none is handed out twice.
+free_ports() { python3 -c 'import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"; }
 wait_port() { # port, seconds
   local i
   for ((i = 0; i < $2 * 20; i++)); do
@@ -100,7 +104,7 @@ wait_port() { # port, seconds
   echo "run.sh: nothing listens on 127.0.0.1:$1 after $2 s" >&2
   return 1
 }
-MOCK_PORT=$(free_port); NGINX_PORT=$(free_port); TG_PORT=$(free_port); TG_METRICS_PORT=$(free_port)
+read -r MOCK_PORT NGINX_PORT TG_PORT TG_METRICS_PORT <<<"$(free_ports 4)"
 subst() { sed -e "s#@TMP@#$TMP#g; s#@PORT@#$2#g; s#@METRICS_PORT@#$TG_METRICS_PORT#g; s#@MOCK_PORT@#$MOCK_PORT#g" "$1"; }
 
 # ---------------------------------------------------------------- servers
