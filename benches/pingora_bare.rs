@@ -44,7 +44,11 @@ fn main() {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let mut proxy = http_proxy_service(&server.configuration, Bare { upstream });
-    proxy.add_tcp(&listen);
+    // The same downstream read buffering as tollgate (src/main.rs): none.
+    proxy.add_listener(
+        pingora::listeners::ListenerConfig::tcp(listen.clone())
+            .l4_buffer(pingora::protocols::l4::stream::L4BufferSettings::new(0, pingora::protocols::l4::stream::DEFAULT_L4_WRITE_BUFFER_SIZE)),
+    );
     server.add_service(proxy);
     server.run_forever();
 }
