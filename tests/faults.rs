@@ -9,7 +9,7 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 use std::io::{BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 const TIMEOUTS: &str = "  timeouts: { connect_ms: 500, read_ms: 2000, total_ms: 4000 }\n";
