@@ -454,7 +454,35 @@ pub fn listener() -> TcpListener {
 }
 
 /// A port for a gateway to bind, never handed out twice in this process.
+///
+/// Taken below the kernel's ephemeral range when there is room: between
+/// this probe and the gateway's bind (or its restart on the same port after
+/// a kill), any outbound connection on the machine may otherwise take the
+/// port as its local port, and Pingora then retries the bind for up to 30 s.
 pub fn free_port() -> u16 {
+    const FLOOR: u32 = 10_000;
+    let low: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|n| n.parse().ok()))
+        .unwrap_or(32_768);
+    if low > FLOOR + 1_000 {
+        let span = low - FLOOR;
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        let mut seed = (std::process::id().wrapping_mul(2_654_435_761) ^ nanos) | 1;
+        for _ in 0..1_000 {
+            // xorshift: a different start for each test process.
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            let port = (FLOOR + seed % span) as u16;
+            if HANDED_OUT.lock().unwrap().contains(&port) {
+                continue;
+            }
+            if TcpListener::bind(("127.0.0.1", port)).is_ok() && HANDED_OUT.lock().unwrap().insert(port) {
+                return port;
+            }
+        }
+    }
     listener().local_addr().unwrap().port()
 }
 
