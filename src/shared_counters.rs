@@ -13,7 +13,6 @@
 //! counts the failure in `tollgate_redis_errors_total`; requests are not
 //! refused because the shared store is down.
 
-use crate::errors::GatewayError;
 use crate::redis::{RedisClient, RedisConf, Reply};
 use crate::vkeys::{Period, Refusal, VirtualKey};
 use std::io;
@@ -121,30 +120,11 @@ impl SharedCounters {
         if let Some(e) = redis_error(&reply) {
             return Err(e);
         }
-        let refusal = |error, reason: &'static str, message: String, retry: Option<u64>| Refusal { error, reason, message, retry_after: retry };
         Ok(match reply.as_i64() {
             Some(0) => Ok(()),
-            Some(1) => Err(refusal(
-                GatewayError::RateLimited,
-                "requests_per_minute",
-                format!("virtual key {} is over {} requests per minute", vk.name, vk.requests_per_minute.unwrap_or(0)),
-                Some(k.retry_after),
-            )),
-            Some(2) => Err(refusal(
-                GatewayError::RateLimited,
-                "tokens_per_minute",
-                format!("virtual key {} is over {} tokens per minute", vk.name, vk.tokens_per_minute.unwrap_or(0)),
-                Some(k.retry_after),
-            )),
-            Some(3) => {
-                let b = vk.budget.expect("budget refusal only with a budget");
-                Err(refusal(
-                    GatewayError::BudgetExceeded,
-                    "budget",
-                    format!("virtual key {} spent its budget of {} USD for this {}", vk.name, b.usd, b.period.name()),
-                    None,
-                ))
-            }
+            Some(1) => Err(Refusal::over_requests(vk, k.retry_after)),
+            Some(2) => Err(Refusal::over_tokens(vk, k.retry_after)),
+            Some(3) => Err(Refusal::budget_spent(vk, vk.budget.expect("budget refusal only with a budget"))),
             _ => return Err(io::Error::other(format!("redis: unexpected reply {reply:?}"))),
         })
     }
@@ -171,16 +151,6 @@ impl SharedCounters {
             return Err(e);
         }
         Ok(spend_at.and_then(|i| replies.get(i)).and_then(Reply::as_f64))
-    }
-
-    /// The key's fleet-wide spend in the current period.
-    pub async fn spend(&self, vk: &VirtualKey, wall: SystemTime) -> io::Result<f64> {
-        let k = keys(&self.redis.conf().key_prefix, vk, wall);
-        let r = self.redis.pipeline(&[cmd(&["GET", &k.spend])]).await?.remove(0);
-        if let Some(e) = redis_error(&r) {
-            return Err(e);
-        }
-        Ok(r.as_f64().unwrap_or(0.0))
     }
 }
 
