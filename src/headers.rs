@@ -104,7 +104,7 @@ pub fn to_client(resp: &mut ResponseHeader, request_id: &str) {
 /// Size of a request head as sent: request line and header lines with
 /// their CRLFs (compared with `limits.max_header_bytes`).
 pub fn head_size(req: &RequestHeader) -> usize {
-    let line = req.method.as_str().len() + 1 + req.uri.to_string().len() + 1 + 8 + 2;
+    let line = req.method.as_str().len() + 1 + req.raw_path().len() + 1 + 8 + 2;
     let fields: usize = req.headers.iter().map(|(n, v)| n.as_str().len() + 2 + v.len() + 2).sum();
     line + fields + 2
 }
