@@ -1,21 +1,28 @@
 //! tollgate: an edge gateway for LLM provider APIs, built on Pingora.
 //!
-//! Decisions live in plain modules (`route`, `credentials`, `headers`,
-//! `usage`, `config`); `proxy` wires them into Pingora's phases.
+//! Layers, each importing only those above it in this list:
+//! * `errors`, `net` — gateway error kinds; URLs, DNS, peers, query strings.
+//! * `providers` — one file per provider: base URL, auth form, path rules,
+//!   usage family, price fallback (Vertex with its OAuth).
+//! * `observe` — usage scanner, prices, metrics, access records.
+//! * `config` — the `tollgate:` section, one file per section.
+//! * `governance` — virtual keys, limits (local and Redis), key pools.
+//! * `routes` — plain decisions over a request: prefix, path safety,
+//!   Gemini or Vertex, credentials, upstream plan, header hygiene.
+//! * `gateway` — the Pingora glue, one file per phase group.
+//!
+//! A request: `gateway::request` matches a route and validates it
+//! (`routes`), admits it (`gateway::admission`: virtual key and limits from
+//! `governance`, a provider key, the plan from `routes::plan`),
+//! `gateway::upstream` picks the peer (`net`) and rewrites the head
+//! (`routes::headers`), `gateway::response` feeds the usage scanner
+//! (`observe`), and `gateway::logging` writes the record and metrics.
 
-pub mod access_log;
 pub mod config;
-pub mod credentials;
 pub mod errors;
-pub mod headers;
-pub mod metrics;
-pub mod prices;
-pub mod proxy;
-pub mod redis;
-pub mod reload;
-pub mod route;
-pub mod shared_counters;
-pub mod upstream;
-pub mod usage;
-pub mod vertex_auth;
-pub mod vkeys;
+pub mod gateway;
+pub mod governance;
+pub mod net;
+pub mod observe;
+pub mod providers;
+pub mod routes;

@@ -6,14 +6,14 @@ use pingora::listeners::ListenerConfig;
 use pingora::protocols::l4::stream::{L4BufferSettings, DEFAULT_L4_WRITE_BUFFER_SIZE};
 use pingora::services::listening::Service;
 use std::sync::Arc;
-use tollgate::access_log::AccessLog;
+use tollgate::observe::access_log::AccessLog;
 use tollgate::config::Config;
 use pingora::server::RunArgs;
 use pingora::services::background::background_service;
 use std::time::Duration;
-use tollgate::proxy::Gateway;
-use tollgate::reload::{LiveConfig, Reloader};
-use tollgate::vkeys::{SpendPersistence, VirtualKeys};
+use tollgate::gateway::live::{LiveConfig, Reloader};
+use tollgate::gateway::Gateway;
+use tollgate::governance::virtual_keys::{SpendPersistence, VirtualKeys};
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
@@ -79,7 +79,7 @@ fn main() {
     server.add_service(proxy);
 
     if let Some(addr) = config.metrics_listen {
-        let mut metrics = Service::new("metrics".to_string(), tollgate::metrics::MetricsApp);
+        let mut metrics = Service::new("metrics".to_string(), tollgate::observe::metrics::MetricsApp);
         metrics.add_tcp(&addr.to_string());
         server.add_service(metrics);
     }

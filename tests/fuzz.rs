@@ -31,9 +31,16 @@ use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::test_runner::Config as ProptestConfig;
 
-use tollgate::config::{BaseUrl, Config, KeyConf, ProviderConf};
-use tollgate::route::{self, PathError, PlanInput, Provider, RouteName, VertexRule};
-use tollgate::usage::{ApiFamily, Usage, UsageScanner};
+use tollgate::config::{Config, KeyConf, ProviderConf};
+use tollgate::net::query::query_without;
+use tollgate::net::BaseUrl;
+use tollgate::observe::usage::{ApiFamily, Usage, UsageScanner};
+use tollgate::providers::{azure, gemini, vertex, Provider};
+use tollgate::routes::credentials::{redact_query, SECRET_QUERY_PARAMS};
+use tollgate::routes::genai::{self, VertexRule};
+use tollgate::routes::path::{validate_remainder, PathError};
+use tollgate::routes::plan::{plan_upstream, PlanInput};
+use tollgate::routes::{match_route, RouteName};
 
 // ---------------------------------------------------------------------------
 // Case counts
@@ -337,7 +344,7 @@ fn check_request(
     body: &[u8],
     choice: ConfChoice,
 ) -> Result<(), TestCaseError> {
-    let Some((route_name, rem)) = route::match_route(path) else {
+    let Some((route_name, rem)) = match_route(path) else {
         // No route: none of the prefixes matched on a segment boundary.
         for r in [RouteName::OpenAi, RouteName::Anthropic, RouteName::Azure, RouteName::GenAi] {
             let p = r.prefix();
@@ -349,7 +356,7 @@ fn check_request(
         path == format!("{}{}", route_name.prefix(), rem) || (rem == "/" && path == route_name.prefix()),
         "remainder {rem:?} is not the rest of {path:?}"
     );
-    match route::validate_remainder(rem) {
+    match validate_remainder(rem) {
         Err(PathError::Invalid(why)) => {
             prop_assert!(!why.is_empty());
             return Ok(());
@@ -364,13 +371,13 @@ fn check_request(
         RouteName::Anthropic => Provider::Anthropic,
         RouteName::Azure => Provider::Azure,
         RouteName::GenAi => {
-            let rule = route::genai_vertex_without_body(rem, authorization);
-            let model = route::peek_json_model(body);
-            let by_body = model.as_deref().is_some_and(route::body_model_is_vertex);
+            let rule = genai::genai_vertex_without_body(rem, authorization);
+            let model = genai::peek_json_model(body);
+            let by_body = model.as_deref().is_some_and(genai::body_model_is_vertex);
             match rule {
-                Some(VertexRule::ProjectPath) => prop_assert!(route::path_project_location(rem).is_some()),
-                Some(VertexRule::ExpressPath) => prop_assert!(route::is_express_path(rem)),
-                Some(VertexRule::OAuthToken) => prop_assert!(route::is_google_oauth(authorization)),
+                Some(VertexRule::ProjectPath) => prop_assert!(vertex::path_project_location(rem).is_some()),
+                Some(VertexRule::ExpressPath) => prop_assert!(vertex::is_express_path(rem)),
+                Some(VertexRule::OAuthToken) => prop_assert!(genai::is_google_oauth(authorization)),
                 Some(VertexRule::BodyModel) => prop_assert!(false, "BodyModel decided without a body"),
                 None => {}
             }
@@ -381,19 +388,19 @@ fn check_request(
             }
         }
     };
-    let _ = route::path_model(rem);
-    let _ = route::azure_deployment(rem);
+    let _ = gemini::path_model(rem);
+    let _ = azure::deployment(rem);
 
     // Plan.
     let conf = conf_for(provider, choice);
     let key = key_for(provider, choice);
-    let clean_query = route::query_without(query, &tollgate::credentials::SECRET_QUERY_PARAMS);
+    let clean_query = query_without(query, &SECRET_QUERY_PARAMS);
     if let Some(q) = &clean_query {
         prop_assert!(!q.is_empty());
         prop_assert!(query_pairs(q).iter().all(|(k, _)| k != b"key"), "credential `key` left in {q:?}");
-        let _ = route::redact_query(q);
+        let _ = redact_query(q);
     }
-    let up = route::plan_upstream(&PlanInput {
+    let up = plan_upstream(&PlanInput {
         provider,
         remainder: rem,
         query: clean_query.as_deref(),
@@ -431,13 +438,13 @@ fn check_request(
             prop_assert_eq!(&up.authority, &up.host);
             let conf_loc = conf.as_ref().and_then(|c| c.location.as_deref());
             if let Some(l) = conf_loc {
-                prop_assert_eq!(&up.host, &route::vertex_host(Some(l)));
+                prop_assert_eq!(&up.host, &vertex::host(Some(l)));
             } else if up.host != "aiplatform.googleapis.com" {
                 let loc = up.host.strip_suffix("-aiplatform.googleapis.com");
                 prop_assert!(loc.is_some(), "vertex host {:?} is not a googleapis.com host", up.host);
                 let loc = loc.unwrap();
-                prop_assert!(tollgate::config::is_resource_segment(loc), "vertex location {loc:?} is not a resource segment");
-                prop_assert_eq!(route::path_project_location(rem).map(|(_, l)| l), Some(loc));
+                prop_assert!(vertex::is_resource_segment(loc), "vertex location {loc:?} is not a resource segment");
+                prop_assert_eq!(vertex::path_project_location(rem).map(|(_, l)| l), Some(loc));
             }
             String::new()
         }
@@ -446,7 +453,7 @@ fn check_request(
     // The query sent is the client's without credentials (Azure: with the
     // api-version rule applied); split it off the planned path.
     let sent_query = match provider {
-        Provider::Azure => route::azure_query(rem, clean_query.as_deref(), key.as_ref().and_then(|k| k.api_version.as_deref())),
+        Provider::Azure => azure::query(rem, clean_query.as_deref(), key.as_ref().and_then(|k| k.api_version.as_deref())),
         _ => clean_query.clone(),
     };
     let up_path = match &sent_query {
@@ -479,10 +486,10 @@ fn check_request(
     let up_rem = &up_path[base_path.len()..];
     prop_assert!(up_rem.starts_with('/'), "{up_path:?}: nothing separates base path and remainder");
     if provider == Provider::Vertex {
-        prop_assert!(route::validate_remainder(up_rem).is_ok(), "vertex rewrite of {rem:?} gave unsafe {up_rem:?}");
+        prop_assert!(validate_remainder(up_rem).is_ok(), "vertex rewrite of {rem:?} gave unsafe {up_rem:?}");
         assert_safe_remainder(up_rem)?;
-        if let (Some(c), Some(_)) = (conf.as_ref(), route::path_project_location(rem)) {
-            let pl = route::path_project_location(up_rem);
+        if let (Some(c), Some(_)) = (conf.as_ref(), vertex::path_project_location(rem)) {
+            let pl = vertex::path_project_location(up_rem);
             prop_assert!(pl.is_some(), "rewrite of {rem:?} lost the project path: {up_rem:?}");
             let (p, l) = pl.unwrap();
             if let Some(cp) = &c.project {
@@ -506,14 +513,14 @@ fn check_target(target: &str, authorization: Option<&[u8]>, body: &[u8], choice:
     }
     check_request(pq.path(), pq.query(), authorization, body, choice)?;
     // End to end: the URL sent upstream parses back to the planned authority.
-    let Some((_, rem)) = route::match_route(pq.path()) else { return Ok(()) };
-    if route::validate_remainder(rem).is_err() {
+    let Some((_, rem)) = match_route(pq.path()) else { return Ok(()) };
+    if validate_remainder(rem).is_err() {
         return Ok(());
     }
     for provider in [Provider::OpenAi, Provider::Vertex] {
         let conf = conf_for(provider, choice);
-        let q = route::query_without(pq.query(), &tollgate::credentials::SECRET_QUERY_PARAMS);
-        let up = route::plan_upstream(&PlanInput { provider, remainder: rem, query: q.as_deref(), conf: conf.as_ref(), key: None, vertex_oauth: false })
+        let q = query_without(pq.query(), &SECRET_QUERY_PARAMS);
+        let up = plan_upstream(&PlanInput { provider, remainder: rem, query: q.as_deref(), conf: conf.as_ref(), key: None, vertex_oauth: false })
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         let url = format!("{}://{}{}", if up.tls { "https" } else { "http" }, up.authority, up.path_and_query);
         match http::Uri::from_str(&url) {
@@ -566,20 +573,20 @@ proptest! {
         location in proptest::option::of(prop_oneof![Just("global".to_string()), "[a-z0-9._-]{0,12}", any::<String>()]),
         insert in any::<bool>(),
     ) {
-        let _ = route::genai_vertex_without_body(&path, auth.as_deref());
-        let _ = route::is_google_oauth(auth.as_deref());
-        let _ = route::peek_json_model(&body);
-        let _ = route::path_model(&path);
-        let _ = route::azure_deployment(&path);
-        let host = route::vertex_host(location.as_deref());
+        let _ = genai::genai_vertex_without_body(&path, auth.as_deref());
+        let _ = genai::is_google_oauth(auth.as_deref());
+        let _ = genai::peek_json_model(&body);
+        let _ = gemini::path_model(&path);
+        let _ = azure::deployment(&path);
+        let host = vertex::host(location.as_deref());
         assert_plain_host(&host)?;
         prop_assert!(host == "aiplatform.googleapis.com" || host.ends_with("-aiplatform.googleapis.com"), "{host}");
-        let rewritten = route::vertex_rewrite_path(&path, project.as_deref(), location.as_deref(), insert);
+        let rewritten = vertex::rewrite_path(&path, project.as_deref(), location.as_deref(), insert);
         if project.is_none() && location.is_none() {
             prop_assert_eq!(&rewritten, &path);
         }
-        let _ = route::azure_query(&path, Some(&path), location.as_deref());
-        let _ = route::query_get(Some(&path), "api-version");
+        let _ = azure::query(&path, Some(&path), location.as_deref());
+        let _ = tollgate::net::query::query_get(Some(&path), "api-version");
     }
 
     /// 1d. The top-level `model` of a JSON object is found wherever it sits,
@@ -598,9 +605,9 @@ proptest! {
         entries.push(entry("model", &serde_json::Value::String(model.clone())));
         entries.extend(after.iter().map(|(k, v)| entry(k, v)));
         let body = format!("{{{}}}", entries.join(sep)).into_bytes();
-        prop_assert_eq!(route::peek_json_model(&body), Some(model.clone()));
+        prop_assert_eq!(genai::peek_json_model(&body), Some(model.clone()));
         let cut = cut.index(body.len() + 1);
-        let got = route::peek_json_model(&body[..cut]);
+        let got = genai::peek_json_model(&body[..cut]);
         prop_assert!(got.is_none() || got.as_deref() == Some(model.as_str()), "cut at {cut}: {got:?}");
     }
 }
@@ -712,7 +719,7 @@ proptest! {
     /// Arbitrary strings: no panic; an accepted path is safe in every form.
     #[test]
     fn validate_remainder_accepts_only_safe_paths(rem in prop_oneof![path_strategy(), any::<String>(), "/(?s).{0,64}"]) {
-        if route::validate_remainder(&rem).is_ok() {
+        if validate_remainder(&rem).is_ok() {
             assert_safe_remainder(&rem)?;
         }
     }
@@ -722,16 +729,16 @@ proptest! {
     #[test]
     fn validate_remainder_refuses_known_bad_shapes(segs in valid_path(), bad in bad_strategy(), pos in any::<prop::sample::Index>()) {
         let good = format!("/{}", segs.join("/"));
-        prop_assert_eq!(route::validate_remainder(&good), Ok(()), "valid path {:?} refused", good);
+        prop_assert_eq!(validate_remainder(&good), Ok(()), "valid path {:?} refused", good);
         let p = build_bad(&segs, &bad, pos);
         prop_assert!(
-            matches!(route::validate_remainder(&p), Err(PathError::Invalid(_))),
+            matches!(validate_remainder(&p), Err(PathError::Invalid(_))),
             "{p:?} (from {good:?} with {bad:?}) was accepted"
         );
         // And behind a route prefix, the proxy's view.
         let full = format!("/openai_passthrough{p}");
-        if let Some((_, rem)) = route::match_route(&full) {
-            prop_assert!(route::validate_remainder(rem).is_err(), "{full:?} accepted");
+        if let Some((_, rem)) = match_route(&full) {
+            prop_assert!(validate_remainder(rem).is_err(), "{full:?} accepted");
         }
     }
 }

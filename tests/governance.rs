@@ -33,7 +33,7 @@ fn chat(port: u16, headers: &[(&str, &str)], model: &str) -> Response {
 #[test]
 fn virtual_keys_are_checked_and_never_forwarded() {
     let mock = openai_mock(10, 5);
-    let hex: String = tollgate::vkeys::sha256(b"vk-team-b").iter().map(|b| format!("{b:02x}")).collect();
+    let hex: String = tollgate::config::virtual_keys::sha256(b"vk-team-b").iter().map(|b| format!("{b:02x}")).collect();
     let vks = format!(
         "    - {{ name: team-a, secret: env.VK_A, providers: [openai], models: [\"gpt-4o*\"] }}\n    - {{ name: team-b, secret: \"sha256:{hex}\" }}\n"
     );

@@ -13,8 +13,9 @@
 //! counts the failure in `tollgate_redis_errors_total`; requests are not
 //! refused because the shared store is down.
 
-use crate::redis::{RedisClient, RedisConf, Reply};
-use crate::vkeys::{Period, Refusal, VirtualKey};
+use super::redis::{RedisClient, Reply};
+use super::virtual_keys::Refusal;
+use crate::config::{Period, RedisConf, VirtualKey};
 use std::io;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -86,7 +87,7 @@ impl SharedCounters {
     /// Count and (at most every 10 s) log a failed Redis call.
     pub fn failed(&self, op: &'static str, e: &io::Error) {
         use std::sync::atomic::Ordering;
-        crate::metrics::METRICS.redis_errors.with_label_values(&[op]).inc();
+        crate::observe::metrics::METRICS.redis_errors.with_label_values(&[op]).inc();
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
         let last = self.last_logged.load(Ordering::Relaxed);
         if now >= last + 10 && self.last_logged.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
@@ -157,7 +158,7 @@ impl SharedCounters {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vkeys::Budget;
+    use crate::config::Budget;
 
     #[test]
     fn keys_are_per_minute_and_per_period() {

@@ -13,9 +13,9 @@
 //! keeps the old values.
 
 use crate::config::Config;
-use crate::metrics::METRICS;
-use crate::vertex_auth::TokenSource;
-use crate::vkeys::VirtualKeys;
+use crate::governance::virtual_keys::VirtualKeys;
+use crate::observe::metrics::METRICS;
+use crate::providers::vertex::oauth::TokenSource;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 

@@ -2,11 +2,11 @@
 //! model). The shipped table `conf/prices.yaml` is compiled in; the config
 //! can replace it (`prices_file`) and override single models (`prices`).
 
-use crate::route::Provider;
+use crate::providers::Provider;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
-pub const DEFAULT_TABLE: &str = include_str!("../conf/prices.yaml");
+pub const DEFAULT_TABLE: &str = include_str!("../../conf/prices.yaml");
 
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -65,13 +65,7 @@ impl PriceTable {
     /// gemini then anthropic. A `models/` or resource-path prefix is ignored.
     pub fn lookup(&self, provider: Provider, model: &str) -> Option<Price> {
         let model = model.rsplit('/').next().unwrap_or(model);
-        let chain: &[Provider] = match provider {
-            Provider::Azure => &[Provider::Azure, Provider::OpenAi, Provider::Anthropic],
-            Provider::Vertex => &[Provider::Vertex, Provider::Gemini, Provider::Anthropic],
-            Provider::OpenAi => &[Provider::OpenAi],
-            Provider::Anthropic => &[Provider::Anthropic],
-            Provider::Gemini => &[Provider::Gemini],
-        };
+        let chain = provider.spec().price_chain;
         chain.iter().find_map(|p| {
             let models = self.table.get(p)?;
             if let Some(price) = models.get(model) {

@@ -1,7 +1,7 @@
 //! Header hygiene, both directions (SPEC 3). Every header the gateway strips
 //! or sets is decided here.
 
-use crate::credentials::{CLIENT_CREDENTIAL_HEADERS, VIRTUAL_KEY_HEADERS};
+use super::credentials::CLIENT_CREDENTIAL_HEADERS;
 use pingora::http::{RequestHeader, ResponseHeader};
 
 /// Hop-by-hop headers (RFC 9110 7.6.1), never forwarded. `transfer-encoding`
@@ -112,15 +112,6 @@ pub fn head_size(req: &RequestHeader) -> usize {
 /// Is `v` usable as a request id taken from the client (`x-request-id`)?
 pub fn valid_request_id(v: &str) -> bool {
     !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic())
-}
-
-/// The first virtual key the client presented in a control header.
-pub fn virtual_key_header(headers: &http::HeaderMap) -> Option<String> {
-    VIRTUAL_KEY_HEADERS
-        .iter()
-        .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
 }
 
 #[cfg(test)]

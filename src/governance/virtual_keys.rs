@@ -9,80 +9,14 @@
 //! * budget: USD spent in the current UTC day or month, from each request's
 //!   cost; a request is refused once the spend reached the budget.
 
-use crate::credentials::glob_match;
+use crate::config::glob::glob_match;
+use crate::config::{Budget, VirtualKey};
+use crate::config::virtual_keys::sha256;
 use crate::errors::GatewayError;
-use crate::route::Provider;
+use crate::providers::Provider;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Period {
-    Day,
-    Month,
-}
-
-impl Period {
-    /// An id for the period containing `t` (UTC): days or months since 1970.
-    pub fn id(self, t: SystemTime) -> i64 {
-        let days = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64 / 86_400;
-        match self {
-            Period::Day => days,
-            Period::Month => {
-                let (y, m, _) = civil_from_days(days);
-                y * 12 + (m as i64 - 1)
-            }
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Period::Day => "day",
-            Period::Month => "month",
-        }
-    }
-}
-
-/// (year, month 1-12, day 1-31) from days since 1970-01-01.
-pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(month <= 2), month, day)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Budget {
-    pub usd: f64,
-    pub period: Period,
-}
-
-#[derive(Clone)]
-pub struct VirtualKey {
-    pub name: String,
-    /// SHA-256 of the secret.
-    pub digest: [u8; 32],
-    pub providers: Option<Vec<Provider>>,
-    pub models: Option<Vec<String>>,
-    pub requests_per_minute: Option<u32>,
-    pub tokens_per_minute: Option<u64>,
-    pub budget: Option<Budget>,
-}
-
-impl std::fmt::Debug for VirtualKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VirtualKey").field("name", &self.name).field("digest", &"<redacted>").finish()
-    }
-}
-
-pub fn sha256(s: &[u8]) -> [u8; 32] {
-    openssl::sha::sha256(s)
-}
+use std::time::{Instant, SystemTime};
 
 /// A refusal: the gateway error, the metric reason, and `retry-after` seconds.
 #[derive(Debug, Clone, PartialEq)]
@@ -387,25 +321,12 @@ struct SpendEntry {
     usd: f64,
 }
 
-/// Parse `sha256:<hex>` into a digest.
-pub fn parse_digest(s: &str) -> Option<[u8; 32]> {
-    let hex = s.strip_prefix("sha256:")?;
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, chunk) in hex.as_bytes().chunks(2).enumerate() {
-        let h = (chunk[0] as char).to_digit(16)?;
-        let l = (chunk[1] as char).to_digit(16)?;
-        out[i] = (h * 16 + l) as u8;
-    }
-    Some(out)
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use crate::config::Period;
+    use std::time::{Duration, UNIX_EPOCH};
 
     fn vk(name: &str, secret: &str) -> VirtualKey {
         VirtualKey { name: name.into(), digest: sha256(secret.as_bytes()), providers: None, models: None, requests_per_minute: None, tokens_per_minute: None, budget: None }
@@ -418,16 +339,6 @@ mod tests {
         assert!(keys.find("sc").is_none());
         assert!(keys.find("").is_none());
         assert!(!format!("{:?}", keys.find("sa").unwrap()).contains(&format!("{:?}", sha256(b"sa"))));
-    }
-
-    #[test]
-    fn digests_parse() {
-        let d = sha256(b"secret");
-        let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(parse_digest(&format!("sha256:{hex}")), Some(d));
-        assert_eq!(parse_digest(&format!("sha256:{}", hex.to_uppercase())), Some(d));
-        assert_eq!(parse_digest("sha256:abc"), None);
-        assert_eq!(parse_digest(&hex), None);
     }
 
     #[test]
@@ -544,14 +455,4 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
-    #[test]
-    fn periods() {
-        // 2024-02-29 and 2024-03-01 are in different months, same for days.
-        let feb29 = UNIX_EPOCH + Duration::from_secs(1_709_164_800);
-        let mar1 = feb29 + Duration::from_secs(86_400);
-        assert_eq!(civil_from_days(1_709_164_800 / 86_400), (2024, 2, 29));
-        assert_ne!(Period::Month.id(feb29), Period::Month.id(mar1));
-        assert_eq!(Period::Month.id(mar1), Period::Month.id(mar1 + Duration::from_secs(86_400 * 20)));
-        assert_eq!(Period::Day.id(mar1) - Period::Day.id(feb29), 1);
-    }
 }

@@ -2,9 +2,7 @@
 //! signs a JWT (RS256) and exchanges it at the account's `token_uri` for an
 //! access token, caches it, refreshes it before expiry and after a 401.
 
-use crate::config::BaseUrl;
-use crate::route::Upstream;
-use crate::upstream::{build_peer, Resolver};
+use crate::net::{build_peer, BaseUrl, Resolver, Timeouts, Upstream};
 use bytes::Bytes;
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Private};
@@ -119,7 +117,7 @@ impl TokenSource {
 
     /// A valid access token, minting one when none is cached or it is
     /// about to expire. Concurrent callers wait for one exchange.
-    pub async fn token(&self, connector: &Connector, resolver: &Resolver, timeouts: &crate::config::Timeouts) -> Result<String, String> {
+    pub async fn token(&self, connector: &Connector, resolver: &Resolver, timeouts: &Timeouts) -> Result<String, String> {
         let mut cached = self.cached.lock().await;
         if let Some((tok, exp)) = cached.as_ref() {
             if Instant::now() + REFRESH_MARGIN < *exp {
@@ -136,18 +134,12 @@ impl TokenSource {
         *self.cached.lock().await = None;
     }
 
-    async fn exchange(&self, connector: &Connector, resolver: &Resolver, timeouts: &crate::config::Timeouts) -> Result<(String, Duration), String> {
+    async fn exchange(&self, connector: &Connector, resolver: &Resolver, timeouts: &Timeouts) -> Result<(String, Duration), String> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
         let assertion = self.sa.assertion(now)?;
         let body = format!("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={assertion}");
         let base = BaseUrl::parse(&self.sa.token_uri)?;
-        let up = Upstream {
-            tls: base.tls,
-            authority: base.authority(),
-            host: base.host.clone(),
-            port: base.port,
-            path_and_query: if base.path.is_empty() { "/".into() } else { base.path.clone() },
-        };
+        let up = Upstream::at(&base, if base.path.is_empty() { "/" } else { "" });
         let addr = resolver.resolve(&up.host, up.port, 0).await.map_err(|e| e.0)?;
         let peer = build_peer(&up, addr, timeouts);
         let (mut http, _reused) = connector

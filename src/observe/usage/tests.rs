@@ -193,27 +193,6 @@ fn deep_nesting_and_garbage_are_harmless() {
     assert!(!got.seen);
 }
 
-#[test]
-fn families_by_path() {
-    assert_eq!(family_for("openai", "/v1/chat/completions"), Some(ApiFamily::OpenAi));
-    assert_eq!(family_for("openai", "/v1/completions"), Some(ApiFamily::OpenAi));
-    assert_eq!(family_for("openai", "/v1/responses"), Some(ApiFamily::OpenAi));
-    assert_eq!(family_for("openai", "/v1/embeddings"), Some(ApiFamily::OpenAi));
-    assert_eq!(family_for("openai", "/v1/models"), None);
-    assert_eq!(family_for("openai", "/v1/files"), None);
-    assert_eq!(family_for("anthropic", "/v1/messages"), Some(ApiFamily::Anthropic));
-    assert_eq!(family_for("anthropic", "/v1/messages/count_tokens"), None);
-    assert_eq!(family_for("azure", "/openai/deployments/d/chat/completions"), Some(ApiFamily::OpenAi));
-    assert_eq!(family_for("azure", "/openai/v1/responses"), Some(ApiFamily::OpenAi));
-    assert_eq!(family_for("azure", "/anthropic/v1/messages"), Some(ApiFamily::Anthropic));
-    assert_eq!(family_for("azure", "/v1/messages"), Some(ApiFamily::Anthropic));
-    assert_eq!(family_for("gemini", "/v1beta/models/g:generateContent"), Some(ApiFamily::Gemini));
-    assert_eq!(family_for("gemini", "/v1beta/models/g:streamGenerateContent"), Some(ApiFamily::Gemini));
-    assert_eq!(family_for("gemini", "/v1beta/models/g:countTokens"), None);
-    assert_eq!(family_for("vertex", "/v1/projects/p/locations/l/publishers/google/models/e:predict"), Some(ApiFamily::Gemini));
-    assert_eq!(family_for("vertex", "/v1/projects/p/locations/l/publishers/anthropic/models/c:streamRawPredict"), Some(ApiFamily::Anthropic));
-}
-
 /// A small deterministic generator (xorshift) for the fuzz-style test.
 struct Rng(u64);
 impl Rng {

@@ -1,97 +1,14 @@
-//! Client credentials in, provider credentials out (SPEC 2).
-//!
-//! The client's credential headers and `key` query parameter are read here
-//! (for virtual keys, direct keys and Vertex detection) and a configured
-//! provider key is chosen and rendered in the provider's own form.
+//! Provider key pools (SPEC 2): a weighted random choice among the keys
+//! that allow the request's model, and keys resting after the provider
+//! refused them (401/403) or rate-limited them (429).
 
+use crate::config::glob::glob_match;
 use crate::config::KeyConf;
-use crate::route::Provider;
-use http::HeaderMap;
+use crate::providers::Provider;
 use rand::Rng;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-/// Request headers that carry a client credential. All are removed before
-/// forwarding (see `headers::to_provider`).
-pub const CLIENT_CREDENTIAL_HEADERS: [&str; 4] =
-    ["authorization", "x-api-key", "api-key", "x-goog-api-key"];
-
-/// Query parameters that carry a credential.
-pub const SECRET_QUERY_PARAMS: [&str; 1] = ["key"];
-
-/// Headers in which a client presents a virtual key explicitly.
-pub const VIRTUAL_KEY_HEADERS: [&str; 2] = ["x-tollgate-vk", "x-bf-vk"];
-
-/// A credential the client presented, as found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientCredential {
-    /// Where it was: a header name, or `query:key`.
-    pub source: &'static str,
-    /// The bare secret (a `Bearer ` prefix removed).
-    pub secret: String,
-}
-
-/// The first client credential found, in header order then the `key` query
-/// parameter.
-pub fn client_credential(headers: &HeaderMap, query: Option<&str>) -> Option<ClientCredential> {
-    for h in CLIENT_CREDENTIAL_HEADERS {
-        if let Some(v) = headers.get(h).and_then(|v| v.to_str().ok()) {
-            let v = v.trim();
-            let secret = if h == "authorization" {
-                match v.split_once(' ') {
-                    Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
-                    _ => v,
-                }
-            } else {
-                v
-            };
-            if !secret.is_empty() {
-                return Some(ClientCredential { source: h, secret: secret.to_string() });
-            }
-        }
-    }
-    let v = crate::route::query_get(query, "key")?;
-    let v = String::from_utf8_lossy(&crate::route::percent_decode(v)).into_owned();
-    (!v.is_empty()).then_some(ClientCredential { source: "query:key", secret: v })
-}
-
-/// How a provider expects its key: (header name, header value).
-pub fn provider_auth_header(provider: Provider, key: &str) -> (&'static str, String) {
-    match provider {
-        Provider::OpenAi => ("authorization", format!("Bearer {key}")),
-        Provider::Anthropic => ("x-api-key", key.to_string()),
-        Provider::Azure => ("api-key", key.to_string()),
-        Provider::Gemini | Provider::Vertex => ("x-goog-api-key", key.to_string()),
-    }
-}
-
-/// Shell-style glob with `*` (any run) and `?` (one char).
-pub fn glob_match(pattern: &str, s: &str) -> bool {
-    let (p, s): (Vec<char>, Vec<char>) = (pattern.chars().collect(), s.chars().collect());
-    let (mut pi, mut si) = (0, 0);
-    let (mut star, mut mark) = (None, 0);
-    while si < s.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == s[si]) {
-            pi += 1;
-            si += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = si;
-            pi += 1;
-        } else if let Some(st) = star {
-            pi = st + 1;
-            mark += 1;
-            si = mark;
-        } else {
-            return false;
-        }
-    }
-    while pi < p.len() && p[pi] == '*' {
-        pi += 1;
-    }
-    pi == p.len()
-}
 
 /// Does this key allow `model`? A key with a model list needs a known model.
 pub fn key_allows(key: &KeyConf, model: Option<&str>) -> bool {
@@ -173,6 +90,7 @@ pub fn cooldown_for(status: u16, retry_after: Option<&str>) -> Option<Duration> 
     }
 }
 
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,28 +106,6 @@ mod tests {
             api_version: None,
             service_account: None,
         }
-    }
-
-    #[test]
-    fn finds_client_credentials() {
-        let mut h = HeaderMap::new();
-        assert_eq!(client_credential(&h, None), None);
-        h.insert("authorization", "Bearer dummy-key".parse().unwrap());
-        assert_eq!(client_credential(&h, None).unwrap(), ClientCredential { source: "authorization", secret: "dummy-key".into() });
-        let mut h = HeaderMap::new();
-        h.insert("x-goog-api-key", "g".parse().unwrap());
-        assert_eq!(client_credential(&h, None).unwrap().source, "x-goog-api-key");
-        let h = HeaderMap::new();
-        assert_eq!(client_credential(&h, Some("alt=sse&key=abc%2Bd")).unwrap(), ClientCredential { source: "query:key", secret: "abc+d".into() });
-    }
-
-    #[test]
-    fn auth_forms() {
-        assert_eq!(provider_auth_header(Provider::OpenAi, "K"), ("authorization", "Bearer K".into()));
-        assert_eq!(provider_auth_header(Provider::Anthropic, "K"), ("x-api-key", "K".into()));
-        assert_eq!(provider_auth_header(Provider::Azure, "K"), ("api-key", "K".into()));
-        assert_eq!(provider_auth_header(Provider::Gemini, "K"), ("x-goog-api-key", "K".into()));
-        assert_eq!(provider_auth_header(Provider::Vertex, "K"), ("x-goog-api-key", "K".into()));
     }
 
     #[test]
@@ -229,18 +125,6 @@ mod tests {
         assert_eq!(cooldown_for(401, None), Some(AUTH_FAILURE_COOLDOWN));
         assert_eq!(cooldown_for(500, None), None);
         assert_eq!(cooldown_for(200, None), None);
-    }
-
-    #[test]
-    fn globs() {
-        assert!(glob_match("gpt-4o*", "gpt-4o-mini"));
-        assert!(glob_match("gpt-4o*", "gpt-4o"));
-        assert!(!glob_match("gpt-4o*", "gpt-4"));
-        assert!(glob_match("claude-*-4*", "claude-sonnet-4-5"));
-        assert!(glob_match("*", ""));
-        assert!(glob_match("a?c", "abc"));
-        assert!(!glob_match("a?c", "ac"));
-        assert!(glob_match("*mini", "gpt-4o-mini"));
     }
 
     #[test]

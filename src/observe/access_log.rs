@@ -1,13 +1,19 @@
 //! One JSON line per request (SPEC 6), written from the logging phase to
 //! stdout or to a file opened for append.
 
-use crate::config::AccessLogTarget;
 use serde::Serialize;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Where records go (`tollgate.access_log`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    Stdout,
+    File(String),
+}
 
 #[derive(Debug, Default, Serialize)]
 pub struct Record {

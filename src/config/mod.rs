@@ -1,0 +1,376 @@
+//! The `tollgate:` section of the configuration file.
+//!
+//! Pingora's own settings live at the top level of the same YAML file and are
+//! read by Pingora (`ServerConf`); this module reads only the gateway's section
+//! and validates it completely at start, so a bad file fails with the key and
+//! the file named, never at the first request. Each section is parsed and
+//! validated in its own file: `providers`, `virtual_keys`, `redis`.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::net::Timeouts;
+use crate::observe::access_log::AccessLogTarget;
+use crate::observe::prices::PriceTable;
+use crate::providers::Provider;
+
+pub mod glob;
+pub mod providers;
+pub mod redis;
+pub mod virtual_keys;
+
+pub use providers::{KeyConf, ProviderConf};
+pub use redis::RedisConf;
+pub use virtual_keys::{Budget, Period, VirtualKey};
+
+/// A configuration error: the dotted key that is wrong, the file and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(f, "{}: `{}`: {}", self.file, self.key, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// What every section parser needs: the file (for errors) and the
+/// environment (for `env.VAR` values).
+pub(crate) struct Parse<'a> {
+    pub file: &'a str,
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Parse<'_> {
+    /// An error at the dotted `key`.
+    pub fn err(&self, key: &str, message: String) -> ConfigError {
+        ConfigError { file: self.file.to_string(), key: key.to_string(), message }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Raw shape, as written in YAML. Unknown keys are refused so a typo is caught.
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+struct RawFile {
+    tollgate: Option<serde_yaml::Value>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawGateway {
+    listen: Option<String>,
+    metrics_listen: Option<String>,
+    access_log: Option<String>,
+    #[serde(default)]
+    allow_direct_keys: bool,
+    #[serde(default)]
+    require_virtual_key: bool,
+    #[serde(default)]
+    timeouts: RawTimeouts,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    providers: BTreeMap<String, providers::RawProvider>,
+    #[serde(default)]
+    connect_retries: Option<usize>,
+    prices_file: Option<String>,
+    prices: Option<crate::observe::prices::RawTable>,
+    #[serde(default)]
+    virtual_keys: Vec<virtual_keys::RawVirtualKey>,
+    state_file: Option<String>,
+    redis: Option<redis::RawRedis>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTimeouts {
+    connect_ms: Option<u64>,
+    read_ms: Option<u64>,
+    total_ms: Option<u64>,
+    write_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_request_body_bytes: Option<u64>,
+    max_header_bytes: Option<u64>,
+}
+
+/// either side.
+fn listeners_overlap(a: &SocketAddr, b: &SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: String,
+    pub listen: SocketAddr,
+    pub metrics_listen: Option<SocketAddr>,
+    pub access_log: AccessLogTarget,
+    pub allow_direct_keys: bool,
+    pub require_virtual_key: bool,
+    pub timeouts: Timeouts,
+    pub max_request_body_bytes: Option<u64>,
+    /// Request line plus headers; larger heads get 431.
+    pub max_header_bytes: u64,
+    pub connect_retries: usize,
+    pub providers: BTreeMap<Provider, ProviderConf>,
+    pub prices: PriceTable,
+    pub virtual_keys: Vec<VirtualKey>,
+    /// Where virtual-key spend is persisted (none: in memory only).
+    pub state_file: Option<std::path::PathBuf>,
+    /// Shared virtual-key counters for several instances.
+    pub redis: Option<RedisConf>,
+}
+
+impl Config {
+    pub fn provider(&self, p: Provider) -> Option<&ProviderConf> {
+        self.providers.get(&p)
+    }
+
+    /// Read and validate the `tollgate:` section of `path`.
+    pub fn load(path: &str) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_string(),
+            key: String::new(),
+            message: format!("cannot read file: {e}"),
+        })?;
+        Self::from_yaml(&text, path, &|v| std::env::var(v).ok())
+    }
+
+    /// Parse from text. `env` looks up `env.VAR` references (injected so
+    /// tests need not touch the process environment).
+    pub fn from_yaml(
+        text: &str,
+        file: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let p = Parse { file, env };
+        let err = |key: &str, message: String| p.err(key, message);
+        let raw: RawFile =
+            serde_yaml::from_str(text).map_err(|e| err("", format!("invalid YAML: {e}")))?;
+        let section = raw
+            .tollgate
+            .ok_or_else(|| err("tollgate", "section is missing".into()))?;
+        let raw: RawGateway = serde_yaml::from_value(section).map_err(|e| {
+            err("tollgate", format!("{}", e).replace("unknown field", "unknown key"))
+        })?;
+
+        let listen_s = raw.listen.unwrap_or_else(|| "0.0.0.0:8080".to_string());
+        let listen = listen_s
+            .parse()
+            .map_err(|_| err("tollgate.listen", format!("`{listen_s}` is not host:port")))?;
+        let metrics_listen: Option<SocketAddr> = match raw.metrics_listen {
+            None => None,
+            Some(s) => Some(s.parse().map_err(|_| {
+                err("tollgate.metrics_listen", format!("`{s}` is not host:port"))
+            })?),
+        };
+        // Pingora shares one socket between services given the same address,
+        // so the proxy and /metrics would take turns accepting connections;
+        // an overlapping address (0.0.0.0 vs 127.0.0.1) fails to bind later.
+        if let Some(m) = metrics_listen {
+            if listeners_overlap(&listen, &m) {
+                return Err(err(
+                    "tollgate.metrics_listen",
+                    format!("`{m}` overlaps tollgate.listen `{listen}`; give /metrics its own port"),
+                ));
+            }
+        }
+        let access_log = match raw.access_log.as_deref() {
+            None | Some("stdout") | Some("-") => AccessLogTarget::Stdout,
+            Some("") => return Err(err("tollgate.access_log", "is empty".into())),
+            Some(p) => AccessLogTarget::File(p.to_string()),
+        };
+        let ms = |key: &str, v: Option<u64>, default: u64| -> Result<Duration, ConfigError> {
+            match v.unwrap_or(default) {
+                0 => Err(err(key, "must be greater than zero".into())),
+                n if n > 604_800_000 => Err(err(key, "must be at most 604800000 (7 days)".into())),
+                n => Ok(Duration::from_millis(n)),
+            }
+        };
+        let timeouts = Timeouts {
+            connect: ms("tollgate.timeouts.connect_ms", raw.timeouts.connect_ms, 5_000)?,
+            read: ms("tollgate.timeouts.read_ms", raw.timeouts.read_ms, 600_000)?,
+            write: ms("tollgate.timeouts.write_ms", raw.timeouts.write_ms, 60_000)?,
+            total: ms("tollgate.timeouts.total_ms", raw.timeouts.total_ms, 1_800_000)?,
+        };
+
+
+        let providers = providers::parse(raw.providers, &p)?;
+        let mut prices = match &raw.prices_file {
+            None => PriceTable::default_table(),
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| err("tollgate.prices_file", format!("cannot read {p}: {e}")))?;
+                PriceTable::parse_yaml(&text).map_err(|m| err("tollgate.prices_file", format!("{p}: {m}")))?
+            }
+        };
+        if let Some(inline) = raw.prices {
+            prices.merge(PriceTable::from_raw(inline).map_err(|m| err("tollgate.prices", m))?);
+        }
+        let virtual_keys = virtual_keys::parse(raw.virtual_keys, &p)?;
+        if raw.require_virtual_key && virtual_keys.is_empty() {
+            return Err(err("tollgate.require_virtual_key", "is true but no virtual_keys are configured".into()));
+        }
+        let redis = redis::parse(raw.redis, &p)?;
+        let max_request_body_bytes = raw.limits.max_request_body_bytes;
+        // Pingora itself answers 400 to request heads above 1 MiB.
+        let max_header_bytes = raw.limits.max_header_bytes.unwrap_or(65_536);
+        if !(1..=1_048_575).contains(&max_header_bytes) {
+            return Err(err("tollgate.limits.max_header_bytes", "must be between 1 and 1048575 (Pingora refuses larger heads itself)".into()));
+        }
+        if max_request_body_bytes == Some(0) {
+            return Err(err("tollgate.limits.max_request_body_bytes", "must be greater than zero".into()));
+        }
+        Ok(Config {
+            file: file.to_string(),
+            listen,
+            metrics_listen,
+            access_log,
+            allow_direct_keys: raw.allow_direct_keys,
+            require_virtual_key: raw.require_virtual_key,
+            timeouts,
+            max_request_body_bytes,
+            max_header_bytes,
+            connect_retries: raw.connect_retries.unwrap_or(2),
+            providers,
+            prices,
+            virtual_keys,
+            state_file: raw.state_file.filter(|s| !s.is_empty()).map(std::path::PathBuf::from),
+            redis,
+        })
+    }
+}
+
+/// `env.VAR` → the variable's value (missing or empty is an error naming the
+/// variable); anything else is a literal.
+fn resolve_secret(v: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    match v.strip_prefix("env.") {
+        Some(var) => match env(var) {
+            Some(val) if !val.is_empty() => Ok(val),
+            _ => Err(var.to_string()),
+        },
+        None => Ok(v.to_string()),
+    }
+}
+
+#[cfg(test)]
+pub(crate) fn test_load(y: &str) -> Result<Config, ConfigError> {
+    fn env(v: &str) -> Option<String> {
+        match v {
+            "OPENAI_KEY" => Some("sk-real".into()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        }
+    }
+    Config::from_yaml(y, "t.yaml", &env)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_load as load;
+    use super::*;
+
+    #[test]
+    fn minimal_and_defaults() {
+        let c = load("version: 1\ntollgate:\n  listen: 127.0.0.1:1234\n").unwrap();
+        assert_eq!(c.listen.port(), 1234);
+        assert_eq!(c.access_log, AccessLogTarget::Stdout);
+        assert!(!c.allow_direct_keys);
+        assert_eq!(c.timeouts.connect, Duration::from_secs(5));
+        assert!(c.providers.is_empty());
+    }
+
+
+    #[test]
+    fn missing_env_fails_naming_key_and_var() {
+        let e = load("tollgate:\n  providers:\n    openai: { keys: [{ name: a, value: env.NOPE }] }\n")
+            .unwrap_err();
+        assert_eq!(e.key, "tollgate.providers.openai.keys[0].value");
+        assert!(e.message.contains("NOPE"));
+        assert!(e.to_string().contains("t.yaml"));
+        let e = load("tollgate:\n  providers:\n    openai: { keys: [{ name: a, value: env.EMPTY }] }\n")
+            .unwrap_err();
+        assert!(e.message.contains("EMPTY"));
+    }
+
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            ("tollgate:\n  listen: nope\n", "tollgate.listen"),
+            ("tollgate:\n  metrics_listen: x\n", "tollgate.metrics_listen"),
+            ("tollgate:\n  listen: 127.0.0.1:9000\n  metrics_listen: 127.0.0.1:9000\n", "tollgate.metrics_listen"),
+            ("tollgate:\n  listen: 0.0.0.0:9000\n  metrics_listen: 127.0.0.1:9000\n", "tollgate.metrics_listen"),
+            ("tollgate:\n  metrics_listen: 0.0.0.0:8080\n", "tollgate.metrics_listen"),
+            ("tollgate:\n  providers:\n    foo: {}\n", "tollgate.providers.foo"),
+            ("tollgate:\n  providers:\n    openai: { base_url: 'ftp://x' }\n", "tollgate.providers.openai.base_url"),
+            ("tollgate:\n  providers:\n    openai: { keys: [{ value: x }] }\n", "tollgate.providers.openai.keys[0].name"),
+            ("tollgate:\n  providers:\n    openai: { keys: [{ name: a }] }\n", "tollgate.providers.openai.keys[0].value"),
+            ("tollgate:\n  providers:\n    openai: { keys: [{ name: a, value: x, weight: 0 }] }\n", "tollgate.providers.openai.keys[0].weight"),
+            ("tollgate:\n  providers:\n    azure: { keys: [{ name: a, value: x }] }\n", "tollgate.providers.azure.keys[0].endpoint"),
+            ("tollgate:\n  providers:\n    openai: { project: p }\n", "tollgate.providers.openai"),
+            ("tollgate:\n  providers:\n    vertex: { location: 'us/../x' }\n", "tollgate.providers.vertex.location"),
+            ("tollgate:\n  timeouts: { read_ms: 0 }\n", "tollgate.timeouts.read_ms"),
+            ("tollgate:\n  bogus: 1\n", "tollgate"),
+            ("tollgate:\n  virtual_keys: [{ secret: env.OPENAI_KEY }]\n", "tollgate.virtual_keys[0].name"),
+            ("tollgate:\n  virtual_keys: [{ name: a, secret: plaintext }]\n", "tollgate.virtual_keys[0].secret"),
+            ("tollgate:\n  virtual_keys: [{ name: a, secret: 'sha256:zz' }]\n", "tollgate.virtual_keys[0].secret"),
+            ("tollgate:\n  virtual_keys: [{ name: a, secret: env.NOPE }]\n", "tollgate.virtual_keys[0].secret"),
+            ("tollgate:\n  virtual_keys: [{ name: a, secret: env.OPENAI_KEY, providers: [x] }]\n", "tollgate.virtual_keys[0].providers"),
+            ("tollgate:\n  virtual_keys: [{ name: a, secret: env.OPENAI_KEY, budget: { usd: 1, period: year } }]\n", "tollgate.virtual_keys[0].budget.period"),
+            ("tollgate:\n  virtual_keys: [{ name: a, secret: env.OPENAI_KEY, requests_per_minute: 0 }]\n", "tollgate.virtual_keys[0].requests_per_minute"),
+            ("tollgate:\n  require_virtual_key: true\n", "tollgate.require_virtual_key"),
+            ("tollgate:\n  prices: { openai: { m: { input: -1, output: 1 } } }\n", "tollgate.prices"),
+            ("tollgate:\n  prices_file: /nonexistent/p.yaml\n", "tollgate.prices_file"),
+            ("tollgate:\n  limits: { max_header_bytes: 2000000 }\n", "tollgate.limits.max_header_bytes"),
+            ("tollgate:\n  timeouts: { total_ms: 0 }\n", "tollgate.timeouts.total_ms"),
+            ("tollgate:\n  timeouts: { read_ms: 18446744073709551615 }\n", "tollgate.timeouts.read_ms"),
+            ("tollgate:\n  redis: { key_prefix: x }\n", "tollgate.redis.url"),
+            ("tollgate:\n  redis: { url: 'http://h:1' }\n", "tollgate.redis.url"),
+            ("tollgate:\n  redis: { url: 'redis://h:1', timeout_ms: 0 }\n", "tollgate.redis.timeout_ms"),
+            ("version: 1\n", "tollgate"),
+        ];
+        for (y, key) in cases {
+            let e = load(y).unwrap_err();
+            assert_eq!(e.key, key, "for {y:?}: {e}");
+        }
+        let e = load("tollgate:\n  bogus: 1\n").unwrap_err();
+        assert!(e.message.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn metrics_may_share_a_port_only_on_another_address() {
+        for (listen, metrics) in [("127.0.0.1:9000", "127.0.0.2:9000"), ("127.0.0.1:0", "127.0.0.1:0"), ("0.0.0.0:9000", "0.0.0.0:9100")] {
+            let c = load(&format!("tollgate:\n  listen: {listen}\n  metrics_listen: {metrics}\n")).unwrap();
+            assert_eq!(c.metrics_listen.unwrap().to_string(), metrics);
+        }
+    }
+
+
+    #[test]
+    fn inline_prices_override_defaults() {
+        let c = load("tollgate:\n  prices: { openai: { gpt-4o: { input: 1, output: 2 } } }\n").unwrap();
+        assert_eq!(c.prices.lookup(Provider::OpenAi, "gpt-4o").unwrap().input, 1.0);
+        assert!(c.prices.lookup(Provider::Anthropic, "claude-sonnet-4-5").is_some());
+    }
+
+}

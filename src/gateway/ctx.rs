@@ -1,0 +1,91 @@
+//! Per-request state shared across the phases, in a few named parts.
+
+use super::live::Live;
+use crate::errors::GatewayError;
+use crate::net::Upstream;
+use crate::observe::usage::UsageScanner;
+use crate::providers::Provider;
+use crate::routes::genai::VertexRule;
+use crate::routes::RouteName;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+pub struct Ctx {
+    /// The configuration this request runs under (taken at its start).
+    pub(super) live: Arc<Live>,
+    pub(super) request_id: String,
+    pub(super) timing: Timing,
+    pub(super) target: Target,
+    pub(super) cred: Credential,
+    pub(super) outcome: Outcome,
+}
+
+/// When things happened.
+pub(super) struct Timing {
+    pub start: Instant,
+    pub start_wall: SystemTime,
+    /// Time to the response head.
+    pub ttfb: Option<Duration>,
+    /// Time spent inside tollgate's own phases.
+    pub overhead: Duration,
+}
+
+/// What the request is and where it goes.
+#[derive(Default)]
+pub(super) struct Target {
+    pub route: Option<RouteName>,
+    pub provider: Option<Provider>,
+    pub vertex_rule: Option<VertexRule>,
+    /// The remainder after the prefix: the provider-native path.
+    pub remainder: String,
+    /// Model named by the request (body peek, Gemini path, Azure deployment).
+    pub model: Option<String>,
+    pub upstream: Option<Upstream>,
+    /// A `100 Continue` was sent while peeking at the body.
+    pub sent_continue: bool,
+}
+
+/// Who is calling, and with which provider key.
+#[derive(Default)]
+pub(super) struct Credential {
+    /// The provider key's name (`direct` for a client's own key).
+    pub key_name: Option<String>,
+    /// Configured credential to set upstream, `(header, value)`.
+    pub inject: Option<(&'static str, String)>,
+    /// Forward the client's own credential (direct keys).
+    pub keep_client: bool,
+    /// Keys already tried for this request (connect failures).
+    pub tried_keys: Vec<String>,
+    pub connect_attempts: usize,
+    /// The virtual key's name, when one was presented and accepted.
+    pub virtual_key: Option<String>,
+    /// The client's credential header was a virtual key: never forward it.
+    pub client_is_vk: bool,
+}
+
+/// How it went.
+#[derive(Default)]
+pub(super) struct Outcome {
+    pub error: Option<GatewayError>,
+    pub error_detail: Option<String>,
+    pub scanner: Option<UsageScanner>,
+    pub stream: bool,
+    pub counted_in_flight: bool,
+}
+
+impl Ctx {
+    pub(super) fn new(live: Arc<Live>) -> Ctx {
+        Ctx {
+            live,
+            request_id: String::new(),
+            timing: Timing { start: Instant::now(), start_wall: SystemTime::now(), ttfb: None, overhead: Duration::ZERO },
+            target: Target::default(),
+            cred: Credential::default(),
+            outcome: Outcome::default(),
+        }
+    }
+
+    pub(super) fn provider_label(&self) -> &'static str {
+        self.target.provider.map_or("none", Provider::name)
+    }
+}

@@ -1,0 +1,123 @@
+//! `logging`: one record per request (SPEC 6), the request metrics, and
+//! the virtual key's tokens and spend (locally, and in Redis when shared).
+
+use super::{Ctx, Gateway};
+use crate::observe::access_log::{rfc3339, Record};
+use crate::observe::metrics::{method_label, METRICS};
+use crate::providers::Provider;
+use crate::routes::credentials::redact_query;
+use crate::routes::RouteName;
+use pingora::prelude::*;
+use pingora::proxy::Session;
+use std::time::{Duration, Instant, SystemTime};
+
+impl Gateway {
+    pub(super) async fn record(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        if ctx.outcome.counted_in_flight {
+            METRICS.in_flight.dec();
+        }
+        if let Some(scanner) = ctx.outcome.scanner.as_mut() {
+            if e.is_none() {
+                scanner.finish();
+            }
+        }
+        let req = session.req_header();
+        let provider = ctx.target.provider.map(Provider::name);
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let usage = ctx.outcome.scanner.as_ref().map(|s| s.usage().clone());
+        let model = usage.as_ref().and_then(|u| u.model.clone()).or_else(|| ctx.target.model.clone());
+        let error = match (ctx.outcome.error, e) {
+            (Some(g), _) => Some(g.kind().to_string()),
+            (None, Some(err)) => Some(match err.esource() {
+                ErrorSource::Downstream => "client_disconnected".to_string(),
+                _ => err.etype().as_str().to_string(),
+            }),
+            (None, None) => None,
+        };
+        let path = match req.uri.query() {
+            Some(q) => format!("{}?{}", req.uri.path(), redact_query(q)),
+            None => req.uri.path().to_string(),
+        };
+        let duration = ctx.timing.start.elapsed();
+        let tokens = usage.as_ref().filter(|u| u.seen);
+        let cost = match (ctx.target.provider, tokens, model.as_deref()) {
+            (Some(p), Some(u), Some(m)) => ctx.live.config.prices.cost(p, m, u.input_tokens, u.output_tokens, u.cached_tokens),
+            _ => None,
+        };
+        let rec = Record {
+            ts: rfc3339(ctx.timing.start_wall),
+            request_id: ctx.request_id.clone(),
+            client_ip: session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string()),
+            method: req.method.as_str().to_string(),
+            route: ctx.target.route.map(RouteName::prefix),
+            provider,
+            upstream_host: ctx.target.upstream.as_ref().map(|u| u.authority.clone()),
+            path,
+            status,
+            duration_ms: ms(duration),
+            ttfb_ms: ctx.timing.ttfb.map(ms),
+            request_bytes: session.as_ref().body_bytes_read() as u64,
+            response_bytes: session.as_ref().body_bytes_sent() as u64,
+            stream: ctx.outcome.stream,
+            model: model.clone(),
+            input_tokens: tokens.map(|u| u.input_tokens),
+            output_tokens: tokens.map(|u| u.output_tokens),
+            cached_tokens: tokens.map(|u| u.cached_tokens),
+            reasoning_tokens: tokens.map(|u| u.reasoning_tokens),
+            cost_usd: cost,
+            virtual_key: ctx.cred.virtual_key.clone(),
+            provider_key: ctx.cred.key_name.clone(),
+            error,
+            user_agent: req.headers.get("user-agent").and_then(|v| v.to_str().ok()).map(str::to_string),
+        };
+
+        // Metrics.
+        let plabel = ctx.provider_label();
+        let route_label = ctx.target.route.map_or("none", RouteName::prefix);
+        METRICS
+            .requests
+            .with_label_values(&[plabel, route_label, method_label(req.method.as_str()), &status.to_string()])
+            .inc();
+        if ctx.target.provider.is_some() {
+            METRICS.duration.with_label_values(&[plabel]).observe(duration.as_secs_f64());
+            if let Some(t) = ctx.timing.ttfb {
+                METRICS.ttfb.with_label_values(&[plabel]).observe(t.as_secs_f64());
+            }
+            METRICS.overhead.with_label_values(&[plabel]).observe(ctx.timing.overhead.as_secs_f64());
+            METRICS.request_bytes.with_label_values(&[plabel]).inc_by(rec.request_bytes);
+            METRICS.response_bytes.with_label_values(&[plabel]).inc_by(rec.response_bytes);
+            if let Some(u) = tokens {
+                let m = METRICS.model_label(model.as_deref());
+                let vk_label = ctx.cred.virtual_key.as_deref().unwrap_or("none");
+                let labels = [plabel, m.as_str(), vk_label];
+                METRICS.input_tokens.with_label_values(&labels).inc_by(u.input_tokens);
+                METRICS.output_tokens.with_label_values(&labels).inc_by(u.output_tokens);
+                METRICS.cached_tokens.with_label_values(&labels).inc_by(u.cached_tokens);
+                if let Some(c) = cost {
+                    METRICS.cost.with_label_values(&labels).inc_by(c);
+                }
+            }
+        }
+        if let Some(vk) = &ctx.cred.virtual_key {
+            if ctx.outcome.error.is_none() || tokens.is_some() {
+                let used = tokens.map_or(0, |u| u.input_tokens + u.output_tokens);
+                let wall = SystemTime::now();
+                self.virtual_keys().record(vk, used, cost.unwrap_or(0.0), Instant::now(), wall);
+                let mut spend = self.virtual_keys().spend(vk, wall);
+                if let (Some(shared), Some(key)) = (&self.shared, self.virtual_keys().by_name(vk)) {
+                    match shared.record(&key, used, cost.unwrap_or(0.0), wall).await {
+                        Ok(Some(fleet)) => spend = fleet,
+                        Ok(None) => {}
+                        Err(e) => shared.failed("record", &e),
+                    }
+                }
+                METRICS.vk_spend.with_label_values(&[vk]).set(spend);
+            }
+        }
+        self.access_log.write(rec);
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0
+}

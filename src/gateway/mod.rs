@@ -1,0 +1,125 @@
+//! The Pingora glue. [`Gateway`]'s `ProxyHttp` impl only wires phases to
+//! the modules that decide; each phase group has its own file:
+//!
+//! * [`request`]: `request_filter` (route, validate, virtual key, provider
+//!   key, upstream plan) and `request_body_filter` (size limit);
+//! * [`upstream`]: `upstream_peer` (peer from the plan, OAuth token),
+//!   `fail_to_connect` (retry on another key), `upstream_request_filter`
+//!   (path, host and credential);
+//! * [`response`]: key health, header hygiene, the usage scanner fed a side
+//!   copy, and errors answered when proxying fails;
+//! * [`logging`]: the record, metrics and spend.
+//!
+//! [`live`] holds the configuration snapshots and hot reload.
+
+use crate::governance::key_pool::KeyHealth;
+use crate::governance::shared_counters::SharedCounters;
+use crate::governance::virtual_keys::VirtualKeys;
+use crate::net::Resolver;
+use crate::observe::access_log::AccessLog;
+use async_trait::async_trait;
+use bytes::Bytes;
+use live::LiveConfig;
+use pingora::connectors::http::Connector;
+use pingora::connectors::ConnectorOptions;
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use std::sync::Arc;
+use std::time::Duration;
+
+mod admission;
+mod ctx;
+pub mod live;
+mod logging;
+mod reply;
+mod request;
+mod response;
+mod upstream;
+
+pub use ctx::Ctx;
+
+pub struct Gateway {
+    /// Configuration, replaced on reload; each request keeps a snapshot.
+    pub live: Arc<LiveConfig>,
+    pub resolver: Resolver,
+    pub access_log: AccessLog,
+    pub key_health: KeyHealth,
+    /// Client for token exchanges (same TLS trust as upstream requests).
+    token_connector: Connector,
+    /// Virtual-key counters shared with other instances (`tollgate.redis`).
+    shared: Option<SharedCounters>,
+}
+
+
+impl Gateway {
+    pub fn new(live: Arc<LiveConfig>, access_log: AccessLog, connector_options: Option<ConnectorOptions>) -> Self {
+        let shared = live.snapshot().config.redis.clone().map(SharedCounters::new);
+        Gateway {
+            shared,
+            live,
+            resolver: Resolver::default(),
+            access_log,
+            key_health: Default::default(),
+            token_connector: Connector::new(connector_options),
+        }
+    }
+
+    fn virtual_keys(&self) -> &VirtualKeys {
+        &self.live.virtual_keys
+    }
+
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx::new(self.live.snapshot())
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        self.route_request(session, ctx).await
+    }
+
+    async fn request_body_filter(&self, session: &mut Session, _body: &mut Option<Bytes>, _end: bool, ctx: &mut Ctx) -> Result<()> {
+        self.limit_request_body(session, ctx)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        self.pick_peer(ctx).await
+    }
+
+    fn fail_to_connect(&self, session: &mut Session, _peer: &HttpPeer, ctx: &mut Ctx, e: Box<Error>) -> Box<Error> {
+        self.retry_connect(session, ctx, e)
+    }
+
+    async fn upstream_request_filter(&self, session: &mut Session, upstream_request: &mut RequestHeader, ctx: &mut Ctx) -> Result<()> {
+        self.rewrite_upstream_request(session, upstream_request, ctx)
+    }
+
+    async fn upstream_response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+        self.watch_key_health(resp, ctx).await;
+        Ok(())
+    }
+
+    async fn response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+        self.client_response_head(resp, ctx);
+        Ok(())
+    }
+
+    fn response_body_filter(&self, _session: &mut Session, body: &mut Option<Bytes>, end_of_stream: bool, ctx: &mut Ctx) -> Result<Option<Duration>> {
+        self.client_response_body(body, end_of_stream, ctx)?;
+        Ok(None)
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        self.answer_failure(session, e, ctx).await
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        self.record(session, e, ctx).await
+    }
+}

@@ -1,0 +1,40 @@
+//! Answers the gateway writes itself: small JSON bodies (SPEC 5 errors,
+//! health), and the Pingora errors that stand for upstream failures.
+
+use crate::net::Timeouts;
+use crate::routes::headers::REQUEST_ID_HEADER;
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::proxy::Session;
+
+/// Write a complete small JSON response.
+pub(super) async fn write_json(session: &mut Session, status: u16, body: &[u8], request_id: &str, retry_after: Option<&str>) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(5))?;
+    if let Some(s) = retry_after {
+        resp.insert_header("retry-after", s)?;
+    }
+    resp.insert_header("content-type", "application/json")?;
+    resp.insert_header("content-length", body.len().to_string())?;
+    resp.insert_header(REQUEST_ID_HEADER, request_id)?;
+    resp.insert_header("cache-control", "no-store")?;
+    // A request body we did not read makes the connection unusable.
+    if !session.as_mut().is_body_empty() && !session.as_mut().is_body_done() {
+        session.set_keepalive(None);
+    }
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(Bytes::copy_from_slice(body)), true).await?;
+    Ok(())
+}
+
+/// An error on the provider's side (counted and answered as upstream).
+pub(super) fn upstream_error(etype: ErrorType, context: String) -> Box<Error> {
+    let mut e = Error::explain(etype, context);
+    e.as_up();
+    e
+}
+
+/// The error for a request past `timeouts.total` (504 `upstream_timeout`).
+pub(super) fn total_timeout(t: &Timeouts) -> Box<Error> {
+    upstream_error(ErrorType::ReadTimedout, format!("total timeout of {} ms reached", t.total.as_millis()))
+}

@@ -1,0 +1,95 @@
+//! `upstream_peer`, `fail_to_connect` and `upstream_request_filter`: the
+//! peer for the planned upstream (with a Vertex OAuth token minted when the
+//! key is a service account), a retry on another key when nothing was sent,
+//! and the request head as the provider must see it.
+
+use super::reply::{total_timeout, upstream_error};
+use super::{Ctx, Gateway};
+use crate::governance::key_pool;
+use crate::net::build_peer;
+use crate::routes::headers::{self, UpstreamAuth};
+use pingora::prelude::*;
+use pingora::proxy::Session;
+use pingora::upstreams::peer::HttpPeer;
+use std::time::Instant;
+
+impl Gateway {
+    pub(super) async fn pick_peer(&self, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        if ctx.cred.inject.is_none() && !ctx.cred.keep_client {
+            if let Some(ts) = ctx.cred.key_name.as_ref().and_then(|n| ctx.live.token_sources.get(n)) {
+                let token = ts.token(&self.token_connector, &self.resolver, &ctx.live.config.timeouts).await.map_err(|e| {
+                    log::error!("vertex: cannot obtain an access token for key {}: {e}", ctx.cred.key_name.as_deref().unwrap_or(""));
+                    upstream_error(ErrorType::ConnectError, "cannot obtain a Vertex access token".to_string())
+                })?;
+                ctx.cred.inject = Some(("authorization", format!("Bearer {token}")));
+            }
+        }
+        let up = ctx.target.upstream.as_ref().ok_or_else(|| Error::explain(ErrorType::InternalError, "no upstream planned"))?;
+        let addr = self
+            .resolver
+            .resolve(&up.host, up.port, ctx.cred.connect_attempts)
+            .await
+            .map_err(|e| upstream_error(ErrorType::ConnectError, e.0))?;
+        // The total deadline caps every read and write from here on.
+        let remaining = ctx.live.config.timeouts.total.saturating_sub(ctx.timing.start.elapsed());
+        if remaining.is_zero() {
+            return Err(total_timeout(&ctx.live.config.timeouts));
+        }
+        let mut timeouts = ctx.live.config.timeouts.clone();
+        timeouts.read = timeouts.read.min(remaining);
+        timeouts.write = timeouts.write.min(remaining);
+        let t = Instant::now();
+        let peer = build_peer(up, addr, &timeouts);
+        ctx.timing.overhead += t.elapsed();
+        Ok(Box::new(peer))
+    }
+
+    pub(super) fn retry_connect(&self, session: &mut Session, ctx: &mut Ctx, mut e: Box<Error>) -> Box<Error> {
+        // Nothing was sent: safe to retry, on another key when there is one
+        // (Azure keys carry their own endpoints).
+        ctx.cred.connect_attempts += 1;
+        if ctx.cred.connect_attempts <= ctx.live.config.connect_retries {
+            if let (Some(provider), Some(name)) = (ctx.target.provider, ctx.cred.key_name.clone()) {
+                if !ctx.cred.keep_client {
+                    ctx.cred.tried_keys.push(name);
+                    let more = ctx
+                        .live
+                        .config
+                        .provider(provider)
+                        .is_some_and(|c| key_pool::select_key(&c.keys, ctx.target.model.as_deref(), &ctx.cred.tried_keys, &mut rand::thread_rng()).is_some());
+                    if !more {
+                        // Same key again on a fresh connection.
+                        ctx.cred.tried_keys.clear();
+                    }
+                    if self.choose_credential(session, ctx, provider).is_ok() && self.plan(session, ctx).is_err() {
+                        return e;
+                    }
+                }
+            }
+            e.set_retry(true);
+        }
+        e
+    }
+
+    pub(super) fn rewrite_upstream_request(&self, session: &mut Session, upstream_request: &mut RequestHeader, ctx: &mut Ctx) -> Result<()> {
+        let t = Instant::now();
+        let up = ctx.target.upstream.as_ref().ok_or_else(|| Error::explain(ErrorType::InternalError, "no upstream planned"))?;
+        let uri: http::Uri = up
+            .path_and_query
+            .parse()
+            .map_err(|_| Error::explain(ErrorType::InternalError, "planned upstream path is not a valid URI"))?;
+        upstream_request.set_uri(uri);
+        let inject = ctx.cred.inject.as_ref().map(|(n, v)| (*n, v.as_str()));
+        headers::to_provider(
+            upstream_request,
+            &up.authority,
+            &UpstreamAuth { inject, keep_client_credentials: ctx.cred.keep_client },
+            session.is_upgrade_req(),
+        );
+        if ctx.target.sent_continue {
+            upstream_request.remove_header("expect");
+        }
+        ctx.timing.overhead += t.elapsed();
+        Ok(())
+    }
+}
