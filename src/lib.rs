@@ -1,7 +1,8 @@
 //! tollgate: an edge gateway for LLM provider APIs, built on Pingora.
 //!
 //! Layers, each importing only those above it in this list:
-//! * `errors`, `net` — gateway error kinds; URLs, DNS, peers, query strings.
+//! * `errors`, `net`, `translate` — gateway error kinds; URLs, DNS, peers,
+//!   query strings; the OpenAI ↔ provider translators (pure, no I/O).
 //! * `providers` — one file per provider: base URL, auth form, path rules,
 //!   usage family, price fallback (Vertex with its OAuth).
 //! * `observe` — usage scanner, prices, metrics, access records.
@@ -26,3 +27,4 @@ pub mod net;
 pub mod observe;
 pub mod providers;
 pub mod routes;
+pub mod translate;

@@ -93,6 +93,15 @@ struct RawGateway {
     virtual_keys: Vec<virtual_keys::RawVirtualKey>,
     state_file: Option<String>,
     redis: Option<redis::RawRedis>,
+    #[serde(default)]
+    openai_compat: RawOpenAiCompat,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawOpenAiCompat {
+    default_max_tokens: Option<u64>,
+    azure_endpoint_allowlist: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -138,7 +147,21 @@ pub struct Config {
     pub state_file: Option<std::path::PathBuf>,
     /// Shared virtual-key counters for several instances.
     pub redis: Option<RedisConf>,
+    /// The `/openai` route (SPEC 8).
+    pub openai_compat: OpenAiCompat,
 }
+
+/// `tollgate.openai_compat`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenAiCompat {
+    /// `max_tokens` for providers that require one when the request has none.
+    pub default_max_tokens: u64,
+    /// URL globs (`scheme://host:port`) a client may name in `x-bf-azure-endpoint`.
+    pub azure_endpoint_allowlist: Vec<String>,
+}
+
+/// The allowlist when the config names none (SPEC 7).
+pub const DEFAULT_AZURE_ALLOWLIST: [&str; 3] = ["https://*.openai.azure.com", "https://*.cognitiveservices.azure.com", "https://*.services.ai.azure.com"];
 
 impl Config {
     pub fn provider(&self, p: Provider) -> Option<&ProviderConf> {
@@ -231,6 +254,16 @@ impl Config {
             return Err(err("tollgate.require_virtual_key", "is true but no virtual_keys are configured".into()));
         }
         let redis = redis::parse(raw.redis, &p)?;
+        let default_max_tokens = raw.openai_compat.default_max_tokens.unwrap_or(4096);
+        if default_max_tokens == 0 {
+            return Err(err("tollgate.openai_compat.default_max_tokens", "must be at least 1".into()));
+        }
+        let azure_endpoint_allowlist = raw.openai_compat.azure_endpoint_allowlist.unwrap_or_else(|| DEFAULT_AZURE_ALLOWLIST.map(str::to_string).to_vec());
+        for (i, pat) in azure_endpoint_allowlist.iter().enumerate() {
+            if !(pat.starts_with("https://") || pat.starts_with("http://")) || pat.contains('?') {
+                return Err(err(&format!("tollgate.openai_compat.azure_endpoint_allowlist[{i}]"), format!("`{pat}` is not an http(s):// URL glob")));
+            }
+        }
         let max_request_body_bytes = raw.limits.max_request_body_bytes;
         // Pingora itself answers 400 to request heads above 1 MiB.
         let max_header_bytes = raw.limits.max_header_bytes.unwrap_or(65_536);
@@ -256,6 +289,7 @@ impl Config {
             virtual_keys,
             state_file: raw.state_file.filter(|s| !s.is_empty()).map(std::path::PathBuf::from),
             redis,
+            openai_compat: OpenAiCompat { default_max_tokens, azure_endpoint_allowlist },
         })
     }
 }
@@ -348,6 +382,12 @@ mod tests {
             ("tollgate:\n  redis: { url: 'http://h:1' }\n", "tollgate.redis.url"),
             ("tollgate:\n  redis: { url: 'redis://h:1', timeout_ms: 0 }\n", "tollgate.redis.timeout_ms"),
             ("version: 1\n", "tollgate"),
+            ("tollgate:\n  openai_compat: { default_max_tokens: 0 }\n", "tollgate.openai_compat.default_max_tokens"),
+            ("tollgate:\n  openai_compat: { azure_endpoint_allowlist: ['*.azure.com'] }\n", "tollgate.openai_compat.azure_endpoint_allowlist[0]"),
+            ("tollgate:\n  providers:\n    mistral: { base_url: 'https://api.mistral.ai' }\n", "tollgate.providers.mistral"),
+            ("tollgate:\n  providers:\n    mistral: { kind: openai_compatible }\n", "tollgate.providers.mistral.base_url"),
+            ("tollgate:\n  providers:\n    openai: { kind: openai_compatible, base_url: 'https://x' }\n", "tollgate.providers.openai.kind"),
+            ("tollgate:\n  providers:\n    m: { kind: bogus, base_url: 'https://x' }\n", "tollgate.providers.m.kind"),
         ];
         for (y, key) in cases {
             let e = load(y).unwrap_err();

@@ -13,6 +13,8 @@ use std::fmt;
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawProvider {
+    /// `openai_compatible` for a provider tollgate has no file for.
+    kind: Option<String>,
     base_url: Option<String>,
     project: Option<String>,
     location: Option<String>,
@@ -81,12 +83,27 @@ pub(super) fn parse(raw: BTreeMap<String, RawProvider>, p: &Parse<'_>) -> Result
     let mut providers = BTreeMap::new();
     for (pname, rp) in raw {
         let pkey = format!("tollgate.providers.{pname}");
-        let provider = Provider::from_name(&pname).ok_or_else(|| {
-            err(
-                &pkey,
-                "unknown provider (expected openai, anthropic, azure, gemini or vertex)".into(),
-            )
-        })?;
+        let provider = match rp.kind.as_deref() {
+            None => Provider::from_name(&pname).filter(|p| !matches!(p, Provider::Compatible(_))).ok_or_else(|| {
+                err(
+                    &pkey,
+                    "unknown provider (expected openai, anthropic, azure, gemini, vertex or ollama, or set `kind: openai_compatible`)".into(),
+                )
+            })?,
+            Some("openai_compatible") => {
+                if Provider::ALL.iter().chain([&Provider::Ollama]).any(|b| b.name() == pname) {
+                    return Err(err(&format!("{pkey}.kind"), format!("`{pname}` is a built-in provider; `kind` is for other names")));
+                }
+                if rp.base_url.is_none() {
+                    return Err(err(&format!("{pkey}.base_url"), "is required for an openai_compatible provider".into()));
+                }
+                if pname.is_empty() || !pname.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                    return Err(err(&pkey, "provider names are letters, digits, `-` and `_`".into()));
+                }
+                crate::providers::openai_compatible::register(&pname)
+            }
+            Some(other) => return Err(err(&format!("{pkey}.kind"), format!("`{other}` is not a kind (expected openai_compatible)"))),
+        };
         let base_url = match rp.base_url {
             None => None,
             Some(s) => Some(

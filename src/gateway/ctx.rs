@@ -3,7 +3,7 @@
 use super::live::Live;
 use crate::errors::GatewayError;
 use crate::net::Upstream;
-use crate::observe::usage::UsageScanner;
+use crate::observe::usage::{Usage, UsageScanner};
 use crate::providers::Provider;
 use crate::routes::genai::VertexRule;
 use crate::routes::RouteName;
@@ -69,6 +69,8 @@ pub(super) struct Outcome {
     pub error: Option<GatewayError>,
     pub error_detail: Option<String>,
     pub scanner: Option<UsageScanner>,
+    /// Usage from a translated answer (`/openai`), when not scanned.
+    pub usage: Option<Usage>,
     pub stream: bool,
     pub counted_in_flight: bool,
 }

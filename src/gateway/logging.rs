@@ -24,7 +24,7 @@ impl Gateway {
         let req = session.req_header();
         let provider = ctx.target.provider.map(Provider::name);
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let usage = ctx.outcome.scanner.as_ref().map(|s| s.usage().clone());
+        let usage = ctx.outcome.scanner.as_ref().map(|s| s.usage().clone()).or_else(|| ctx.outcome.usage.clone());
         let model = usage.as_ref().and_then(|u| u.model.clone()).or_else(|| ctx.target.model.clone());
         let error = match (ctx.outcome.error, e) {
             (Some(g), _) => Some(g.kind().to_string()),

@@ -33,6 +33,8 @@ mod admission;
 mod ctx;
 pub mod live;
 mod logging;
+mod openai;
+mod openai_io;
 mod reply;
 mod request;
 mod response;
@@ -46,8 +48,9 @@ pub struct Gateway {
     pub resolver: Resolver,
     pub access_log: AccessLog,
     pub key_health: KeyHealth,
-    /// Client for token exchanges (same TLS trust as upstream requests).
-    token_connector: Connector,
+    /// Client for token exchanges and `/openai` exchanges (same TLS trust
+    /// and pool settings as proxied requests).
+    connector: Connector,
     /// Virtual-key counters shared with other instances (`tollgate.redis`).
     shared: Option<SharedCounters>,
 }
@@ -62,7 +65,7 @@ impl Gateway {
             resolver: Resolver::default(),
             access_log,
             key_health: Default::default(),
-            token_connector: Connector::new(connector_options),
+            connector: Connector::new(connector_options),
         }
     }
 

@@ -10,6 +10,7 @@ use crate::observe::metrics::METRICS;
 use crate::providers::{azure, gemini, Provider};
 use crate::routes::genai::{self, VertexRule};
 use crate::routes::path::{validate_remainder, PathError};
+use crate::routes::openai::{self, OpenAiRoute};
 use crate::routes::{headers, match_route, RouteName};
 use bytes::Bytes;
 use pingora::prelude::*;
@@ -84,10 +85,29 @@ impl Gateway {
             }
         }
 
+        // `/openai`: its endpoints are translated (gateway::openai); any other
+        // path goes to OpenAI as on the passthrough.
+        let forward_path;
+        let mut remainder = remainder;
+        if route_name == RouteName::OpenAiCompat {
+            let method = session.req_header().method.as_str().to_string();
+            match openai::classify(&method, remainder) {
+                OpenAiRoute::Endpoint { endpoint, azure_deployment } => {
+                    ctx.timing.overhead += t0.elapsed();
+                    return self.serve_openai(session, ctx, endpoint, azure_deployment).await;
+                }
+                OpenAiRoute::Forward(p) => {
+                    forward_path = p;
+                    remainder = &forward_path;
+                    ctx.target.remainder = forward_path.clone();
+                }
+            }
+        }
+
         // Provider, and the request's model where a decision needs it.
         let authorization = session.req_header().headers.get("authorization").map(|v| v.as_bytes().to_vec());
         let mut provider = match route_name {
-            RouteName::OpenAi => Provider::OpenAi,
+            RouteName::OpenAi | RouteName::OpenAiCompat => Provider::OpenAi,
             RouteName::Anthropic => Provider::Anthropic,
             RouteName::Azure => Provider::Azure,
             RouteName::GenAi => {

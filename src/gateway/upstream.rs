@@ -17,7 +17,7 @@ impl Gateway {
     pub(super) async fn pick_peer(&self, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         if ctx.cred.inject.is_none() && !ctx.cred.keep_client {
             if let Some(ts) = ctx.cred.key_name.as_ref().and_then(|n| ctx.live.token_sources.get(n)) {
-                let token = ts.token(&self.token_connector, &self.resolver, &ctx.live.config.timeouts).await.map_err(|e| {
+                let token = ts.token(&self.connector, &self.resolver, &ctx.live.config.timeouts).await.map_err(|e| {
                     log::error!("vertex: cannot obtain an access token for key {}: {e}", ctx.cred.key_name.as_deref().unwrap_or(""));
                     upstream_error(ErrorType::ConnectError, "cannot obtain a Vertex access token".to_string())
                 })?;

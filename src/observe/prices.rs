@@ -65,9 +65,9 @@ impl PriceTable {
     /// gemini then anthropic. A `models/` or resource-path prefix is ignored.
     pub fn lookup(&self, provider: Provider, model: &str) -> Option<Price> {
         let model = model.rsplit('/').next().unwrap_or(model);
-        let chain = provider.spec().price_chain;
-        chain.iter().find_map(|p| {
-            let models = self.table.get(p)?;
+        let chain = std::iter::once(provider).chain(provider.spec().price_fallback.iter().copied());
+        chain.into_iter().find_map(|p| {
+            let models = self.table.get(&p)?;
             if let Some(price) = models.get(model) {
                 return Some(*price);
             }
@@ -77,6 +77,11 @@ impl PriceTable {
                 .max_by_key(|(name, _)| name.len())
                 .map(|(_, price)| *price)
         })
+    }
+
+    /// The models priced for `provider` itself.
+    pub fn models(&self, provider: Provider) -> Vec<&str> {
+        self.table.get(&provider).map(|m| m.keys().map(String::as_str).collect()).unwrap_or_default()
     }
 
     /// Cost in USD. `input` counts every input token, `cached` the part of

@@ -16,7 +16,7 @@ pub const SPEC: Spec = Spec {
             openai_like_path(path).then_some(ApiFamily::OpenAi)
         }
     },
-    price_chain: &[Provider::Azure, Provider::OpenAi, Provider::Anthropic],
+    price_fallback: &[Provider::OpenAi, Provider::Anthropic],
 };
 
 /// Azure deployment name: `/openai/deployments/{d}/...`.

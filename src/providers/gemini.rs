@@ -2,14 +2,14 @@
 //! `x-goog-api-key`, usage in `usageMetadata`. The version segment is kept
 //! as the client sent it.
 
-use super::{ApiFamily, AuthForm, Provider, Spec};
+use super::{ApiFamily, AuthForm, Spec};
 
 pub const SPEC: Spec = Spec {
     name: "gemini",
     default_host: Some("generativelanguage.googleapis.com"),
     auth: AuthForm::Header("x-goog-api-key"),
     usage_family: google_family,
-    price_chain: &[Provider::Gemini],
+    price_fallback: &[],
 };
 
 /// Usage family of a Gemini or Vertex path: Google's methods, or Anthropic's

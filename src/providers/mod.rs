@@ -12,7 +12,9 @@ use crate::net::BaseUrl;
 pub mod anthropic;
 pub mod azure;
 pub mod gemini;
+pub mod ollama;
 pub mod openai;
+pub mod openai_compatible;
 pub mod vertex;
 
 /// The upstream providers.
@@ -23,6 +25,10 @@ pub enum Provider {
     Azure,
     Gemini,
     Vertex,
+    /// A local Ollama through its OpenAI-compatible API.
+    Ollama,
+    /// A `kind: openai_compatible` provider from config, by its name.
+    Compatible(&'static str),
 }
 
 /// The API families whose usage the scanner reads.
@@ -52,8 +58,8 @@ pub struct Spec {
     /// The usage family of a response on this (provider-native) path,
     /// `None` for paths that report no usage (model lists, files, counts).
     pub usage_family: fn(&str) -> Option<ApiFamily>,
-    /// Price tables consulted in order for this provider's models.
-    pub price_chain: &'static [Provider],
+    /// Price tables consulted after the provider's own for its models.
+    pub price_fallback: &'static [Provider],
 }
 
 impl Provider {
@@ -73,20 +79,36 @@ impl Provider {
             Provider::Azure => &azure::SPEC,
             Provider::Gemini => &gemini::SPEC,
             Provider::Vertex => &vertex::SPEC,
+            Provider::Ollama => &ollama::SPEC,
+            Provider::Compatible(_) => &openai_compatible::SPEC,
         }
     }
 
     pub fn name(self) -> &'static str {
-        self.spec().name
+        match self {
+            Provider::Compatible(name) => name,
+            p => p.spec().name,
+        }
     }
 
+    /// A built-in provider, or a `kind: openai_compatible` one the config
+    /// registered.
     pub fn from_name(s: &str) -> Option<Provider> {
-        Provider::ALL.into_iter().find(|p| p.name() == s)
+        Provider::ALL.into_iter().chain([Provider::Ollama]).find(|p| p.name() == s).or_else(|| openai_compatible::find(s))
+    }
+
+    /// Does this provider speak OpenAI's API (chat completions, responses,
+    /// embeddings) natively?
+    pub fn openai_shaped(self) -> bool {
+        matches!(self, Provider::OpenAi | Provider::Azure | Provider::Ollama | Provider::Compatible(_))
     }
 
     /// The provider's public base URL, used when the config sets none.
     /// Vertex has no fixed base: see [`vertex::host`].
     pub fn default_base(self) -> Option<BaseUrl> {
+        if self == Provider::Ollama {
+            return Some(ollama::default_base());
+        }
         let host = self.spec().default_host?;
         Some(BaseUrl { tls: true, host: host.to_string(), port: 443, path: String::new() })
     }

@@ -12,15 +12,18 @@ pub mod credentials;
 pub mod genai;
 pub mod headers;
 pub mod path;
+pub mod openai;
 pub mod plan;
 
-/// The passthrough prefixes of SPEC 1.
+/// The route prefixes: the passthroughs of SPEC 1 and `/openai`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteName {
     OpenAi,
     Anthropic,
     Azure,
     GenAi,
+    /// `/openai` (SPEC 8): OpenAI's API over every provider.
+    OpenAiCompat,
 }
 
 impl RouteName {
@@ -30,13 +33,15 @@ impl RouteName {
             RouteName::Anthropic => "/anthropic_passthrough",
             RouteName::Azure => "/azure_passthrough",
             RouteName::GenAi => "/genai_passthrough",
+            RouteName::OpenAiCompat => "/openai",
         }
     }
-    const ALL: [RouteName; 4] = [
+    const ALL: [RouteName; 5] = [
         RouteName::OpenAi,
         RouteName::Anthropic,
         RouteName::Azure,
         RouteName::GenAi,
+        RouteName::OpenAiCompat,
     ];
 }
 
@@ -73,6 +78,9 @@ mod tests {
         assert_eq!(match_route("/"), None);
         assert_eq!(match_route("/v1/chat/completions"), None);
         assert_eq!(match_route("/x/openai_passthrough/v1"), None);
+        assert_eq!(match_route("/openai/v1/chat/completions"), Some((RouteName::OpenAiCompat, "/v1/chat/completions")));
+        assert_eq!(match_route("/openai"), Some((RouteName::OpenAiCompat, "/")));
+        assert_eq!(match_route("/openaiX/v1"), None);
     }
 
 }

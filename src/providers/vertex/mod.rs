@@ -13,7 +13,7 @@ pub const SPEC: Spec = Spec {
     default_host: None,
     auth: AuthForm::Header("x-goog-api-key"),
     usage_family: super::gemini::google_family,
-    price_chain: &[Provider::Vertex, Provider::Gemini, Provider::Anthropic],
+    price_fallback: &[Provider::Gemini, Provider::Anthropic],
 };
 
 /// `/projects/{P}/locations/{L}/` in the path: returns (P, L).

@@ -1,0 +1,307 @@
+//! The `/openai` exchange (SPEC 8), called from `request_filter` for the
+//! translated endpoints. The body is read whole (bounded: it must be
+//! rewritten, and `model` may come last), the provider is taken from the
+//! model's prefix, the request is admitted like a passthrough one (virtual
+//! key, limits, provider key), and the gateway itself sends the provider
+//! request over Pingora's connector and streams the answer back, translated
+//! event by event. Decisions are `routes::openai`'s and `translate`'s.
+
+use super::openai_io::{read_whole_body, BodyRead, Upstream as Exchange};
+use super::reply::write_json;
+use super::{Ctx, Gateway};
+use crate::errors::GatewayError;
+use crate::net::{BaseUrl, Upstream};
+use crate::observe::usage::{ApiFamily, Usage, UsageScanner};
+use crate::providers::{vertex, Provider};
+use crate::routes::headers;
+use crate::routes::openai::{self as route, Endpoint, PathInput};
+use crate::translate::anthropic_chat::AnthropicChat;
+use crate::translate::gemini_chat::GeminiChat;
+use crate::translate::gemini_embeddings::{GeminiEmbeddings, VertexEmbeddings};
+use crate::translate::responses_chat::ResponsesOverChat;
+use crate::translate::{Options, TranslateError, Translator};
+use pingora::http::RequestHeader;
+use pingora::prelude::*;
+use pingora::proxy::Session;
+use serde_json::{json, Value};
+
+/// The body bound when `limits.max_request_body_bytes` is not set.
+pub(super) const DEFAULT_BODY_LIMIT: u64 = 32 * 1024 * 1024;
+
+/// Azure's api-version when neither the key nor the client names one.
+const AZURE_DEFAULT_API_VERSION: &str = "2024-10-21";
+
+/// How the answer comes back.
+pub(super) enum Mode {
+    /// An OpenAI-shaped provider: the answer's bytes go to the client as
+    /// sent; usage from the scanner.
+    Passthrough,
+    /// Translated both ways.
+    Translated(Box<dyn Translator>),
+}
+
+impl Gateway {
+    pub(super) async fn serve_openai(&self, session: &mut Session, ctx: &mut Ctx, endpoint: Endpoint, azure_deployment: Option<String>) -> Result<bool> {
+        if endpoint == Endpoint::Models {
+            return self.list_models(session, ctx).await;
+        }
+        let limit = ctx.live.config.max_request_body_bytes.unwrap_or(DEFAULT_BODY_LIMIT);
+        let body = match read_whole_body(session, limit).await? {
+            BodyRead::Whole(b) => b,
+            BodyRead::TooLarge => {
+                return self.refuse(session, ctx, GatewayError::PayloadTooLarge, &format!("request body exceeds the limit of {limit} bytes")).await;
+            }
+        };
+        let mut req: Value = match serde_json::from_slice(&body) {
+            Ok(v @ Value::Object(_)) => v,
+            _ => return self.openai_refuse(session, ctx, &TranslateError::invalid_body("We could not parse the JSON body of your request: it must be a JSON object.")).await,
+        };
+        drop(body);
+        let Some(model) = req.get("model").and_then(Value::as_str).map(str::to_string) else {
+            return self.openai_refuse(session, ctx, &TranslateError::invalid("model", "you must provide a model parameter")).await;
+        };
+        let config = ctx.live.config.clone();
+        let (provider, native) = match &azure_deployment {
+            Some(d) => (Provider::Azure, d.clone()),
+            None => {
+                let (p, m) = route::split_model(&model, &|p| config.provider(p).is_some());
+                (p, m.to_string())
+            }
+        };
+        if !provider.openai_shaped() && !route::valid_model_segment(&native) {
+            return self.openai_refuse(session, ctx, &TranslateError::invalid("model", format!("`{native}` is not a valid {} model name", provider.name()))).await;
+        }
+        req["model"] = Value::String(native.clone());
+        ctx.target.provider = Some(provider);
+        ctx.target.model = Some(native.clone());
+
+        // Who is calling, and may they.
+        match self.check_virtual_key(session, ctx, provider) {
+            Err(r) => return self.reject(session, ctx, r).await,
+            Ok(Some(vk)) => {
+                if let Err(r) = self.admit_limits(&vk).await {
+                    return self.reject(session, ctx, r).await;
+                }
+            }
+            Ok(None) => {}
+        }
+
+        // The provider's key: the client's own in the provider's form
+        // (direct keys), or a configured one.
+        let direct = self.direct_key(session, ctx, provider);
+        let azure_endpoint = session.req_header().headers.get("x-bf-azure-endpoint").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let client_base = match (&azure_endpoint, provider) {
+            (Some(e), Provider::Azure) => match self.client_azure_endpoint(e, direct.is_some(), ctx) {
+                Ok(b) => Some(b),
+                Err(msg) => {
+                    let err = TranslateError { status: 400, kind: "invalid_azure_endpoint", message: msg, param: None, code: Some("invalid_azure_endpoint") };
+                    return self.openai_refuse(session, ctx, &err).await;
+                }
+            },
+            _ => None,
+        };
+        match direct {
+            Some(key) => {
+                ctx.cred.inject = Some(provider.auth_header(&key));
+                ctx.cred.key_name = Some("direct".into());
+            }
+            None if provider == Provider::Ollama && config.provider(provider).is_some_and(|c| c.keys.is_empty()) => {}
+            None => {
+                if let Err((err, msg)) = self.choose_configured_key(ctx, provider) {
+                    return self.refuse(session, ctx, err, &msg).await;
+                }
+            }
+        }
+
+        // The translation and the provider request body.
+        let stream_requested = req.get("stream").and_then(Value::as_bool).unwrap_or(false);
+        let mut mode = match translator_for(provider, endpoint) {
+            Ok(m) => m,
+            Err(e) => return self.openai_refuse(session, ctx, &e).await,
+        };
+        let opts = Options { default_max_tokens: config.openai_compat.default_max_tokens };
+        let (body, stream) = match &mut mode {
+            Mode::Passthrough => (req.to_string().into_bytes(), stream_requested),
+            Mode::Translated(t) => match t.request(req, &opts) {
+                Ok(v) => (v.to_string().into_bytes(), t.streaming()),
+                Err(e) => return self.openai_refuse(session, ctx, &e).await,
+            },
+        };
+        ctx.outcome.stream = stream;
+
+        // Where it goes.
+        let conf = config.provider(provider);
+        let key = ctx.cred.key_name.as_ref().and_then(|n| conf.and_then(|c| c.keys.iter().find(|k| &k.name == n)));
+        let oauth = key.is_some_and(|k| k.service_account.is_some());
+        let client_version = crate::net::query::query_get(session.req_header().uri.query(), "api-version").map(str::to_string);
+        let api_version = key.and_then(|k| k.api_version.clone()).or(client_version).unwrap_or_else(|| AZURE_DEFAULT_API_VERSION.to_string());
+        let project = conf.and_then(|c| c.project.clone());
+        let location = conf.and_then(|c| c.location.clone()).unwrap_or_else(|| "global".to_string());
+        let base = match provider {
+            Provider::Azure => client_base.or_else(|| key.and_then(|k| k.endpoint.clone())).or_else(|| conf.and_then(|c| c.base_url.clone())),
+            Provider::Vertex => conf.and_then(|c| c.base_url.clone()).or_else(|| {
+                Some(BaseUrl { tls: true, host: vertex::host(Some(&location)), port: 443, path: String::new() })
+            }),
+            p => conf.and_then(|c| c.base_url.clone()).or_else(|| p.default_base()),
+        };
+        let Some(base) = base else {
+            return self.refuse(session, ctx, GatewayError::ProviderNotConfigured, &format!("{} has no endpoint configured", provider.name())).await;
+        };
+        if oauth && project.is_none() {
+            return self.refuse(session, ctx, GatewayError::ProviderNotConfigured, "vertex needs `project` (or a service account with project_id) for OAuth").await;
+        }
+        let path = route::provider_path(&PathInput {
+            provider,
+            endpoint,
+            model: &native,
+            stream,
+            api_version: &api_version,
+            vertex_project: if oauth { project.as_deref().map(|p| (p, location.as_str())) } else { None },
+            base_path: &base.path,
+        });
+        let upstream = Upstream::at(&base, &path);
+        let head = self.provider_head(session, ctx, &upstream, provider, &mode, body.len(), stream)?;
+        ctx.target.upstream = Some(upstream);
+        let exchange = Exchange { head, body: bytes::Bytes::from(body) };
+        self.run_exchange(session, ctx, exchange, mode).await
+    }
+
+    /// The client's own key for `provider` in that provider's form, when
+    /// direct keys are allowed and it is not a virtual key.
+    fn direct_key(&self, session: &Session, ctx: &Ctx, provider: Provider) -> Option<String> {
+        if !ctx.live.config.allow_direct_keys || ctx.cred.client_is_vk {
+            return None;
+        }
+        let h = &session.req_header().headers;
+        let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty()).map(str::to_string);
+        let key = match provider {
+            Provider::Anthropic => get("x-api-key"),
+            Provider::Gemini | Provider::Vertex => get("x-goog-api-key"),
+            Provider::Azure => get("api-key"),
+            Provider::OpenAi | Provider::Ollama | Provider::Compatible(_) => {
+                get("authorization").and_then(|v| v.split_once(' ').filter(|(s, _)| s.eq_ignore_ascii_case("bearer")).map(|(_, k)| k.trim().to_string()))
+            }
+        }?;
+        // A presented virtual key is never a provider key.
+        (self.virtual_keys().find(&key).is_none()).then_some(key)
+    }
+
+    /// `x-bf-azure-endpoint`: honoured only with the client's own key and
+    /// for an allow-listed endpoint; otherwise the reason for the 400.
+    fn client_azure_endpoint(&self, endpoint: &str, has_client_key: bool, ctx: &Ctx) -> std::result::Result<BaseUrl, String> {
+        if !has_client_key {
+            return Err("x-bf-azure-endpoint is honoured only with the client's own Azure key (api-key header and allow_direct_keys); a configured key is never sent to a client-named endpoint".into());
+        }
+        let base = BaseUrl::parse(endpoint.trim()).map_err(|e| format!("x-bf-azure-endpoint: {e}"))?;
+        if !route::azure_endpoint_allowed(&base, &ctx.live.config.openai_compat.azure_endpoint_allowlist) {
+            return Err(format!("x-bf-azure-endpoint {endpoint} is not in openai_compat.azure_endpoint_allowlist"));
+        }
+        Ok(base)
+    }
+
+    /// The provider request head: OpenAI-shaped providers get the client's
+    /// headers as on the passthrough (credentials and control headers
+    /// removed); translated requests get the provider's own set.
+    fn provider_head(&self, session: &Session, ctx: &Ctx, up: &Upstream, provider: Provider, mode: &Mode, len: usize, stream: bool) -> Result<RequestHeader> {
+        let mut h = RequestHeader::build("POST", up.path_and_query.as_bytes(), None)?;
+        let client = &session.req_header().headers;
+        match mode {
+            Mode::Passthrough => {
+                for (name, value) in client.iter() {
+                    if !matches!(name.as_str(), "content-length" | "transfer-encoding" | "expect") {
+                        h.append_header(name.clone(), value.clone())?;
+                    }
+                }
+            }
+            Mode::Translated(t) => {
+                h.insert_header("content-type", "application/json")?;
+                h.insert_header("accept", if stream { "text/event-stream" } else { "application/json" })?;
+                h.insert_header("accept-encoding", "identity")?;
+                if let Some(ua) = client.get("user-agent") {
+                    h.insert_header("user-agent", ua.clone())?;
+                }
+                if provider == Provider::Anthropic {
+                    h.insert_header("anthropic-version", "2023-06-01")?;
+                }
+                for (name, value) in t.request_headers() {
+                    h.insert_header(name, value)?;
+                }
+            }
+        }
+        let inject = ctx.cred.inject.as_ref().map(|(n, v)| (*n, v.as_str()));
+        headers::to_provider(&mut h, &up.authority, &headers::UpstreamAuth { inject, keep_client_credentials: false }, false);
+        h.insert_header("content-length", len.to_string())?;
+        h.insert_header("x-request-id", ctx.request_id.as_str())?;
+        Ok(h)
+    }
+
+    /// A 400 (or other) in OpenAI's error shape, nothing sent upstream.
+    pub(super) async fn openai_refuse(&self, session: &mut Session, ctx: &mut Ctx, e: &TranslateError) -> Result<bool> {
+        ctx.outcome.error = Some(if e.status == 400 { GatewayError::BadRequest } else { GatewayError::UpstreamError });
+        ctx.outcome.error_detail = Some(e.message.clone());
+        let body = e.to_openai().to_string();
+        write_json(session, e.status, body.as_bytes(), &ctx.request_id, None).await?;
+        Ok(true)
+    }
+
+    /// `GET /openai/models`: the models the gateway knows a price for, per
+    /// configured provider, as `provider/model`.
+    async fn list_models(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let config = &ctx.live.config;
+        let mut data = Vec::new();
+        for (p, c) in &config.providers {
+            let mut models: Vec<String> = config.prices.models(*p).into_iter().map(str::to_string).collect();
+            for k in &c.keys {
+                models.extend(k.models.iter().flatten().filter(|m| !m.contains(['*', '?'])).cloned());
+            }
+            models.sort();
+            models.dedup();
+            if models.is_empty() {
+                models.push("default".into());
+            }
+            for m in models {
+                data.push(json!({ "id": format!("{}/{m}", p.name()), "object": "model", "created": 0, "owned_by": p.name() }));
+            }
+        }
+        let body = json!({ "object": "list", "data": data }).to_string();
+        write_json(session, 200, body.as_bytes(), &ctx.request_id, None).await?;
+        Ok(true)
+    }
+}
+
+/// The translation for a provider and endpoint.
+pub(super) fn translator_for(provider: Provider, endpoint: Endpoint) -> std::result::Result<Mode, TranslateError> {
+    if provider.openai_shaped() {
+        return Ok(Mode::Passthrough);
+    }
+    let t: Box<dyn Translator> = match (provider, endpoint) {
+        (Provider::Anthropic, Endpoint::ChatCompletions) => Box::new(AnthropicChat::new()),
+        (Provider::Anthropic, Endpoint::Responses) => Box::new(ResponsesOverChat::new(Box::new(AnthropicChat::new()))),
+        (Provider::Gemini | Provider::Vertex, Endpoint::ChatCompletions) => Box::new(GeminiChat::new()),
+        (Provider::Gemini | Provider::Vertex, Endpoint::Responses) => Box::new(ResponsesOverChat::new(Box::new(GeminiChat::new()))),
+        (Provider::Gemini, Endpoint::Embeddings) => Box::new(GeminiEmbeddings::new()),
+        (Provider::Vertex, Endpoint::Embeddings) => Box::new(VertexEmbeddings::new()),
+        (p, e) => {
+            return Err(TranslateError::unsupported("model", format!("{} has no {} API", p.name(), e.openai_path().trim_start_matches('/'))));
+        }
+    };
+    Ok(Mode::Translated(t))
+}
+
+/// The record's usage from a translator's.
+pub(super) fn usage_of(t: &dyn Translator) -> Usage {
+    let u = t.usage();
+    Usage {
+        model: t.response_model(),
+        input_tokens: u.input_tokens,
+        output_tokens: u.output_tokens,
+        cached_tokens: u.cached_tokens,
+        reasoning_tokens: u.reasoning_tokens,
+        seen: u.seen,
+    }
+}
+
+/// The scanner for an OpenAI-shaped answer.
+pub(super) fn passthrough_scanner(content_type: Option<&str>, content_encoding: Option<&str>) -> UsageScanner {
+    UsageScanner::new(ApiFamily::OpenAi, content_type, content_encoding)
+}

@@ -1,0 +1,308 @@
+//! The I/O of an `/openai` exchange: the client's body read whole (bounded),
+//! the provider request sent over Pingora's connector (retried on another key
+//! only when the connection failed, before anything was sent), and the
+//! answer relayed to the client chunk by chunk: bytes unchanged for an
+//! OpenAI-shaped provider, or translated event by event. A client that goes
+//! away ends the upstream request at once; a provider stream that is cut
+//! ends the client stream cleanly with an error event.
+
+use super::openai::{passthrough_scanner, usage_of, Mode};
+use super::reply::write_json;
+use super::{Ctx, Gateway};
+use crate::errors::GatewayError;
+use crate::net::build_peer;
+use crate::observe::metrics::METRICS;
+use crate::routes::headers;
+use crate::translate::sse::{encode, SseParser};
+use crate::translate::{ClientEvent, StreamEnd, Translator};
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::protocols::http::client::HttpSession;
+use pingora::proxy::Session;
+use pingora::upstreams::peer::HttpPeer;
+use std::time::{Duration, Instant};
+
+/// A provider's whole answer (non-streaming JSON or an error) is read up to
+/// this; a larger one is a 502.
+const MAX_WHOLE_RESPONSE: usize = 64 * 1024 * 1024;
+
+pub(super) enum BodyRead {
+    Whole(Vec<u8>),
+    TooLarge,
+}
+
+/// Read the client's body whole, refusing it once it passes `limit`.
+pub(super) async fn read_whole_body(session: &mut Session, limit: u64) -> Result<BodyRead> {
+    let mut body = Vec::new();
+    while let Some(chunk) = session.as_mut().read_request_body().await? {
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Ok(BodyRead::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(BodyRead::Whole(body))
+}
+
+/// The provider request, ready to send.
+pub(super) struct Upstream {
+    pub head: RequestHeader,
+    pub body: Bytes,
+}
+
+impl Gateway {
+    /// Send the request and relay the answer. Always answers the client
+    /// (`Ok(true)`) unless writing to it failed.
+    pub(super) async fn run_exchange(&self, session: &mut Session, ctx: &mut Ctx, req: Upstream, mut mode: Mode) -> Result<bool> {
+        let (mut http, peer) = match self.connect(ctx).await {
+            Ok(c) => c,
+            Err((kind, msg)) => {
+                METRICS.upstream_errors.with_label_values(&[ctx.provider_label(), kind.kind()]).inc();
+                return self.refuse(session, ctx, kind, &msg).await;
+            }
+        };
+        let deadline = ctx.timing.start + ctx.live.config.timeouts.total;
+        let authority = ctx.target.upstream.as_ref().map_or(String::new(), |u| u.authority.clone());
+        let sent = async {
+            http.write_request_header(Box::new(req.head)).await?;
+            http.write_request_body(req.body, true).await?;
+            http.finish_request_body().await?;
+            http.read_response_header().await
+        };
+        let sent = match tokio::time::timeout_at(deadline.into(), sent).await {
+            Ok(r) => r.map_err(|e| (GatewayError::from_proxy_error(&e).unwrap_or(GatewayError::UpstreamError), e.to_string())),
+            Err(_) => Err((GatewayError::UpstreamTimeout, "total timeout reached".to_string())),
+        };
+        if let Err((kind, detail)) = sent {
+            // Sent, maybe in part: never replayed.
+            let kind = if kind == GatewayError::UpstreamUnreachable { GatewayError::UpstreamError } else { kind };
+            METRICS.upstream_errors.with_label_values(&[ctx.provider_label(), kind.kind()]).inc();
+            log::warn!("/openai: {} ({authority}): {detail}", kind.describe());
+            return self.refuse(session, ctx, kind, &format!("{} ({authority})", kind.describe())).await;
+        }
+        let resp = http.response_header().cloned().ok_or_else(|| Error::explain(ErrorType::InternalError, "no response header"))?;
+        ctx.timing.ttfb = Some(ctx.timing.start.elapsed());
+        self.watch_key_health(&resp, ctx).await;
+        let status = resp.status.as_u16();
+        let clean = match &mut mode {
+            Mode::Passthrough => self.relay_bytes(session, ctx, &mut http, resp, deadline).await?,
+            Mode::Translated(tr) if status >= 400 => {
+                let (body, complete) = read_whole(&mut http, deadline, MAX_WHOLE_RESPONSE).await;
+                let (st, err) = tr.error(status, &body);
+                let retry_after = resp.headers.get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
+                ctx.outcome.error_detail = Some(format!("provider answered {status}"));
+                write_json(session, st, err.to_string().as_bytes(), &ctx.request_id, retry_after.as_deref()).await?;
+                complete
+            }
+            Mode::Translated(tr) if !tr.streaming() => {
+                let (body, complete) = read_whole(&mut http, deadline, MAX_WHOLE_RESPONSE).await;
+                let answer = if complete { serde_json::from_slice(&body).map_err(|_| ()) } else { Err(()) };
+                let out = match answer {
+                    Ok(v) => tr.response(v),
+                    Err(()) => Err(crate::translate::TranslateError::bad_upstream("the provider's answer was cut or is not JSON")),
+                };
+                match out {
+                    Ok(v) => write_json(session, 200, v.to_string().as_bytes(), &ctx.request_id, None).await?,
+                    Err(e) => {
+                        ctx.outcome.error = Some(GatewayError::UpstreamError);
+                        write_json(session, e.status, e.to_openai().to_string().as_bytes(), &ctx.request_id, None).await?
+                    }
+                }
+                ctx.outcome.usage = Some(usage_of(tr.as_ref()));
+                complete
+            }
+            Mode::Translated(tr) => {
+                let clean = self.relay_events(session, ctx, &mut http, tr.as_mut(), deadline).await;
+                ctx.outcome.usage = Some(usage_of(tr.as_ref()));
+                clean?
+            }
+        };
+        if clean {
+            self.connector.release_http_session(http, &peer, Some(Duration::from_secs(60))).await;
+        }
+        Ok(true)
+    }
+
+    /// Connect to the planned upstream, on another key after a connect
+    /// failure (nothing was sent), up to `connect_retries` times.
+    async fn connect(&self, ctx: &mut Ctx) -> std::result::Result<(HttpSession, HttpPeer), (GatewayError, String)> {
+        loop {
+            if ctx.cred.inject.is_none() {
+                if let Some(ts) = ctx.cred.key_name.as_ref().and_then(|n| ctx.live.token_sources.get(n)) {
+                    let token = ts.token(&self.connector, &self.resolver, &ctx.live.config.timeouts).await.map_err(|e| {
+                        log::error!("vertex: cannot obtain an access token: {e}");
+                        (GatewayError::UpstreamUnreachable, "cannot obtain a Vertex access token".to_string())
+                    })?;
+                    ctx.cred.inject = Some(("authorization", format!("Bearer {token}")));
+                }
+            }
+            let up = ctx.target.upstream.clone().ok_or((GatewayError::Internal, "no upstream planned".to_string()))?;
+            let addr = self.resolver.resolve(&up.host, up.port, ctx.cred.connect_attempts).await;
+            let attempt = match addr {
+                Ok(addr) => {
+                    let peer = build_peer(&up, addr, &ctx.live.config.timeouts);
+                    match self.connector.get_http_session(&peer).await {
+                        Ok((mut http, _reused)) => {
+                            let t = &ctx.live.config.timeouts;
+                            http.set_read_timeout(Some(t.read));
+                            http.set_write_timeout(Some(t.write));
+                            return Ok((http, peer));
+                        }
+                        Err(e) => (GatewayError::from_proxy_error(&e).unwrap_or(GatewayError::UpstreamUnreachable), e.to_string()),
+                    }
+                }
+                Err(e) => (GatewayError::UpstreamUnreachable, e.0),
+            };
+            ctx.cred.connect_attempts += 1;
+            log::warn!("/openai: connect to {} failed: {}", up.authority, attempt.1);
+            if ctx.cred.connect_attempts > ctx.live.config.connect_retries {
+                return Err((attempt.0, format!("{} ({})", attempt.0.describe(), up.authority)));
+            }
+            // Another configured key when there is one (Azure keys carry
+            // their own endpoints); the same one again otherwise.
+            if let (Some(provider), Some(name)) = (ctx.target.provider, ctx.cred.key_name.clone()) {
+                if name != "direct" && ctx.live.config.provider(provider).is_some_and(|c| c.keys.len() > 1) {
+                    ctx.cred.tried_keys.push(name);
+                    let previous = ctx.cred.inject.take();
+                    if self.choose_configured_key(ctx, provider).is_err() {
+                        ctx.cred.tried_keys.clear();
+                        ctx.cred.inject = previous;
+                    } else if provider == crate::providers::Provider::Azure {
+                        let key = ctx.live.config.provider(provider).and_then(|c| c.keys.iter().find(|k| Some(&k.name) == ctx.cred.key_name.as_ref()));
+                        if let (Some(ep), Some(up)) = (key.and_then(|k| k.endpoint.as_ref()), ctx.target.upstream.as_mut()) {
+                            let pq = up.path_and_query.clone();
+                            *up = crate::net::Upstream::at(ep, &pq);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// An OpenAI-shaped answer: head and bytes as the provider sent them.
+    async fn relay_bytes(&self, session: &mut Session, ctx: &mut Ctx, http: &mut HttpSession, resp: ResponseHeader, deadline: Instant) -> Result<bool> {
+        let mut out = resp;
+        headers::to_client(&mut out, &ctx.request_id);
+        let header = |n: &str| out.headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let ct = header("content-type");
+        ctx.outcome.stream = ct.as_deref().is_some_and(|c| c.trim_start().to_ascii_lowercase().starts_with("text/event-stream"));
+        if out.status.is_success() {
+            ctx.outcome.scanner = Some(passthrough_scanner(ct.as_deref(), header("content-encoding").as_deref()));
+        }
+        session.write_response_header(Box::new(out), false).await?;
+        loop {
+            match next_chunk(session, http, deadline).await {
+                Next::Chunk(b) => {
+                    if let Some(s) = ctx.outcome.scanner.as_mut() {
+                        s.feed(&b);
+                    }
+                    session.write_response_body(Some(b), false).await?;
+                }
+                Next::End => {
+                    if let Some(s) = ctx.outcome.scanner.as_mut() {
+                        s.finish();
+                    }
+                    session.write_response_body(None, true).await?;
+                    return Ok(true);
+                }
+                Next::UpstreamFailed(kind) => {
+                    ctx.outcome.error = Some(kind);
+                    // The client sees the body end where the provider's did.
+                    session.write_response_body(None, true).await?;
+                    return Ok(false);
+                }
+                Next::ClientGone => {
+                    ctx.outcome.error_detail = Some("client_disconnected".into());
+                    return Ok(false);
+                }
+            }
+        }
+    }
+
+    /// A translated stream: each provider event becomes the client's events
+    /// as it arrives.
+    async fn relay_events(&self, session: &mut Session, ctx: &mut Ctx, http: &mut HttpSession, tr: &mut dyn Translator, deadline: Instant) -> Result<bool> {
+        let mut head = ResponseHeader::build(200, Some(6))?;
+        head.insert_header("content-type", "text/event-stream; charset=utf-8")?;
+        head.insert_header("cache-control", "no-cache")?;
+        head.insert_header("transfer-encoding", "chunked")?;
+        head.insert_header(headers::REQUEST_ID_HEADER, ctx.request_id.as_str())?;
+        session.write_response_header(Box::new(head), false).await?;
+        let mut parser = SseParser::default();
+        let mut events: Vec<ClientEvent> = Vec::new();
+        let mut bytes = Vec::new();
+        let end = loop {
+            match next_chunk(session, http, deadline).await {
+                Next::Chunk(b) => {
+                    parser.feed(&b, &mut |e, d| tr.stream_event(e, d, &mut events));
+                }
+                Next::End => {
+                    parser.finish(&mut |e, d| tr.stream_event(e, d, &mut events));
+                    break Some(StreamEnd::Complete);
+                }
+                Next::UpstreamFailed(kind) => {
+                    ctx.outcome.error = Some(kind);
+                    break Some(StreamEnd::Cut);
+                }
+                Next::ClientGone => {
+                    ctx.outcome.error_detail = Some("client_disconnected".into());
+                    break None;
+                }
+            }
+            if !events.is_empty() {
+                encode(&events, &mut bytes);
+                events.clear();
+                session.write_response_body(Some(Bytes::from(std::mem::take(&mut bytes))), false).await?;
+            }
+        };
+        let Some(end) = end else { return Ok(false) };
+        tr.stream_end(end, &mut events);
+        encode(&events, &mut bytes);
+        if !bytes.is_empty() {
+            session.write_response_body(Some(Bytes::from(bytes)), false).await?;
+        }
+        session.write_response_body(None, true).await?;
+        Ok(end == StreamEnd::Complete)
+    }
+}
+
+enum Next {
+    Chunk(Bytes),
+    End,
+    UpstreamFailed(GatewayError),
+    ClientGone,
+}
+
+/// The provider's next body chunk, unless the client went away first or the
+/// total deadline passed.
+async fn next_chunk(session: &mut Session, http: &mut HttpSession, deadline: Instant) -> Next {
+    tokio::select! {
+        r = tokio::time::timeout_at(deadline.into(), http.read_response_body()) => match r {
+            Ok(Ok(Some(b))) => Next::Chunk(b),
+            Ok(Ok(None)) => Next::End,
+            Ok(Err(e)) => Next::UpstreamFailed(match e.etype() {
+                ErrorType::ReadTimedout => GatewayError::UpstreamTimeout,
+                _ => GatewayError::UpstreamError,
+            }),
+            Err(_) => Next::UpstreamFailed(GatewayError::UpstreamTimeout),
+        },
+        _ = session.as_mut().read_body_or_idle(true) => Next::ClientGone,
+    }
+}
+
+/// A whole (bounded) provider body; `false` when it was cut or too large.
+async fn read_whole(http: &mut HttpSession, deadline: Instant, max: usize) -> (Vec<u8>, bool) {
+    let mut body = Vec::new();
+    loop {
+        match tokio::time::timeout_at(deadline.into(), http.read_response_body()).await {
+            Ok(Ok(Some(b))) => {
+                if body.len() + b.len() > max {
+                    return (body, false);
+                }
+                body.extend_from_slice(&b);
+            }
+            Ok(Ok(None)) => return (body, true),
+            _ => return (body, false),
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! Message translation: OpenAI `messages` → Anthropic `system` + alternating turns.
+
+use super::{get, invalid, unsupported};
+use crate::translate::TranslateError;
+use base64::Engine;
+use serde_json::{json, Map, Value};
+
+pub(super) fn text_block(s: &str) -> Value {
+    json!({"type": "text", "text": s})
+}
+
+/// `data:<mime>[;params];base64,<data>` → (lower-case mime, data).
+fn parse_data_url(url: &str) -> Option<(String, &str)> {
+    let rest = url.strip_prefix("data:")?;
+    let (meta, data) = rest.split_once(',')?;
+    let mut parts = meta.split(';');
+    let mime = parts.next()?.trim().to_ascii_lowercase();
+    if mime.is_empty() || !parts.any(|p| p.trim().eq_ignore_ascii_case("base64")) {
+        return None;
+    }
+    Some((mime, data))
+}
+
+/// Standard alphabet, canonical padding, lenient about non-zero trailing bits.
+const B64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+);
+
+fn valid_base64(data: &str) -> bool {
+    !data.is_empty() && B64.decode(data).is_ok()
+}
+
+pub(super) struct Turn {
+    role: &'static str,
+    blocks: Vec<Value>,
+}
+
+impl Turn {
+    /// A turn that is a single plain text block is sent as a string.
+    pub(super) fn into_value(self) -> Value {
+        if self.blocks.len() == 1 && self.blocks[0].get("type") == Some(&json!("text")) && self.blocks[0].as_object().is_some_and(|o| o.len() == 2) {
+            let text = self.blocks[0]["text"].clone();
+            return json!({"role": self.role, "content": text});
+        }
+        json!({"role": self.role, "content": self.blocks})
+    }
+}
+
+fn is_tool_result(b: &Value) -> bool {
+    b.get("type").and_then(Value::as_str) == Some("tool_result")
+}
+
+/// Appends to the last turn when it has the same role (Anthropic needs alternation).
+/// Anthropic wants a user turn's `tool_result` blocks before any other block, so a tool
+/// result merged into a user turn goes after the turn's leading tool results.
+fn push_turn(turns: &mut Vec<Turn>, role: &'static str, blocks: Vec<Value>) {
+    if blocks.is_empty() {
+        return;
+    }
+    match turns.last_mut() {
+        Some(t) if t.role == role => {
+            for b in blocks {
+                if is_tool_result(&b) {
+                    let at = t.blocks.iter().position(|x| !is_tool_result(x)).unwrap_or(t.blocks.len());
+                    t.blocks.insert(at, b);
+                } else {
+                    t.blocks.push(b);
+                }
+            }
+        }
+        _ => turns.push(Turn { role, blocks }),
+    }
+}
+
+/// Text-only content (system, developer, tool): string or array of `text` parts → texts.
+fn text_parts(content: Option<&Value>, p: &str) -> Result<Vec<String>, TranslateError> {
+    match content {
+        None => Ok(vec![]),
+        Some(Value::String(s)) => Ok(if s.is_empty() { vec![] } else { vec![s.clone()] }),
+        Some(Value::Array(parts)) => {
+            let mut v = Vec::new();
+            for (j, part) in parts.iter().enumerate() {
+                match part.get("type").and_then(Value::as_str) {
+                    Some("text") => {
+                        let t = part.get("text").and_then(Value::as_str).ok_or_else(|| invalid(format!("{p}[{j}].text"), "'text' must be a string."))?;
+                        if !t.is_empty() {
+                            v.push(t.to_string());
+                        }
+                    }
+                    _ => return Err(unsupported(format!("{p}[{j}]"), "Only text content parts are supported for this message role.")),
+                }
+            }
+            Ok(v)
+        }
+        Some(_) => Err(invalid(p, "'content' must be a string or an array of content parts.")),
+    }
+}
+
+fn image_block(part: &Value, p: &str) -> Result<Value, TranslateError> {
+    let param = format!("{p}.image_url");
+    let url = match part.get("image_url") {
+        Some(Value::String(u)) => u.as_str(),
+        Some(o) => o.get("url").and_then(Value::as_str).ok_or_else(|| invalid(param.clone(), "'image_url.url' must be a string."))?,
+        None => return Err(invalid(param, "'image_url' is required.")),
+    };
+    if url.starts_with("data:") {
+        let (mut mime, data) = parse_data_url(url).ok_or_else(|| invalid(param.clone(), "Invalid data URL: expected data:<media type>;base64,<data>."))?;
+        if mime == "image/jpg" {
+            mime = "image/jpeg".into();
+        }
+        if !matches!(mime.as_str(), "image/jpeg" | "image/png" | "image/gif" | "image/webp") {
+            return Err(unsupported(param, format!("Unsupported image media type '{mime}' (jpeg, png, gif, webp only).")));
+        }
+        if !valid_base64(data) {
+            return Err(invalid(param, "Invalid base64 image data."));
+        }
+        Ok(json!({"type": "image", "source": {"type": "base64", "media_type": mime, "data": data}}))
+    } else if url.starts_with("https://") || url.starts_with("http://") {
+        Ok(json!({"type": "image", "source": {"type": "url", "url": url}}))
+    } else {
+        Err(invalid(param, "Image URLs must be http(s) or base64 data URLs."))
+    }
+}
+
+fn file_block(part: &Value, p: &str) -> Result<Value, TranslateError> {
+    let param = format!("{p}.file");
+    let f = part.get("file").and_then(Value::as_object).ok_or_else(|| invalid(param.clone(), "'file' must be an object."))?;
+    let Some(data_url) = get(f, "file_data").and_then(Value::as_str) else {
+        return Err(unsupported(param, "Only 'file_data' (a base64 data URL) is supported; 'file_id' is not."));
+    };
+    let param = format!("{p}.file.file_data");
+    let (mime, data) = parse_data_url(data_url).ok_or_else(|| invalid(param.clone(), "Expected a data URL: data:<media type>;base64,<data>."))?;
+    if !valid_base64(data) {
+        return Err(invalid(param, "Invalid base64 file data."));
+    }
+    match mime.as_str() {
+        "application/pdf" => Ok(json!({"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": data}})),
+        "text/plain" => {
+            let bytes = B64.decode(data).unwrap_or_default();
+            let text = String::from_utf8(bytes).map_err(|_| invalid(param.clone(), "text/plain file data must be UTF-8."))?;
+            Ok(json!({"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": text}}))
+        }
+        _ => Err(unsupported(param, format!("Unsupported file media type '{mime}' (application/pdf, text/plain only)."))),
+    }
+}
+
+fn user_blocks(content: Option<&Value>, p: &str) -> Result<Vec<Value>, TranslateError> {
+    match content {
+        None => Err(invalid(p, "User messages must have 'content'.")),
+        Some(Value::String(s)) => Ok(if s.is_empty() { vec![] } else { vec![text_block(s)] }),
+        Some(Value::Array(parts)) => {
+            let mut v = Vec::new();
+            for (j, part) in parts.iter().enumerate() {
+                let pj = format!("{p}[{j}]");
+                match part.get("type").and_then(Value::as_str) {
+                    Some("text") => {
+                        let t = part.get("text").and_then(Value::as_str).ok_or_else(|| invalid(format!("{pj}.text"), "'text' must be a string."))?;
+                        if !t.is_empty() {
+                            v.push(text_block(t));
+                        }
+                    }
+                    Some("image_url") => v.push(image_block(part, &pj)?),
+                    Some("file") => v.push(file_block(part, &pj)?),
+                    Some("input_audio") => return Err(unsupported(pj, "Audio input is not supported with this model.")),
+                    _ => return Err(invalid(pj, "Unknown content part type.")),
+                }
+            }
+            Ok(v)
+        }
+        Some(_) => Err(invalid(p, "'content' must be a string or an array of content parts.")),
+    }
+}
+
+fn assistant_blocks(m: &Map<String, Value>, p: &str) -> Result<Vec<Value>, TranslateError> {
+    let pc = format!("{p}.content");
+    let mut v = Vec::new();
+    match get(m, "content") {
+        None => {}
+        Some(Value::String(s)) if s.is_empty() => {}
+        Some(Value::String(s)) => v.push(text_block(s)),
+        Some(Value::Array(parts)) => {
+            for (j, part) in parts.iter().enumerate() {
+                let key = match part.get("type").and_then(Value::as_str) {
+                    Some("text") => "text",
+                    Some("refusal") => "refusal",
+                    _ => return Err(unsupported(format!("{pc}[{j}]"), "Assistant content parts must be 'text' or 'refusal'.")),
+                };
+                let t = part.get(key).and_then(Value::as_str).ok_or_else(|| invalid(format!("{pc}[{j}].{key}"), format!("'{key}' must be a string.")))?;
+                if !t.is_empty() {
+                    v.push(text_block(t));
+                }
+            }
+        }
+        Some(_) => return Err(invalid(pc, "'content' must be a string, an array of parts or null.")),
+    }
+    if get(m, "function_call").is_some() {
+        return Err(unsupported(format!("{p}.function_call"), "'function_call' is deprecated and not supported; use 'tool_calls'."));
+    }
+    if get(m, "audio").is_some() {
+        return Err(unsupported(format!("{p}.audio"), "Assistant audio is not supported with this model."));
+    }
+    if let Some(tcs) = get(m, "tool_calls") {
+        let tcs = tcs.as_array().ok_or_else(|| invalid(format!("{p}.tool_calls"), "'tool_calls' must be an array."))?;
+        for (j, tc) in tcs.iter().enumerate() {
+            let pj = format!("{p}.tool_calls[{j}]");
+            if tc.get("type").and_then(Value::as_str).unwrap_or("function") != "function" {
+                return Err(unsupported(format!("{pj}.type"), "Only 'function' tool calls are supported."));
+            }
+            let id = tc.get("id").and_then(Value::as_str).ok_or_else(|| invalid(format!("{pj}.id"), "'id' must be a string."))?;
+            let f = tc.get("function").ok_or_else(|| invalid(format!("{pj}.function"), "'function' is required."))?;
+            let name = f.get("name").and_then(Value::as_str).ok_or_else(|| invalid(format!("{pj}.function.name"), "'name' must be a string."))?;
+            let pa = format!("{pj}.function.arguments");
+            let args = f.get("arguments").and_then(Value::as_str).ok_or_else(|| invalid(pa.clone(), "'arguments' must be a JSON string."))?;
+            let input: Value = if args.trim().is_empty() {
+                json!({})
+            } else {
+                serde_json::from_str(args).map_err(|e| invalid(pa.clone(), format!("'arguments' is not valid JSON: {e}")))?
+            };
+            if !input.is_object() {
+                return Err(invalid(pa, "'arguments' must encode a JSON object."));
+            }
+            v.push(json!({"type": "tool_use", "id": id, "name": name, "input": input}));
+        }
+    }
+    Ok(v)
+}
+
+/// OpenAI messages → (system texts, alternating Anthropic turns).
+pub(super) fn translate_messages(msgs: &[Value]) -> Result<(Vec<String>, Vec<Turn>), TranslateError> {
+    let mut system = Vec::new();
+    let mut turns: Vec<Turn> = Vec::new();
+    for (i, m) in msgs.iter().enumerate() {
+        let p = format!("messages[{i}]");
+        let m = m.as_object().ok_or_else(|| invalid(p.clone(), "Each message must be an object."))?;
+        let role = m.get("role").and_then(Value::as_str).unwrap_or("");
+        let pc = format!("{p}.content");
+        match role {
+            "system" | "developer" => system.extend(text_parts(get(m, "content"), &pc)?),
+            "user" => push_turn(&mut turns, "user", user_blocks(get(m, "content"), &pc)?),
+            "assistant" => push_turn(&mut turns, "assistant", assistant_blocks(m, &p)?),
+            "tool" => {
+                let id = get(m, "tool_call_id").and_then(Value::as_str).ok_or_else(|| invalid(format!("{p}.tool_call_id"), "'tool_call_id' must be a string."))?;
+                let mut block = json!({"type": "tool_result", "tool_use_id": id});
+                match get(m, "content") {
+                    Some(Value::String(s)) => {
+                        if !s.is_empty() {
+                            block["content"] = json!(s);
+                        }
+                    }
+                    c => {
+                        let texts = text_parts(c, &pc)?;
+                        if !texts.is_empty() {
+                            block["content"] = Value::Array(texts.iter().map(|t| text_block(t)).collect());
+                        }
+                    }
+                }
+                push_turn(&mut turns, "user", vec![block]);
+            }
+            "function" => return Err(unsupported(format!("{p}.role"), "The deprecated 'function' role is not supported; use 'tool' messages.")),
+            _ => return Err(invalid(format!("{p}.role"), "'role' must be one of system, developer, user, assistant, tool.")),
+        }
+    }
+    Ok((system, turns))
+}

@@ -1,0 +1,217 @@
+//! OpenAI Chat Completions (client) ↔ Anthropic Messages API (provider).
+//!
+//! * [`Translator::request`]: `POST /v1/chat/completions` body → `POST /v1/messages` body.
+//! * [`Translator::response`]: Anthropic `message` → `chat.completion`.
+//! * [`Translator::stream_event`] / [`Translator::stream_end`]: Anthropic SSE events →
+//!   `chat.completion.chunk`s, one provider event at a time, then `[DONE]`.
+//! * [`Translator::error`]: Anthropic error body → OpenAI error body and status.
+//!
+//! Decisions (see also the tests):
+//! * `system`/`developer` messages (anywhere in the list) become the top-level `system`:
+//!   a string when there is a single text, else text blocks in order.
+//! * Consecutive turns of the same Anthropic role are merged (tool results and a following
+//!   user message share one user turn).
+//! * `response_format` `json_object`/`json_schema` is done with a forced synthetic tool
+//!   named [`JSON_TOOL_NAME`]; its input is returned as the message `content` (a JSON string),
+//!   finish_reason `stop`. Combining it with client `tools` or with `reasoning_effort`
+//!   (thinking forbids forced tool use) is refused with a 400 naming `response_format`.
+//!   Text blocks that the model might emit besides the synthetic tool are dropped in that mode.
+//! * `reasoning_effort` → `thinking: {type: enabled, budget_tokens}` with the budgets of
+//!   [`thinking_budget`]. Without an explicit max the request's `max_tokens` becomes
+//!   `default_max_tokens + budget`; an explicit max not above the budget is a 400 naming it.
+//!   `none` disables thinking. Thinking text is never returned to the client (no field for it
+//!   in the chat shape) and counts in `completion_tokens` as Anthropic bills it.
+//! * Stream events that arrive before `message_start` are ignored (except `error`); the
+//!   stream always ends with `[DONE]` (complete) or an `{"error": ...}` event (cut, or
+//!   `Complete` announced without a `message_stop`, or a provider `error` event).
+
+
+use super::common::present;
+use super::{ClientEvent, Options, StreamEnd, TokenUsage, TranslateError, Translator};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+mod messages;
+mod request;
+mod response;
+mod stream;
+#[cfg(test)]
+mod tests;
+
+/// Name of the synthetic tool used for `response_format` JSON modes.
+pub const JSON_TOOL_NAME: &str = "json_response";
+
+/// Usage numbers above this are clamped (no overflow on garbage input).
+const USAGE_CAP: u64 = 1 << 40;
+
+/// Thinking budget (tokens) for an OpenAI `reasoning_effort`; `None` = no thinking.
+/// `minimal` 1024 (Anthropic's minimum), `low` 2048, `medium` 8192, `high` 16384, `xhigh` 32768.
+pub fn thinking_budget(effort: &str) -> Option<Option<u64>> {
+    match effort {
+        "none" => Some(None),
+        "minimal" => Some(Some(1024)),
+        "low" => Some(Some(2048)),
+        "medium" => Some(Some(8192)),
+        "high" => Some(Some(16384)),
+        "xhigh" => Some(Some(32768)),
+        _ => None,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Block {
+    Text,
+    /// A client tool call: its ordinal among tool calls, whether arguments were sent.
+    Tool { k: u32, args_sent: bool },
+    /// The synthetic JSON tool: whether content was sent.
+    Json { sent: bool },
+    /// thinking, redacted_thinking, server tools…: not forwarded.
+    Other,
+}
+
+/// The OpenAI Chat Completions ↔ Anthropic Messages translator (one value per request).
+#[derive(Debug, Clone)]
+pub struct AnthropicChat {
+    // From the request.
+    stream: bool,
+    include_usage: bool,
+    json_mode: bool,
+    req_model: String,
+    // From the answer.
+    msg_id: Option<String>,
+    model: Option<String>,
+    created: u64,
+    in_tokens: u64,
+    cache_creation: u64,
+    cache_read: u64,
+    out_tokens: u64,
+    usage_seen: bool,
+    // Stream state (bounded: open blocks only).
+    started: bool,
+    blocks: BTreeMap<u64, Block>,
+    tool_count: u32,
+    finish_sent: bool,
+    stop_seen: bool,
+    errored: bool,
+    ended: bool,
+}
+
+impl Default for AnthropicChat {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+fn unsupported(param: impl Into<String>, msg: impl Into<String>) -> TranslateError {
+    TranslateError::unsupported(param, msg)
+}
+fn invalid(param: impl Into<String>, msg: impl Into<String>) -> TranslateError {
+    TranslateError::invalid(param, msg)
+}
+
+/// `obj[key]`, with JSON `null` treated as absent.
+fn get<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    present(obj.get(key))
+}
+
+impl AnthropicChat {
+    pub fn new() -> Self {
+        AnthropicChat {
+            stream: false,
+            include_usage: false,
+            json_mode: false,
+            req_model: String::new(),
+            msg_id: None,
+            model: None,
+            created: 0,
+            in_tokens: 0,
+            cache_creation: 0,
+            cache_read: 0,
+            out_tokens: 0,
+            usage_seen: false,
+            started: false,
+            blocks: BTreeMap::new(),
+            tool_count: 0,
+            finish_sent: false,
+            stop_seen: false,
+            errored: false,
+            ended: false,
+        }
+    }
+
+    fn model_name(&self) -> String {
+        self.model.clone().unwrap_or_else(|| self.req_model.clone())
+    }
+
+    fn chat_id(&self) -> String {
+        format!("chatcmpl-{}", self.msg_id.as_deref().unwrap_or("unknown"))
+    }
+
+    fn update_usage(&mut self, u: &Value) {
+        let field = |k: &str| u.get(k).and_then(Value::as_u64).map(|n| n.min(USAGE_CAP));
+        if let Some(n) = field("input_tokens") {
+            self.in_tokens = n;
+            self.usage_seen = true;
+        }
+        if let Some(n) = field("cache_creation_input_tokens") {
+            self.cache_creation = n;
+            self.usage_seen = true;
+        }
+        if let Some(n) = field("cache_read_input_tokens") {
+            self.cache_read = n;
+            self.usage_seen = true;
+        }
+        if let Some(n) = field("output_tokens") {
+            self.out_tokens = n;
+            self.usage_seen = true;
+        }
+    }
+}
+
+impl Translator for AnthropicChat {
+    fn request(&mut self, req: Value, opts: &Options) -> Result<Value, TranslateError> {
+        match req {
+            Value::Object(obj) => self.translate_request(obj, opts),
+            _ => Err(TranslateError {
+                status: 400,
+                kind: "invalid_request_error",
+                message: "The request body must be a JSON object.".into(),
+                param: None,
+                code: Some("invalid_value"),
+            }),
+        }
+    }
+
+    fn streaming(&self) -> bool {
+        self.stream
+    }
+
+    fn response(&mut self, body: Value) -> Result<Value, TranslateError> {
+        self.translate_response(body)
+    }
+
+    fn stream_event(&mut self, event: Option<&str>, data: &str, out: &mut Vec<ClientEvent>) {
+        self.translate_stream_event(event, data, out)
+    }
+
+    fn stream_end(&mut self, end: StreamEnd, out: &mut Vec<ClientEvent>) {
+        self.translate_stream_end(end, out)
+    }
+
+    fn error(&self, status: u16, body: &[u8]) -> (u16, Value) {
+        self.translate_error(status, body)
+    }
+
+    fn usage(&self) -> TokenUsage {
+        TokenUsage {
+            input_tokens: self.in_tokens + self.cache_creation + self.cache_read,
+            output_tokens: self.out_tokens,
+            cached_tokens: self.cache_read,
+            reasoning_tokens: 0,
+            seen: self.usage_seen,
+        }
+    }
+
+    fn response_model(&self) -> Option<String> {
+        self.model.clone()
+    }
+}

@@ -1,0 +1,182 @@
+//! Streams: Anthropic SSE events → `chat.completion.chunk`s, then `[DONE]`.
+
+use super::response::{anthropic_error_body, finish_reason};
+use super::{AnthropicChat, Block, JSON_TOOL_NAME};
+use crate::translate::common::{chat_chunk, chunk_choice, usage_chunk};
+use crate::translate::{openai_error, unix_now, ClientEvent, StreamEnd, Translator};
+use serde_json::{json, Value};
+
+impl AnthropicChat {
+    fn chunk(&self, delta: Value, finish: Option<&str>) -> Value {
+        chat_chunk(self.chat_id(), self.created, self.model_name(), json!([chunk_choice(0, delta, finish)]), self.include_usage)
+    }
+
+    fn content_chunk(&self, text: &str) -> ClientEvent {
+        ClientEvent::Data(self.chunk(json!({"content": text}), None))
+    }
+
+    fn args_chunk(&self, k: u32, args: &str) -> ClientEvent {
+        ClientEvent::Data(self.chunk(json!({"tool_calls": [{"index": k, "function": {"arguments": args}}]}), None))
+    }
+
+    fn finish_chunk(&mut self, reason: &str, out: &mut Vec<ClientEvent>) {
+        if !self.finish_sent {
+            self.finish_sent = true;
+            out.push(ClientEvent::Data(self.chunk(json!({}), Some(reason))));
+        }
+    }
+
+    pub(super) fn translate_stream_event(&mut self, event: Option<&str>, data: &str, out: &mut Vec<ClientEvent>) {
+        if self.errored || self.ended {
+            return;
+        }
+        let Ok(v) = serde_json::from_str::<Value>(data) else { return };
+        if !v.is_object() {
+            return;
+        }
+        let Some(kind) = v.get("type").and_then(Value::as_str).or(event) else { return };
+        match kind {
+            "error" => {
+                let body = anthropic_error_body(&v, 500)
+                    .unwrap_or_else(|| openai_error("The upstream provider reported an error.", "server_error", None, None));
+                self.errored = true;
+                out.push(ClientEvent::Data(body));
+                return;
+            }
+            "message_start" => {
+                if self.started {
+                    return;
+                }
+                let Some(msg) = v.get("message").filter(|m| m.is_object()) else { return };
+                self.started = true;
+                self.created = unix_now();
+                if let Some(id) = msg.get("id").and_then(Value::as_str) {
+                    self.msg_id = Some(id.to_string());
+                }
+                if let Some(m) = msg.get("model").and_then(Value::as_str) {
+                    self.model = Some(m.to_string());
+                }
+                if let Some(u) = msg.get("usage") {
+                    self.update_usage(u);
+                }
+                out.push(ClientEvent::Data(self.chunk(json!({"role": "assistant", "content": ""}), None)));
+                return;
+            }
+            _ => {}
+        }
+        if !self.started || self.stop_seen {
+            return; // nothing before message_start, nothing after message_stop
+        }
+        let index = v.get("index").and_then(Value::as_u64);
+        match kind {
+            "content_block_start" => {
+                let (Some(index), Some(cb)) = (index, v.get("content_block")) else { return };
+                if self.blocks.contains_key(&index) {
+                    return;
+                }
+                let block = match cb.get("type").and_then(Value::as_str) {
+                    Some("text") if !self.json_mode => {
+                        if let Some(t) = cb.get("text").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+                            out.push(self.content_chunk(t));
+                        }
+                        Block::Text
+                    }
+                    Some("tool_use") => {
+                        let name = cb.get("name").and_then(Value::as_str).unwrap_or("");
+                        if self.json_mode && name == JSON_TOOL_NAME {
+                            Block::Json { sent: false }
+                        } else {
+                            let k = self.tool_count;
+                            self.tool_count = self.tool_count.saturating_add(1);
+                            let id = cb.get("id").and_then(Value::as_str).unwrap_or("");
+                            out.push(ClientEvent::Data(self.chunk(
+                                json!({"tool_calls": [{"index": k, "id": id, "type": "function", "function": {"name": name, "arguments": ""}}]}),
+                                None,
+                            )));
+                            let mut args_sent = false;
+                            if let Some(input) = cb.get("input").filter(|i| i.as_object().is_some_and(|o| !o.is_empty())) {
+                                out.push(self.args_chunk(k, &input.to_string()));
+                                args_sent = true;
+                            }
+                            Block::Tool { k, args_sent }
+                        }
+                    }
+                    _ => Block::Other,
+                };
+                self.blocks.insert(index, block);
+            }
+            "content_block_delta" => {
+                let (Some(index), Some(delta)) = (index, v.get("delta")) else { return };
+                let Some(block) = self.blocks.get(&index).copied() else { return };
+                let dtype = delta.get("type").and_then(Value::as_str);
+                match (block, dtype) {
+                    (Block::Text, Some("text_delta")) => {
+                        if let Some(t) = delta.get("text").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+                            out.push(self.content_chunk(t));
+                        }
+                    }
+                    (Block::Tool { k, .. }, Some("input_json_delta")) => {
+                        if let Some(pj) = delta.get("partial_json").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+                            out.push(self.args_chunk(k, pj));
+                            self.blocks.insert(index, Block::Tool { k, args_sent: true });
+                        }
+                    }
+                    (Block::Json { .. }, Some("input_json_delta")) => {
+                        if let Some(pj) = delta.get("partial_json").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+                            out.push(self.content_chunk(pj));
+                            self.blocks.insert(index, Block::Json { sent: true });
+                        }
+                    }
+                    _ => {} // thinking_delta, signature_delta, citations_delta…
+                }
+            }
+            "content_block_stop" => {
+                let Some(index) = index else { return };
+                match self.blocks.remove(&index) {
+                    // A tool call without argument deltas: its input is `{}`.
+                    Some(Block::Tool { k, args_sent: false }) => out.push(self.args_chunk(k, "{}")),
+                    Some(Block::Json { sent: false }) => out.push(self.content_chunk("{}")),
+                    _ => {}
+                }
+            }
+            "message_delta" => {
+                if let Some(u) = v.get("usage") {
+                    self.update_usage(u);
+                }
+                if let Some(sr) = v.get("delta").and_then(|d| d.get("stop_reason")).and_then(Value::as_str) {
+                    let reason = finish_reason(Some(sr), self.json_mode);
+                    self.finish_chunk(reason, out);
+                }
+            }
+            "message_stop" => {
+                self.stop_seen = true;
+                self.blocks.clear();
+                self.finish_chunk("stop", out);
+            }
+            _ => {} // ping, unknown events
+        }
+    }
+
+    pub(super) fn translate_stream_end(&mut self, end: StreamEnd, out: &mut Vec<ClientEvent>) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
+        if self.errored {
+            return; // the error event was the last one
+        }
+        if end == StreamEnd::Complete && self.stop_seen {
+            if self.include_usage {
+                out.push(ClientEvent::Data(usage_chunk(self.chat_id(), self.created, self.model_name(), self.usage().to_chat_usage())));
+            }
+            out.push(ClientEvent::Done);
+        } else {
+            out.push(ClientEvent::Data(openai_error(
+                "The upstream provider stream ended before completion",
+                "upstream_error",
+                None,
+                Some("stream_incomplete"),
+            )));
+        }
+    }
+}
