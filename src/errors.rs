@@ -107,7 +107,7 @@ impl GatewayError {
     pub fn describe(self) -> &'static str {
         use GatewayError::*;
         match self {
-            RouteNotFound => "no route for this path; use /openai_passthrough, /anthropic_passthrough, /azure_passthrough or /genai_passthrough",
+            RouteNotFound => "no route for this path; use /openai, /openai_passthrough, /anthropic_passthrough, /azure_passthrough or /genai_passthrough",
             InvalidPath => "unsafe path refused",
             ProviderNotConfigured => "no key is configured for this provider and direct keys are not allowed",
             VirtualKeyRequired => "a virtual key is required",

@@ -346,7 +346,7 @@ fn check_request(
 ) -> Result<(), TestCaseError> {
     let Some((route_name, rem)) = match_route(path) else {
         // No route: none of the prefixes matched on a segment boundary.
-        for r in [RouteName::OpenAi, RouteName::Anthropic, RouteName::Azure, RouteName::GenAi] {
+        for r in [RouteName::OpenAi, RouteName::Anthropic, RouteName::Azure, RouteName::GenAi, RouteName::OpenAiCompat] {
             let p = r.prefix();
             prop_assert!(!(path == p || path.starts_with(&format!("{p}/"))), "{path:?} should match {p}");
         }
@@ -366,8 +366,17 @@ fn check_request(
     }
 
     // Provider (SPEC 1.2 for GenAI).
+    if route_name == RouteName::OpenAiCompat {
+        // `/openai`: an endpoint, or a path forwarded to OpenAI under /v1.
+        for method in ["GET", "POST", "DELETE"] {
+            if let tollgate::routes::openai::OpenAiRoute::Forward(p) = tollgate::routes::openai::classify(method, rem) {
+                prop_assert!(p.starts_with("/v1"), "forwarded {rem:?} as {p:?}");
+                prop_assert!(p.ends_with(rem.trim_start_matches("/v1")), "forwarded {rem:?} as {p:?}");
+            }
+        }
+    }
     let provider = match route_name {
-        RouteName::OpenAi => Provider::OpenAi,
+        RouteName::OpenAi | RouteName::OpenAiCompat => Provider::OpenAi,
         RouteName::Anthropic => Provider::Anthropic,
         RouteName::Azure => Provider::Azure,
         RouteName::GenAi => {

@@ -28,6 +28,20 @@ KEYS = {
 }
 AZURE_API_VERSION = "2024-10-21"
 
+# The /openai route fixtures (SPEC 8) add two providers, a second Azure
+# resource named by clients (x-bf-azure-endpoint) and virtual keys.
+OA_KEYS = {
+    "mistral": "mistral-gw-key-63aa",
+    "azure-direct": "client-azure-key",  # the AzureOpenAI client's own key, for its own endpoint
+}
+OA_DEFAULT_MAX_TOKENS = 1234
+OA_MAX_BODY = 25 * 1024 * 1024
+VK_SECRETS = {"openai-only": "vk-openai-only-5e1d", "haiku-only": "vk-haiku-only-0c47"}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "openai_route: end-to-end tests of the /openai route (SPEC 8)")
+
 
 _handed_out = set()
 
@@ -51,7 +65,11 @@ def free_port():
 
 
 class Gateway:
-    def __init__(self, mocks, tmp):
+    def __init__(self, mocks, tmp, extra_providers="", extra="", env=None, azure_api_version=None):
+        """`extra_providers`: YAML lines appended under `tollgate.providers`
+        (indented by four); `extra`: lines appended under `tollgate:`
+        (indented by two); `env`: more environment for the binary;
+        `azure_api_version`: set on the configured Azure key."""
         if not BIN.exists():
             pytest.fail(f"{BIN} does not exist: build it first (make build)")
         self.port, self.metrics_port = free_port(), free_port()
@@ -72,14 +90,14 @@ tollgate:
   providers:
     openai: {{ base_url: "{m['openai'].url}", keys: [{{ name: main, value: env.T_OPENAI_KEY }}] }}
     anthropic: {{ base_url: "{m['anthropic'].url}", keys: [{{ name: main, value: env.T_ANTHROPIC_KEY }}] }}
-    azure: {{ keys: [{{ name: eastus, value: env.T_AZURE_KEY, endpoint: "{m['azure'].url}" }}] }}
+    azure: {{ keys: [{{ name: eastus, value: env.T_AZURE_KEY, endpoint: "{m['azure'].url}"{f', api_version: "{azure_api_version}"' if azure_api_version else ""} }}] }}
     gemini: {{ base_url: "{m['gemini'].url}", keys: [{{ name: main, value: env.T_GEMINI_KEY }}] }}
     vertex: {{ base_url: "{m['vertex'].url}", keys: [{{ name: express, value: env.T_VERTEX_KEY }}] }}
-"""
+""" + extra_providers + extra
         cfg = Path(tmp) / "tollgate.yaml"
         cfg.write_text(conf)
         env = dict(os.environ, RUST_LOG="warn", T_OPENAI_KEY=KEYS["openai"], T_ANTHROPIC_KEY=KEYS["anthropic"],
-                   T_AZURE_KEY=KEYS["azure"], T_GEMINI_KEY=KEYS["gemini"], T_VERTEX_KEY=KEYS["vertex"])
+                   T_AZURE_KEY=KEYS["azure"], T_GEMINI_KEY=KEYS["gemini"], T_VERTEX_KEY=KEYS["vertex"], **(env or {}))
         self.stderr = open(Path(tmp) / "stderr.log", "w+")
         self.proc = subprocess.Popen([str(BIN), "-c", str(cfg)], env=env, stdout=subprocess.DEVNULL, stderr=self.stderr)
         deadline = time.time() + 20
@@ -147,6 +165,17 @@ tollgate:
             self.proc.kill()
 
 
+def check_hygiene(gw, keys):
+    """Stop `gw`; no provider key in any record, log line or metric it produced."""
+    outputs = {"metrics": gw.metrics()}
+    gw.stop()
+    outputs["access log"] = gw.log.read_text() if gw.log.exists() else ""
+    gw.stderr.seek(0)
+    outputs["stderr"] = gw.stderr.read()
+    leaks = [f"{what} contains the {p} key" for what, text in outputs.items() for p, k in keys.items() if k in text]
+    assert not leaks, leaks
+
+
 @pytest.fixture(scope="session")
 def mocks():
     ms = {p: MockProvider(p, KEYS[p]).start() for p in KEYS}
@@ -162,13 +191,7 @@ def gateway(mocks):
         yield gw
         # Secret hygiene over the whole SDK session: no provider key in any
         # record, log line or metric the gateway produced.
-        outputs = {"metrics": gw.metrics()}
-        gw.stop()
-        outputs["access log"] = gw.log.read_text() if gw.log.exists() else ""
-        gw.stderr.seek(0)
-        outputs["stderr"] = gw.stderr.read()
-        leaks = [f"{what} contains the {p} key" for what, text in outputs.items() for p, k in KEYS.items() if k in text]
-        assert not leaks, leaks
+        check_hygiene(gw, KEYS)
         assert gw.records(), "the session produced records to check"
 
 
@@ -176,6 +199,104 @@ def gateway(mocks):
 def fresh(mocks, gateway):
     """Clear what the mocks recorded; return the record index to look after."""
     for m in mocks.values():
-        m.take()
-        m.sent_events.clear()
+        m.clear()
     return gateway.settled_count()
+
+
+# ---------------------------------------------------------------------------
+# The /openai route (SPEC 8): gateways configured with openai_compat, the
+# extra providers (ollama, mistral) and, per fixture, direct keys or virtual
+# keys. The plain `gateway` above stays as it was, so the passthrough suite
+# runs against binaries that do not know these keys.
+# ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def oa_mocks(mocks):
+    """Every mock the /openai tests use: the five of `mocks`, an Ollama and a
+    Mistral (OpenAI-shaped), and `azure-direct`, a second Azure resource that
+    only accepts the client's own key."""
+    extra = {
+        "ollama": MockProvider("ollama", ""),
+        "mistral": MockProvider("mistral", OA_KEYS["mistral"]),
+        "azure-direct": MockProvider("azure", OA_KEYS["azure-direct"], name="azure-direct"),
+    }
+    for m in extra.values():
+        m.start()
+    yield {**mocks, **extra}
+    for m in extra.values():
+        m.stop()
+
+
+def openai_compat_conf(m, allow_direct_keys=False, virtual_keys=False):
+    """Lines under `tollgate:` for the /openai fixtures."""
+    conf = f"""  allow_direct_keys: {str(allow_direct_keys).lower()}
+  limits: {{ max_request_body_bytes: {OA_MAX_BODY} }}
+  openai_compat:
+    default_max_tokens: {OA_DEFAULT_MAX_TOKENS}
+    azure_endpoint_allowlist: ["http://127.0.0.1:*"]
+"""
+    if virtual_keys:
+        conf += """  virtual_keys:
+    - { name: openai-only, secret: env.T_VK_OPENAI_ONLY, providers: [openai] }
+    - { name: haiku-only, secret: env.T_VK_HAIKU_ONLY, providers: [anthropic], models: ["claude-3-haiku*"] }
+"""
+    return conf
+
+
+@pytest.fixture(scope="session")
+def oa_gateways(oa_mocks):
+    """The three /openai gateways, started lazily, by name: `plain`
+    (configured keys only), `direct` (allow_direct_keys: true) and `vk`
+    (virtual keys openai-only and haiku-only)."""
+    m = oa_mocks
+    providers = f"""    ollama: {{ base_url: "{m['ollama'].url}" }}
+    mistral: {{ kind: openai_compatible, base_url: "{m['mistral'].url}", keys: [{{ name: main, value: env.T_MISTRAL_KEY }}] }}
+"""
+    env = {"T_MISTRAL_KEY": OA_KEYS["mistral"], "T_VK_OPENAI_ONLY": VK_SECRETS["openai-only"], "T_VK_HAIKU_ONLY": VK_SECRETS["haiku-only"]}
+    started, tmps = {}, []
+    kinds = {"plain": {}, "direct": {"allow_direct_keys": True}, "vk": {"virtual_keys": True}}
+
+    def get(kind):
+        if kind not in started:
+            tmp = tempfile.TemporaryDirectory(prefix=f"tollgate-e2e-oa-{kind}-")
+            tmps.append(tmp)
+            started[kind] = Gateway(m, tmp.name, extra_providers=providers, extra=openai_compat_conf(m, **kinds[kind]),
+                                    env=env, azure_api_version=AZURE_API_VERSION)
+        return started[kind]
+
+    yield get
+    # Configured keys, virtual-key secrets and the client's own Azure key
+    # (a direct key is a secret too) must appear in no log, record or metric.
+    secrets = {**KEYS, **{f"oa-{k}": v for k, v in OA_KEYS.items()}, **{f"vk {k}": v for k, v in VK_SECRETS.items()}}
+    problems = []
+    for kind, gw in started.items():
+        try:
+            check_hygiene(gw, secrets)
+        except AssertionError as e:
+            problems.append(f"{kind}: {e}")
+    for tmp in tmps:
+        tmp.cleanup()
+    assert not problems, problems
+
+
+@pytest.fixture(scope="session")
+def oa_gateway(oa_gateways):
+    return oa_gateways("plain")
+
+
+@pytest.fixture(scope="session")
+def oa_direct_gateway(oa_gateways):
+    return oa_gateways("direct")
+
+
+@pytest.fixture(scope="session")
+def oa_vk_gateway(oa_gateways):
+    return oa_gateways("vk")
+
+
+@pytest.fixture
+def oa_fresh(oa_mocks, oa_gateway):
+    """Clear what every mock recorded; return oa_gateway's record index to look after."""
+    for m in oa_mocks.values():
+        m.clear()
+    return oa_gateway.settled_count()

@@ -6,6 +6,16 @@ in the provider's own form with the gateway's configured key, Azure's
 `api-version`) and answers in the API's real JSON and SSE shapes, with usage.
 SSE events are sent with a delay and their send times recorded, so tests can
 check that streaming is not buffered. Every request is recorded.
+
+Failure modes: a model name containing `-fail-NNN` (`claude-fail-429`,
+`gemini-fail-429`, `gpt-fail-500`; for Gemini the model is the one in the
+path) makes the mock answer status NNN with the provider's own error body
+(`retry-after: 7` on 429). Other behaviour the /openai route tests use:
+Anthropic and Gemini answer a tool call when the request declares tools and
+its last turn is not a tool result; a small max_tokens / maxOutputTokens (< 5)
+ends with the provider's length reason; Gemini answers finishReason SAFETY to a
+prompt containing `[[blocked]]`; `claude-cache*` reports cache tokens and
+`gemini-thinking*` thought and cached tokens in its usage.
 """
 
 import base64
@@ -41,6 +51,8 @@ class MockProvider:
     requests: list = field(default_factory=list)
     sent_events: list = field(default_factory=list)  # (request path, monotonic time) per SSE event
     port: int = 0
+    name: str = ""  # defaults to the provider (two mocks of one provider differ by name)
+    sent_log: list = field(default_factory=list)  # (request path, monotonic time, event name, data) per SSE event
 
     def start(self):
         mock = self
@@ -98,7 +110,9 @@ class MockProvider:
                     raw = text.encode()
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(raw), raw))
                     self.wfile.flush()
-                    mock.sent_events.append((path, time.monotonic()))
+                    now = time.monotonic()
+                    mock.sent_events.append((path, now))
+                    mock.sent_log.append((path, now, name, data))
                 self.wfile.write(b"0\r\n\r\n")
                 self.wfile.flush()
 
@@ -112,6 +126,11 @@ class MockProvider:
 
     def stop(self):
         self.server.shutdown()
+
+    def clear(self):
+        self.take()
+        self.sent_events.clear()
+        self.sent_log.clear()
 
     @property
     def url(self):
@@ -129,14 +148,19 @@ class MockProvider:
 
     def auth_problem(self, r):
         h = r.headers
+        if self.provider == "ollama":  # a local Ollama takes no key
+            return None
         want = {
             "openai": ("authorization", f"Bearer {self.key}"),
+            "mistral": ("authorization", f"Bearer {self.key}"),
             "anthropic": ("x-api-key", self.key),
             "azure": ("api-key", self.key),
             "gemini": ("x-goog-api-key", self.key),
             "vertex": ("x-goog-api-key", self.key),
         }[self.provider]
         if h.get(want[0]) != want[1]:
+            if self.provider == "anthropic":
+                return {"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}}
             return {"error": {"message": f"invalid credentials: {want[0]}", "type": "authentication_error", "code": 401}}
         if self.provider == "azure" and r.path.startswith("/openai/deployments/") and "api-version=" not in r.query:
             return {"error": {"code": "404", "message": "Resource not found (api-version missing)"}}
@@ -164,20 +188,37 @@ class MockProvider:
         if p.endswith("/files") and r.method == "POST":
             m = re.search(rb'filename="([^"]+)"', r.body)
             return h._json(200, {"id": "file-abc123", "object": "file", "bytes": len(r.body), "created_at": 1700000000, "filename": m.group(1).decode() if m else "x", "purpose": "batch", "status": "processed"})
+        if p.endswith("/files") and r.method == "GET":
+            return h._json(200, {"object": "list", "data": [{"id": "file-abc123", "object": "file", "bytes": 10, "created_at": 1700000000, "filename": "batch.jsonl", "purpose": "batch", "status": "processed"}], "has_more": False})
         if re.search(r"/files/[^/]+$", p) and r.method == "DELETE":
             return h._json(200, {"id": p.rsplit("/", 1)[1], "object": "file", "deleted": True})
         return h._json(404, {"error": {"message": f"mock has no {r.method} {p}"}})
 
     CHAT_MODEL = "gpt-4o-mini-2024-07-18"
 
+    def chat_model(self, body):
+        """The model the answer names: OpenAI and Azure answer a dated
+        snapshot; Ollama and other compatible servers echo the request's."""
+        return self.CHAT_MODEL if self.provider in ("openai", "azure") else body.get("model", "?")
+
     def chat(self, h, r, body, stream):
+        model = body.get("model") if isinstance(body, dict) else None
+        if not isinstance(model, str) and not r.path.startswith("/openai/deployments/"):
+            return h._json(400, openai_error("you must provide a model parameter", "invalid_request_error", None, None))
+        if isinstance(model, str) and "/" in model:
+            return h._json(404, openai_error(f"The model `{model}` does not exist", "invalid_request_error", None, "model_not_found"))
+        if not body.get("messages"):
+            return h._json(400, openai_error("Missing required parameter: 'messages'.", "invalid_request_error", "messages", "missing_required_parameter"))
+        fail = fail_status(model or r.path)
+        if fail:
+            return h._json(fail, openai_error(f"mock failure {fail}", "rate_limit_exceeded" if fail == 429 else "server_error" if fail >= 500 else "invalid_request_error", None, str(fail)), retry_headers(fail))
         text = "Hello from the mock"
         usage = {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16, "prompt_tokens_details": {"cached_tokens": 0}, "completion_tokens_details": {"reasoning_tokens": 0}}
         if not stream:
-            return h._json(200, {"id": "chatcmpl-1", "object": "chat.completion", "created": 1700000000, "model": self.CHAT_MODEL,
+            return h._json(200, {"id": "chatcmpl-1", "object": "chat.completion", "created": 1700000000, "model": self.chat_model(body),
                                  "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None}, "logprobs": None, "finish_reason": "stop"}],
                                  "usage": usage, "system_fingerprint": "fp_mock"})
-        base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1700000000, "model": self.CHAT_MODEL, "system_fingerprint": "fp_mock"}
+        base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1700000000, "model": self.chat_model(body), "system_fingerprint": "fp_mock"}
         events = [(None, {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}], "usage": None})]
         for word in ["Hello", " from", " the", " mock"]:
             events.append((None, {**base, "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}], "usage": None}))
@@ -231,17 +272,56 @@ class MockProvider:
     ANTHROPIC_MODEL = "claude-sonnet-4-5-20250929"
 
     def anthropic(self, h, r, body, stream):
+        problem = anthropic_problem(r, body)
+        if problem:
+            return h._json(problem[0], {"type": "error", "error": {"type": problem[1], "message": problem[2]}}, problem[3] if len(problem) > 3 else None)
+        model = body.get("model", "")
+        # What the API answers: the dated snapshot of the requested alias.
+        answer_model = self.ANTHROPIC_MODEL if model == "claude-sonnet-4-5" else model
         usage = {"input_tokens": 13, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": 7}
+        if model.startswith("claude-cache"):
+            usage.update(cache_creation_input_tokens=4, cache_read_input_tokens=2)
+        blocks, stop = [("text", ["Hello", " from", " Claude", " mock"])], "end_turn"
+        last = body["messages"][-1]
+        last_is_tool_result = isinstance(last.get("content"), list) and any(b.get("type") == "tool_result" for b in last["content"])
+        tool_choice = (body.get("tool_choice") or {}).get("type")
+        if body.get("tools") and not last_is_tool_result and tool_choice != "none":
+            tools = body["tools"]
+            if tool_choice == "tool":
+                tools = [t for t in tools if t["name"] == body["tool_choice"]["name"]]
+            blocks = [("text", ["Let me", " check."])]
+            # Parallel calls: one tool_use per declared tool (at most two).
+            for i, t in enumerate(tools[:2]):
+                blocks.append(("tool_use", {"id": f"toolu_0{i + 1}", "name": t["name"], "pieces": ['{"city"', ': "Pa', 'ris", "unit": ', '"c"}'] if i == 0 else ['{"city": ', '"Rome"}']}))
+            stop = "tool_use"
+        elif last_is_tool_result:
+            results = [b for b in last["content"] if b.get("type") == "tool_result"]
+            blocks = [("text", ["Tool said:", " " + text_of(results[0].get("content"))])]
+        if body["max_tokens"] < 5:
+            blocks, stop = [("text", ["Hello", " from"])], "max_tokens"
         if not stream:
-            return h._json(200, {"id": "msg_1", "type": "message", "role": "assistant", "model": self.ANTHROPIC_MODEL,
-                                 "content": [{"type": "text", "text": "Hello from Claude mock"}], "stop_reason": "end_turn", "stop_sequence": None, "usage": usage})
-        events = [("message_start", {"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "model": self.ANTHROPIC_MODEL, "content": [], "stop_reason": None, "stop_sequence": None, "usage": {**usage, "output_tokens": 1}}}),
-                  ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            content = []
+            for kind, val in blocks:
+                if kind == "text":
+                    content.append({"type": "text", "text": "".join(val)})
+                else:
+                    content.append({"type": "tool_use", "id": val["id"], "name": val["name"], "input": json.loads("".join(val["pieces"]))})
+            return h._json(200, {"id": "msg_1", "type": "message", "role": "assistant", "model": answer_model,
+                                 "content": content, "stop_reason": stop, "stop_sequence": None, "usage": usage})
+        events = [("message_start", {"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "model": answer_model, "content": [], "stop_reason": None, "stop_sequence": None, "usage": {**usage, "output_tokens": 1}}}),
                   ("ping", {"type": "ping"})]
-        for part in ["Hello", " from", " Claude", " mock"]:
-            events.append(("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": part}}))
-        events += [("content_block_stop", {"type": "content_block_stop", "index": 0}),
-                   ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}, "usage": {"output_tokens": 7}}),
+        for i, (kind, val) in enumerate(blocks):
+            if kind == "text":
+                events.append(("content_block_start", {"type": "content_block_start", "index": i, "content_block": {"type": "text", "text": ""}}))
+                for part in val:
+                    events.append(("content_block_delta", {"type": "content_block_delta", "index": i, "delta": {"type": "text_delta", "text": part}}))
+            else:
+                events.append(("content_block_start", {"type": "content_block_start", "index": i, "content_block": {"type": "tool_use", "id": val["id"], "name": val["name"], "input": {}}}))
+                events.append(("content_block_delta", {"type": "content_block_delta", "index": i, "delta": {"type": "input_json_delta", "partial_json": ""}}))
+                for part in val["pieces"]:
+                    events.append(("content_block_delta", {"type": "content_block_delta", "index": i, "delta": {"type": "input_json_delta", "partial_json": part}}))
+            events.append(("content_block_stop", {"type": "content_block_stop", "index": i}))
+        events += [("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None}, "usage": {"output_tokens": usage["output_tokens"]}}),
                    ("message_stop", {"type": "message_stop"})]
         return h._sse(events, r.path)
 
@@ -252,8 +332,15 @@ class MockProvider:
         if ":countTokens" in p:
             return h._json(200, {"totalTokens": 9})
         if ":batchEmbedContents" in p:
-            n = len(body.get("requests", [])) or 1
-            return h._json(200, {"embeddings": [{"values": [0.5, 0.25, 0.125]} for _ in range(n)]})
+            reqs = body.get("requests") or []
+            model = re.search(r"/models/([^/:]+):", p).group(1)
+            for q in reqs:
+                if q.get("model") != f"models/{model}":
+                    return h._json(400, {"error": {"code": 400, "message": f"model in request ({q.get('model')}) does not match models/{model}", "status": "INVALID_ARGUMENT"}})
+                if not (q.get("content") or {}).get("parts"):
+                    return h._json(400, {"error": {"code": 400, "message": "content.parts is required", "status": "INVALID_ARGUMENT"}})
+            n = len(reqs) or 1
+            return h._json(200, {"embeddings": [{"values": [0.5, 0.25, 0.125 * (i + 1)]} for i in range(n)]})
         if ":embedContent" in p:
             return h._json(200, {"embedding": {"values": [0.5, 0.25, 0.125]}})
         if ":predict" in p:
@@ -261,17 +348,152 @@ class MockProvider:
             return h._json(200, {"predictions": [{"embeddings": {"values": [0.5, 0.25, 0.125], "statistics": {"token_count": 3, "truncated": False}}} for _ in range(n)]})
         usage = {"promptTokenCount": 8, "candidatesTokenCount": 6, "totalTokenCount": 14}
         who = "Vertex" if self.provider == "vertex" else "Gemini"
+        m = re.search(r"/models/([^/:]+):", p)
+        model = m.group(1) if m else ""
+        if ":generateContent" in p or ":streamGenerateContent" in p:
+            problem = gemini_problem(body, model)
+            if problem:
+                status, message = problem
+                return h._json(status, {"error": {"code": status, "message": message, "status": GOOGLE_STATUS.get(status, "UNKNOWN")}}, retry_headers(status))
+        if model.startswith("gemini-thinking"):
+            usage = {"promptTokenCount": 8, "candidatesTokenCount": 6, "thoughtsTokenCount": 10, "cachedContentTokenCount": 3, "totalTokenCount": 24}
+        chunks, finish = [[{"text": t}] for t in ["Hello", " from", f" {who}", " mock"]], "STOP"
+        contents = body.get("contents") or [{}]
+        last_parts = contents[-1].get("parts") or []
+        declares = any(t.get("functionDeclarations") for t in body.get("tools") or [])
+        if declares and not any("functionResponse" in part for part in last_parts):
+            names = [d["name"] for t in body["tools"] for d in t.get("functionDeclarations", [])]
+            calls = [{"functionCall": {"name": names[0], "args": {"city": "Paris", "unit": "c"}}}]
+            if len(names) > 1:
+                calls.append({"functionCall": {"name": names[1], "args": {"city": "Rome"}}})
+            chunks = [[{"text": "Let me check."}], calls]
+        elif any("functionResponse" in part for part in last_parts):
+            resp = next(part["functionResponse"] for part in last_parts if "functionResponse" in part)
+            chunks = [[{"text": "Tool said:"}], [{"text": " " + json.dumps(resp.get("response"), sort_keys=True)}]]
+        if "[[blocked]]" in json.dumps(contents):
+            chunks, finish = [], "SAFETY"
+        elif ((body.get("generationConfig") or {}).get("maxOutputTokens") or 100) < 5:
+            chunks, finish = [[{"text": "Hello"}], [{"text": " from"}]], "MAX_TOKENS"
         if ":streamGenerateContent" in p:
-            parts = ["Hello", " from", f" {who}", " mock"]
             events = []
-            for i, part in enumerate(parts):
-                last = i == len(parts) - 1
-                cand = {"content": {"parts": [{"text": part}], "role": "model"}, "index": 0}
+            for i, parts in enumerate(chunks or [[]]):
+                last = i == max(len(chunks), 1) - 1
+                cand = {"content": {"parts": parts, "role": "model"}, "index": 0} if parts else {"index": 0}
                 if last:
-                    cand["finishReason"] = "STOP"
-                events.append((None, {"candidates": [cand], "usageMetadata": {**usage, "candidatesTokenCount": i + 3 if not last else 6}, "modelVersion": self.GEMINI_MODEL, "responseId": "r1"}))
+                    cand["finishReason"] = finish
+                    if finish == "SAFETY":
+                        cand["safetyRatings"] = [{"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True}]
+                events.append((None, {"candidates": [cand], "usageMetadata": {**usage, "candidatesTokenCount": i + 3 if not last else usage["candidatesTokenCount"]}, "modelVersion": self.GEMINI_MODEL, "responseId": "r1"}))
             return h._sse(events, r.path)
         if ":generateContent" in p:
-            return h._json(200, {"candidates": [{"content": {"parts": [{"text": f"Hello from {who} mock"}], "role": "model"}, "finishReason": "STOP", "index": 0}],
-                                 "usageMetadata": usage, "modelVersion": self.GEMINI_MODEL, "responseId": "r1"})
+            cand = {"content": {"parts": [part for parts in chunks for part in parts], "role": "model"}, "finishReason": finish, "index": 0}
+            if not chunks:
+                del cand["content"]
+            # Consecutive text parts arrive merged, as the real API does.
+            if chunks and all("text" in part for part in cand["content"]["parts"]):
+                cand["content"]["parts"] = [{"text": "".join(part["text"] for part in cand["content"]["parts"])}]
+            return h._json(200, {"candidates": [cand], "usageMetadata": usage, "modelVersion": self.GEMINI_MODEL, "responseId": "r1"})
         return h._json(404, {"error": {"code": 404, "message": f"mock has no {p}", "status": "NOT_FOUND"}})
+
+
+# -- helpers: the checks and error bodies of the real APIs ---------------------
+
+GOOGLE_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+                 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE"}
+ANTHROPIC_ERROR = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error",
+                   413: "request_too_large", 429: "rate_limit_error", 500: "api_error", 529: "overloaded_error"}
+
+
+def fail_status(name):
+    """`claude-fail-429` (any model or path containing `-fail-NNN`) -> 429."""
+    m = re.search(r"-fail-(\d{3})", name or "")
+    return int(m.group(1)) if m else None
+
+
+def retry_headers(status):
+    return {"retry-after": "7"} if status == 429 else None
+
+
+def openai_error(message, type_, param, code):
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def text_of(content):
+    """The text of an Anthropic content (string or blocks)."""
+    if isinstance(content, str):
+        return content
+    return "".join(b.get("text", "") for b in content or [] if isinstance(b, dict))
+
+
+def anthropic_problem(r, body):
+    """(status, error type, message[, headers]) where the Messages API refuses the request."""
+    if not r.headers.get("anthropic-version"):
+        return 400, "invalid_request_error", "anthropic-version: header is required"
+    if not isinstance(body, dict) or not body:
+        return 400, "invalid_request_error", "request body must be JSON"
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        return 400, "invalid_request_error", "model: Field required"
+    fail = fail_status(model)
+    if fail:
+        return fail, ANTHROPIC_ERROR.get(fail, "api_error"), f"mock failure {fail}", retry_headers(fail)
+    if "/" in model:
+        return 404, "not_found_error", f"model: {model}"
+    if not isinstance(body.get("max_tokens"), int) or body["max_tokens"] < 1:
+        return 400, "invalid_request_error", "max_tokens: Field required"
+    msgs = body.get("messages")
+    if not isinstance(msgs, list) or not msgs:
+        return 400, "invalid_request_error", "messages: at least one message is required"
+    for i, m in enumerate(msgs):
+        if m.get("role") not in ("user", "assistant"):
+            return 400, "invalid_request_error", f"messages.{i}.role: Input should be 'user' or 'assistant'"
+        content = m.get("content")
+        if isinstance(content, list):
+            for j, b in enumerate(content):
+                if b.get("type") not in ("text", "image", "document", "tool_use", "tool_result", "thinking", "redacted_thinking"):
+                    return 400, "invalid_request_error", f"messages.{i}.content.{j}.type: unknown block type {b.get('type')}"
+                if b.get("type") == "tool_use" and not (b.get("id") and b.get("name") and isinstance(b.get("input"), dict)):
+                    return 400, "invalid_request_error", f"messages.{i}.content.{j}: tool_use needs id, name and an input object"
+                if b.get("type") == "tool_result" and not b.get("tool_use_id"):
+                    return 400, "invalid_request_error", f"messages.{i}.content.{j}.tool_use_id: Field required"
+        elif not isinstance(content, str):
+            return 400, "invalid_request_error", f"messages.{i}.content: Input should be a string or a list"
+    # Every tool_result answers a tool_use of the assistant turn right before it.
+    for i, m in enumerate(msgs):
+        if isinstance(m.get("content"), list):
+            for b in m["content"]:
+                if b.get("type") == "tool_result":
+                    prev = msgs[i - 1] if i else {}
+                    ids = [x.get("id") for x in prev.get("content") or [] if isinstance(x, dict) and x.get("type") == "tool_use"] if isinstance(prev.get("content"), list) else []
+                    if b["tool_use_id"] not in ids:
+                        return 400, "invalid_request_error", f"messages.{i}: tool_result {b['tool_use_id']} has no matching tool_use in the previous message"
+    sysp = body.get("system")
+    if sysp is not None and not isinstance(sysp, (str, list)):
+        return 400, "invalid_request_error", "system: Input should be a string or a list of text blocks"
+    for t in body.get("tools") or []:
+        if not t.get("name") or "input_schema" not in t:
+            return 400, "invalid_request_error", "tools: each tool needs name and input_schema"
+    thinking = body.get("thinking")
+    if thinking and thinking.get("type") == "enabled":
+        b = thinking.get("budget_tokens")
+        if not isinstance(b, int) or b < 1024 or b >= body["max_tokens"]:
+            return 400, "invalid_request_error", "thinking.budget_tokens: must be >= 1024 and less than max_tokens"
+    return None
+
+
+def gemini_problem(body, model):
+    """(status, message) where generateContent refuses the request."""
+    fail = fail_status(model)
+    if fail:
+        return fail, f"mock failure {fail}"
+    if not isinstance(body, dict) or not body.get("contents"):
+        return 400, "contents is not specified"
+    for i, c in enumerate(body["contents"]):
+        if c.get("role") not in (None, "user", "model", "function"):
+            return 400, f"contents[{i}].role: please use a valid role: user, model"
+        if not c.get("parts"):
+            return 400, f"contents[{i}].parts must not be empty"
+    for key in ("messages", "system", "max_tokens"):
+        if key in body:
+            return 400, f'Invalid JSON payload received. Unknown name "{key}": Cannot find field.'
+    return None
