@@ -211,10 +211,7 @@ impl Gateway {
                     session.write_response_body(None, true).await?;
                     return Ok(false);
                 }
-                Next::ClientGone => {
-                    ctx.outcome.error_detail = Some("client_disconnected".into());
-                    return Ok(false);
-                }
+                Next::ClientGone => return Err(client_gone()),
             }
         }
     }
@@ -231,23 +228,20 @@ impl Gateway {
         let mut parser = SseParser::default();
         let mut events: Vec<ClientEvent> = Vec::new();
         let mut bytes = Vec::new();
-        let end = loop {
+        let end: StreamEnd = loop {
             match next_chunk(session, http, deadline).await {
                 Next::Chunk(b) => {
                     parser.feed(&b, &mut |e, d| tr.stream_event(e, d, &mut events));
                 }
                 Next::End => {
                     parser.finish(&mut |e, d| tr.stream_event(e, d, &mut events));
-                    break Some(StreamEnd::Complete);
+                    break StreamEnd::Complete;
                 }
                 Next::UpstreamFailed(kind) => {
                     ctx.outcome.error = Some(kind);
-                    break Some(StreamEnd::Cut);
+                    break StreamEnd::Cut;
                 }
-                Next::ClientGone => {
-                    ctx.outcome.error_detail = Some("client_disconnected".into());
-                    break None;
-                }
+                Next::ClientGone => return Err(client_gone()),
             }
             if !events.is_empty() {
                 encode(&events, &mut bytes);
@@ -255,7 +249,6 @@ impl Gateway {
                 session.write_response_body(Some(Bytes::from(std::mem::take(&mut bytes))), false).await?;
             }
         };
-        let Some(end) = end else { return Ok(false) };
         tr.stream_end(end, &mut events);
         encode(&events, &mut bytes);
         if !bytes.is_empty() {
@@ -264,6 +257,14 @@ impl Gateway {
         session.write_response_body(None, true).await?;
         Ok(end == StreamEnd::Complete)
     }
+}
+
+/// The client went away: the provider request ends with this exchange (its
+/// connection is dropped, not pooled) and the record says so.
+fn client_gone() -> Box<Error> {
+    let mut e = Error::explain(ErrorType::ConnectionClosed, "client disconnected during the answer");
+    e.as_down();
+    e
 }
 
 enum Next {

@@ -21,6 +21,7 @@ prompt containing `[[blocked]]`; `claude-cache*` reports cache tokens and
 import base64
 import json
 import re
+import socket
 import struct
 import threading
 import time
@@ -96,14 +97,21 @@ class MockProvider:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def _sse(self, events, path):
-                """events: list of (event name or None, data object or raw string)."""
+            def _sse(self, events, path, cut_after=None):
+                """events: list of (event name or None, data object or raw string).
+                `cut_after`: close the connection after that many events, with
+                no terminal chunk (a provider stream cut midway)."""
                 self.send_response(200)
                 self.send_header("content-type", "text/event-stream")
                 self.send_header("cache-control", "no-cache")
                 self.send_header("transfer-encoding", "chunked")
                 self.end_headers()
-                for name, data in events:
+                for n, (name, data) in enumerate(events):
+                    if cut_after is not None and n == cut_after:
+                        self.close_connection = True
+                        self.wfile.flush()
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                        return
                     time.sleep(EVENT_DELAY)
                     payload = data if isinstance(data, str) else json.dumps(data)
                     text = (f"event: {name}\n" if name else "") + f"data: {payload}\n\n"
@@ -323,7 +331,8 @@ class MockProvider:
             events.append(("content_block_stop", {"type": "content_block_stop", "index": i}))
         events += [("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None}, "usage": {"output_tokens": usage["output_tokens"]}}),
                    ("message_stop", {"type": "message_stop"})]
-        return h._sse(events, r.path)
+        # `claude-cut*`: the stream stops after "Hello from" (5 events).
+        return h._sse(events, r.path, cut_after=5 if model.startswith("claude-cut") else None)
 
     GEMINI_MODEL = "gemini-2.5-flash"
 

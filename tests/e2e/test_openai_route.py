@@ -912,3 +912,47 @@ def test_async_client_chat_and_stream(oa_gateway, oa_mocks, oa_fresh):
     asyncio.run(run())
     recs = oa_records(oa_gateway, oa_fresh, 3)
     assert [(r["provider"], r["stream"]) for r in recs] == [("anthropic", False), ("gemini", True), ("anthropic", True)]
+
+
+def test_cut_anthropic_stream_ends_cleanly_with_an_error_and_keeps_usage(oa_gateway, oa_mocks, oa_fresh):
+    """A provider stream cut midway: the client gets what arrived, then an
+    error event (the SDK raises) and a cleanly ended body; the record keeps
+    the usage seen (message_start's input tokens)."""
+    c = oa(oa_gateway)
+    text = []
+    with pytest.raises(openai.APIError) as e:
+        for chunk in c.chat.completions.create(model="anthropic/claude-cut-1", messages=USER, stream=True):
+            if chunk.choices and chunk.choices[0].delta.content:
+                text.append(chunk.choices[0].delta.content)
+    assert "".join(text) == "Hello from"
+    assert "before completion" in str(e.value)
+    # The raw stream: no [DONE], an error object last, the body properly ended.
+    r = httpx.post(f"{oa_gateway.url}/openai/v1/chat/completions", json={"model": "anthropic/claude-cut-2", "messages": USER, "stream": True}, timeout=10)
+    events = [l[6:] for l in r.text.splitlines() if l.startswith("data: ")]
+    assert events and "[DONE]" not in events
+    assert "error" in json.loads(events[-1])
+    recs = oa_records(oa_gateway, oa_fresh, count=2)
+    for rec in recs:
+        assert rec["route"] == "/openai" and rec["provider"] == "anthropic" and rec["stream"] is True, rec
+        assert rec["input_tokens"] == 13 and rec["error"] == "upstream_error", rec
+
+
+def test_client_gone_mid_stream_ends_the_provider_request(oa_gateway, oa_mocks, oa_fresh):
+    """The client closes after the first translated event: the gateway drops
+    the provider connection at once (the mock stops being able to send) and
+    records client_disconnected with the usage seen."""
+    body = json.dumps({"model": "anthropic/claude-sonnet-4-5", "messages": USER, "stream": True}).encode()
+    s = socket.create_connection(("127.0.0.1", oa_gateway.port), timeout=10)
+    s.sendall(b"POST /openai/v1/chat/completions HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\n"
+              b"content-length: %d\r\n\r\n%s" % (len(body), body))
+    got = b""
+    while b"data: " not in got:
+        got += s.recv(65536)
+    s.close()
+    rec = oa_records(oa_gateway, oa_fresh)[0]
+    assert rec["error"] == "client_disconnected", rec
+    assert rec["input_tokens"] == 13, rec
+    time.sleep(1.0)
+    # Fewer events left the mock than the stream has (10): it was cut off.
+    sent = [e for e in oa_mocks["anthropic"].sent_log if e[0] == "/v1/messages"]
+    assert 1 <= len(sent) < 8, len(sent)
