@@ -15,7 +15,12 @@
 //! * `sse`: `--streams` concurrent SSE requests at a time, `--count` in total;
 //!   time to first event, gaps between events, and per-event delivery delay
 //!   (arrival wall-clock time minus the `ts_ns` the mock stamped when it wrote
-//!   the event; same machine, same clock).
+//!   the event; same machine, same clock). The stamp is read from the event's
+//!   `"ts_ns":N` (the mock's OpenAI stream), or with `--stamp content` from
+//!   the leading digits of `"content":"N…"` (the mock's Anthropic stream puts
+//!   it in each `text_delta`, which a translating gateway turns into
+//!   `choices[0].delta.content`); events without a stamp (role, finish and
+//!   usage chunks) are not counted.
 //! * `hold`: opens `--streams` SSE streams, waits for each to deliver its first
 //!   event, holds them `--hold-secs`, and reports VmRSS/VmHWM of `--pids`
 //!   before and while they are open.
@@ -475,11 +480,42 @@ struct SseParser {
     sent: Instant,
     last: Option<Instant>,
     t: StreamTimes,
+    content_stamp: bool,
+}
+
+/// The mock's send time in an event: `"ts_ns":N`, or (content stamps) the
+/// leading digits of the first non-empty `"content":"…"`.
+fn event_stamp(ev: &[u8], content_stamp: bool) -> Option<u128> {
+    let digits_at = |at: &[u8]| -> Option<u128> {
+        let d: Vec<u8> = at.iter().take_while(|b| b.is_ascii_digit()).copied().collect();
+        std::str::from_utf8(&d).ok().and_then(|s| s.parse().ok())
+    };
+    if !content_stamp {
+        let k = http1::find(ev, b"\"ts_ns\":")?;
+        return Some(digits_at(&ev[k + 8..]).unwrap_or(0));
+    }
+    let mut rest = ev;
+    while let Some(k) = http1::find(rest, b"\"content\":") {
+        rest = &rest[k + 10..];
+        let at: &[u8] = {
+            let mut a = rest;
+            while let Some((b' ', tail)) = a.split_first() {
+                a = tail;
+            }
+            a
+        };
+        if let Some((b'"', tail)) = at.split_first() {
+            if let Some(ts) = digits_at(tail) {
+                return Some(ts);
+            }
+        }
+    }
+    None
 }
 
 impl SseParser {
-    fn new(sent: Instant) -> SseParser {
-        SseParser { pending: Vec::new(), sent, last: None, t: StreamTimes::default() }
+    fn new(sent: Instant, content_stamp: bool) -> SseParser {
+        SseParser { pending: Vec::new(), sent, last: None, t: StreamTimes::default(), content_stamp }
     }
     fn feed(&mut self, d: &[u8]) {
         let arrival = Instant::now();
@@ -492,9 +528,7 @@ impl SseParser {
             if !ev.starts_with(b"data: {") {
                 continue; // [DONE], comments
             }
-            let Some(k) = http1::find(ev, b"\"ts_ns\":") else { continue };
-            let digits: Vec<u8> = ev[k + 8..].iter().take_while(|b| b.is_ascii_digit()).copied().collect();
-            let ts: u128 = std::str::from_utf8(&digits).ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+            let Some(ts) = event_stamp(ev, self.content_stamp) else { continue };
             let delay = wall.saturating_sub(ts) as u64;
             match self.last {
                 None => {
@@ -513,7 +547,7 @@ impl SseParser {
     }
 }
 
-async fn one_stream(c: &mut Option<Conn>, addr: &str, req: &[u8]) -> io::Result<StreamTimes> {
+async fn one_stream(c: &mut Option<Conn>, addr: &str, req: &[u8], content_stamp: bool) -> io::Result<StreamTimes> {
     if c.is_none() {
         *c = Some(Conn::open(addr).await?);
     }
@@ -526,7 +560,7 @@ async fn one_stream(c: &mut Option<Conn>, addr: &str, req: &[u8]) -> io::Result<
     if head.status() != 200 {
         return Err(io::Error::other(format!("status {}", head.status())));
     }
-    let mut p = SseParser::new(sent);
+    let mut p = SseParser::new(sent, content_stamp);
     let kind = head.response_body("POST");
     let close = head.close || matches!(kind, http1::BodyKind::UntilEof);
     http1::read_body(&mut conn.s, &mut conn.buf, kind, |d| p.feed(d)).await?;
@@ -539,6 +573,11 @@ async fn one_stream(c: &mut Option<Conn>, addr: &str, req: &[u8]) -> io::Result<
 async fn sse(o: Arc<Opts>) -> Value {
     let streams = o.u("streams", 50) as usize;
     let count = o.u("count", 200) as usize;
+    let content_stamp = match o.s("stamp", "ts_ns").as_str() {
+        "ts_ns" => false,
+        "content" => true,
+        s => die(&format!("--stamp: ts_ns or content, not {s}")),
+    };
     let req = Arc::new(o.request("POST", o.s("body", STREAM_BODY).as_bytes(), &[]));
     let next = Arc::new(AtomicUsize::new(0));
     let errors = Arc::new(AtomicU64::new(0));
@@ -552,7 +591,7 @@ async fn sse(o: Arc<Opts>) -> Value {
             let mut c = None;
             let mut all = Vec::new();
             while next.fetch_add(1, Ordering::Relaxed) < count {
-                match one_stream(&mut c, &o.addr, &req).await {
+                match one_stream(&mut c, &o.addr, &req, content_stamp).await {
                     Ok(t) => all.push(t),
                     Err(e) => {
                         if errors.fetch_add(1, Ordering::Relaxed) < 3 {
@@ -579,6 +618,7 @@ async fn sse(o: Arc<Opts>) -> Value {
         }
     }
     json!({
+        "stamp": if content_stamp { "content" } else { "ts_ns" },
         "streams_concurrent": streams,
         "streams_done": done,
         "errors": errors.load(Ordering::Relaxed),

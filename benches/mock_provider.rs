@@ -8,6 +8,16 @@
 //!   event), a usage chunk and `data: [DONE]`. Each event carries `ts_ns`, the
 //!   wall-clock time it was written, so a client on the same machine can
 //!   measure how long each event took to reach it.
+//! * `POST …/v1/messages`: an Anthropic Messages answer (JSON `message` with
+//!   `usage`), or with `"stream": true` Anthropic's SSE sequence
+//!   (`message_start`, `content_block_start`, `content_block_delta`
+//!   `text_delta` × events, `content_block_stop`, `message_delta` with
+//!   `stop_reason` and `usage`, `message_stop`). The send-time stamp must
+//!   survive a translation to OpenAI chunks, so it is the *text* of each
+//!   `text_delta`: the decimal wall-clock ns (then padding when
+//!   `x-mock-event-bytes` asks for more), read back by `driver sse --stamp
+//!   content` from `choices[0].delta.content`. Requests without `x-api-key`,
+//!   `anthropic-version` or `max_tokens` get Anthropic's 401 / 400 error.
 //! * `GET …/download?bytes=N`: N bytes (content-length), written from a
 //!   fixed 256 KiB block.
 //! * `POST|PUT …/upload`: reads the request body (content-length or chunked)
@@ -17,6 +27,9 @@
 //! Defaults come from the command line; a request may override them with
 //! headers (they pass through proxies unchanged): `x-mock-ttfb-ms`,
 //! `x-mock-events`, `x-mock-eps`, `x-mock-body-bytes`, `x-mock-event-bytes`.
+//! A translating gateway sends its own headers, not the client's, so the same
+//! knobs are also read from the request body as `x-mock-NAME=VALUE` (e.g. in
+//! the text of a message, which translation keeps); a header wins.
 //!
 //! ```text
 //! mock_provider [--listen 127.0.0.1:9100] [--threads 2] [--ttfb-ms 0]
@@ -109,6 +122,23 @@ fn header_or<T: std::str::FromStr>(head: &http1::Head, name: &str, default: T) -
     head.get(name).and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
+/// A knob from the header `name`, else from `name=VALUE` in the body, else `default`.
+fn knob<T: std::str::FromStr>(head: &http1::Head, body: &[u8], name: &str, default: T) -> T {
+    if let Some(v) = head.get(name).and_then(|v| v.parse().ok()) {
+        return v;
+    }
+    let mut needle = name.as_bytes().to_vec();
+    needle.push(b'=');
+    if let Some(i) = http1::find(body, &needle) {
+        let v: Vec<u8> =
+            body[i + needle.len()..].iter().take_while(|b| b.is_ascii_digit() || **b == b'.').copied().collect();
+        if let Some(v) = std::str::from_utf8(&v).ok().and_then(|v| v.parse().ok()) {
+            return v;
+        }
+    }
+    default
+}
+
 fn query_param<'a>(target: &'a str, name: &str) -> Option<&'a str> {
     let q = target.split_once('?')?.1;
     q.split('&').find_map(|kv| {
@@ -147,7 +177,8 @@ async fn serve(mut s: TcpStream, cfg: Arc<Cfg>) -> io::Result<()> {
         if head.get("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue")) {
             s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
         }
-        if method == "POST" && path.ends_with("/chat/completions") {
+        let anthropic = method == "POST" && path.ends_with("/v1/messages");
+        if (method == "POST" && path.ends_with("/chat/completions")) || anthropic {
             let mut body = Vec::new();
             read_body(&mut s, &mut buf, head.request_body(), |d| {
                 if body.len() < 1 << 20 {
@@ -155,18 +186,47 @@ async fn serve(mut s: TcpStream, cfg: Arc<Cfg>) -> io::Result<()> {
                 }
             })
             .await?;
-            let ttfb = header_or(&head, "x-mock-ttfb-ms", cfg.ttfb_ms);
+            if anthropic {
+                let refusal = if head.get("x-api-key").is_none_or(str::is_empty) {
+                    Some(("401 Unauthorized", "authentication_error", "mock: x-api-key header is required"))
+                } else if head.get("anthropic-version").is_none() {
+                    Some(("400 Bad Request", "invalid_request_error", "mock: anthropic-version header is required"))
+                } else if http1::find(&body, b"\"max_tokens\"").is_none() {
+                    Some(("400 Bad Request", "invalid_request_error", "mock: max_tokens: Field required"))
+                } else {
+                    None
+                };
+                if let Some((status, kind, message)) = refusal {
+                    let body = format!(r#"{{"type":"error","error":{{"type":"{kind}","message":"{message}"}}}}"#);
+                    let resp = format!(
+                        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{}\r\n{}",
+                        body.len(),
+                        if keep { "" } else { "connection: close\r\n" },
+                        body
+                    );
+                    s.write_all(resp.as_bytes()).await?;
+                    if !keep {
+                        return Ok(());
+                    }
+                    continue;
+                }
+            }
+            let ttfb = knob(&head, &body, "x-mock-ttfb-ms", cfg.ttfb_ms);
             if ttfb > 0 {
                 tokio::time::sleep(Duration::from_millis(ttfb)).await;
             }
             if wants_stream(&body) {
-                let events = header_or(&head, "x-mock-events", cfg.events);
-                let eps = header_or(&head, "x-mock-eps", cfg.eps);
-                let event_bytes = header_or(&head, "x-mock-event-bytes", cfg.event_bytes);
-                sse(&mut s, events, eps, event_bytes, keep).await?;
+                let events = knob(&head, &body, "x-mock-events", cfg.events);
+                let eps = knob(&head, &body, "x-mock-eps", cfg.eps);
+                let event_bytes = knob(&head, &body, "x-mock-event-bytes", cfg.event_bytes);
+                if anthropic {
+                    anthropic_sse(&mut s, events, eps, event_bytes, keep).await?;
+                } else {
+                    sse(&mut s, events, eps, event_bytes, keep).await?;
+                }
             } else {
-                let size = header_or(&head, "x-mock-body-bytes", cfg.body_bytes);
-                let body = completion_json(size);
+                let size = knob(&head, &body, "x-mock-body-bytes", cfg.body_bytes);
+                let body = if anthropic { message_json(size) } else { completion_json(size) };
                 let resp = format!(
                     "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
                      x-request-id: req_bench\r\n{}\r\n{}",
@@ -279,6 +339,74 @@ async fn sse(s: &mut TcpStream, events: u64, eps: f64, event_bytes: usize, keep:
         events + 12
     );
     out.extend_from_slice(&chunk(&fin));
+    out.extend_from_slice(b"0\r\n\r\n");
+    s.write_all(&out).await
+}
+
+/// An Anthropic `message`, padded to about `size` bytes (like `completion_json`).
+fn message_json(size: usize) -> String {
+    let head = r#"{"id":"msg_bench","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929","content":[{"type":"text","text":""#;
+    let tail = r#""}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":12,"output_tokens":42}}"#;
+    let pad = size.saturating_sub(head.len() + tail.len());
+    let mut s = String::with_capacity(head.len() + pad + tail.len());
+    s.push_str(head);
+    for i in 0..pad {
+        s.push(if i % 6 == 5 { ' ' } else { 'a' });
+    }
+    s.push_str(tail);
+    s
+}
+
+fn anthropic_event(name: &str, data: &str) -> Vec<u8> {
+    chunk(&format!("event: {name}\ndata: {data}\n\n"))
+}
+
+/// Anthropic's stream. Each `text_delta`'s text is the decimal wall-clock ns at
+/// which it was written (padded with " ttt…" to `event_bytes` when asked), so
+/// the stamp survives the translation into `choices[0].delta.content`. The
+/// first text delta goes out in the same write as `message_start` and
+/// `content_block_start`; the others at `eps`, as in `sse`.
+async fn anthropic_sse(s: &mut TcpStream, events: u64, eps: f64, event_bytes: usize, keep: bool) -> io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\ntransfer-encoding: chunked\r\n\
+         cache-control: no-cache\r\nrequest-id: req_bench\r\n{}\r\n",
+        if keep { "" } else { "connection: close\r\n" }
+    );
+    let mut out = head.into_bytes();
+    out.extend_from_slice(&anthropic_event(
+        "message_start",
+        r#"{"type":"message_start","message":{"id":"msg_bench","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":12,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":1}}}"#,
+    ));
+    out.extend_from_slice(&anthropic_event(
+        "content_block_start",
+        r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+    ));
+    let start = Instant::now();
+    let period = if eps > 0.0 { Some(Duration::from_secs_f64(1.0 / eps)) } else { None };
+    for i in 0..events {
+        if i > 0 {
+            if let Some(p) = period {
+                tokio::time::sleep_until(start + p * i as u32).await;
+            }
+        }
+        let mut text = now_ns().to_string();
+        if event_bytes > text.len() + 1 {
+            text.push(' ');
+            text.push_str(&"t".repeat(event_bytes - text.len()));
+        }
+        let ev = format!(r#"{{"type":"content_block_delta","index":0,"delta":{{"type":"text_delta","text":"{text}"}}}}"#);
+        out.extend_from_slice(&anthropic_event("content_block_delta", &ev));
+        s.write_all(&out).await?;
+        out.clear();
+    }
+    out.extend_from_slice(&anthropic_event("content_block_stop", r#"{"type":"content_block_stop","index":0}"#));
+    out.extend_from_slice(&anthropic_event(
+        "message_delta",
+        &format!(
+            r#"{{"type":"message_delta","delta":{{"stop_reason":"end_turn","stop_sequence":null}},"usage":{{"output_tokens":{events}}}}}"#
+        ),
+    ));
+    out.extend_from_slice(&anthropic_event("message_stop", r#"{"type":"message_stop"}"#));
     out.extend_from_slice(b"0\r\n\r\n");
     s.write_all(&out).await
 }

@@ -15,7 +15,10 @@ import subprocess
 import sys
 
 RATES = (500, 1000, 2000)
-PATHS = ("direct", "nginx", "tollgate")
+PATHS = ("direct", "nginx", "tollgate", "translated")
+PROXIES = ("nginx", "tollgate", "translated")
+# translated = tollgate /openai with an anthropic/ model (OpenAI -> Anthropic
+# Messages -> OpenAI), tollgate = /openai_passthrough (issue 13).
 PCTS = (("p50", "p50_us"), ("p90", "p90_us"), ("p99", "p99_us"), ("p99.9", "p999_us"))
 KIB, MIB = 1024, 1024 * 1024
 
@@ -62,7 +65,7 @@ def main():
                     "errors": d["errors"] + d["non_2xx"],
                 }
         if "direct" in row:
-            for p in ("nginx", "tollgate"):
+            for p in PROXIES:
                 if p in row:
                     row[p]["added_latency_us"] = diff(row[p]["latency_us"], row["direct"]["latency_us"])
                     row[p]["added_service_us"] = diff(row[p]["service_us"], row["direct"]["service_us"])
@@ -112,7 +115,7 @@ def main():
                 "gap_us": pick(d["gap"]),
             }
     if "direct" in sse:
-        for p in ("nginx", "tollgate"):
+        for p in PROXIES:
             if p in sse:
                 sse[p]["added_ttfe_us"] = diff(sse[p]["ttfe_us"], sse["direct"]["ttfe_us"])
                 sse[p]["added_delivery_us"] = diff(sse[p]["delivery_us"], sse["direct"]["delivery_us"])
@@ -146,7 +149,8 @@ def main():
 
     def target(name, measured, limit, unit, ok_if_le=True, note=""):
         met = None if measured is None else (measured <= limit if ok_if_le else measured >= limit)
-        t.append({"target": name, "measured": measured, "limit": limit, "unit": unit, "met": met, "note": note})
+        t.append({"target": name, "measured": measured, "limit": limit, "unit": unit, "met": met, "note": note,
+                  "ok_if_le": ok_if_le})
 
     a = ol.get("1000", {}).get("tollgate", {}).get("added_latency_us")
     target("added p50 at 1,000 RPS", a and a["p50"], 150, "us")
@@ -164,6 +168,38 @@ def main():
     g = [mem[k]["rss_growth"] for k in ("upload_tollgate", "download_tollgate") if k in mem]
     target("RSS growth moving a 1 GB body", max(g) if g else None, 32 * MIB, "bytes", note="max of upload and download")
     fig["targets"] = t
+
+    # The translated path (issue 13): same run, same direct baseline.
+    tr = {"open_loop": {}}
+    for r, row in ol.items():
+        x, y = row.get("translated", {}), row.get("tollgate", {})
+        if "added_latency_us" in x and "added_latency_us" in y:
+            ax, ay = x["added_latency_us"], y["added_latency_us"]
+            tr["open_loop"][r] = {
+                "translated_added_us": ax,
+                "passthrough_added_us": ay,
+                "ratio_added_p50": round(ax["p50"] / ay["p50"], 2) if ay["p50"] > 0 else None,
+                "translated_minus_passthrough_p50_us": round(ax["p50"] - ay["p50"], 1),
+            }
+    if "translated" in mx and "tollgate" in mx:
+        tr["cpu_us_per_request"] = {p: mx[p]["cpu_ms_per_1000_requests"] for p in ("tollgate", "translated")}
+        tr["cpu_ratio"] = (round(mx["translated"]["cpu_ms_per_1000_requests"] / mx["tollgate"]["cpu_ms_per_1000_requests"], 2)
+                           if mx["tollgate"]["cpu_ms_per_1000_requests"] > 0 else None)
+        tr["max_rps"] = {p: mx[p]["rps"] for p in ("tollgate", "translated")}
+    if "translated" in sse and "added_delivery_us" in sse["translated"]:
+        tr["sse_added_delivery_us"] = {p: sse[p]["added_delivery_us"] for p in ("tollgate", "translated") if p in sse}
+    fig["translated"] = tr
+    t13 = []
+    r1k = tr["open_loop"].get("1000", {})
+    ratio = r1k.get("ratio_added_p50")
+    t13.append({"target": "translated added p50 / passthrough added p50 at 1,000 RPS", "measured": ratio, "limit": 1.5,
+                "unit": "ratio", "ok_if_le": True, "met": None if ratio is None else (0 < ratio <= 1.5),
+                "note": "added = path p50 minus direct p50, same run"})
+    st = sse.get("translated", {}).get("added_delivery_us")
+    t13.append({"target": "translated added SSE inter-event delay p99", "measured": st and st["p99"], "limit": 1000,
+                "unit": "us", "ok_if_le": True, "met": None if not st else st["p99"] <= 1000,
+                "note": "stamp read from choices[0].delta.content"})
+    fig["targets_issue13"] = t13
     fig["raw"] = runs
 
     with open(os.path.join(out, "latest.json"), "w") as f:
@@ -208,7 +244,7 @@ def render(fig):
     L.append("Service time (from the actual write, µs), added vs direct: "
              + "; ".join(f"{r} RPS {p} p50 {fmt_us(row[p]['added_service_us']['p50'])} / p99 "
                          f"{fmt_us(row[p]['added_service_us']['p99'])}"
-                         for r, row in fig["open_loop"].items() for p in ("nginx", "tollgate")
+                         for r, row in fig["open_loop"].items() for p in PROXIES
                          if p in row and "added_service_us" in row[p]))
     L.append("")
     mx = fig["max_rate"]
@@ -220,7 +256,7 @@ def render(fig):
         if p in mx:
             x = mx[p]
             w = x.get("wrk")
-            who = {"direct": "mock", "nginx": "nginx workers", "tollgate": "tollgate"}[p]
+            who = {"direct": "mock", "nginx": "nginx workers", "tollgate": "tollgate", "translated": "tollgate"}[p]
             L.append(f"| {p} | {x['rps']:.0f} | {fmt_us(x['latency_us']['p50'])} | {fmt_us(x['latency_us']['p99'])} | "
                      f"{x['cpu_ms_per_1000_requests']:.1f} ({who}) | {x['cpu_cores_busy']:.2f} | {x['errors']} | "
                      + (f"{w['rps']:.0f} | {w['cpu_ms_per_1000_requests']:.1f} |" if w else "- | - |"))
@@ -281,11 +317,44 @@ def render(fig):
                      f"{mb(x['rss_growth'])} ({x['mb_per_s']:.0f} MB/s, status {x['status']}) | - |"
                      if d else f"| 1 GB {kind}: RSS growth | {mb(x['rss_growth'])} | - |")
     L.append("")
-    L.append("Targets (issue 7)")
+    tr = fig.get("translated", {})
+    if tr.get("open_loop"):
+        L.append("Translated path (/openai, anthropic/ model -> mock /v1/messages) vs passthrough "
+                 "(/openai_passthrough), added latency vs direct (µs)")
+        L.append("")
+        L.append("| RPS | passthrough added p50 | passthrough added p99 | translated added p50 | translated added p99 "
+                 "| translated - passthrough p50 | ratio added p50 |")
+        L.append("|---:|---:|---:|---:|---:|---:|---:|")
+        for r, x in tr["open_loop"].items():
+            a, b = x["passthrough_added_us"], x["translated_added_us"]
+            ratio = f"{x['ratio_added_p50']:.2f}" if x["ratio_added_p50"] is not None else "-"
+            L.append(f"| {r} | {fmt_us(a['p50'])} | {fmt_us(a['p99'])} | {fmt_us(b['p50'])} | {fmt_us(b['p99'])} | "
+                     f"{fmt_us(x['translated_minus_passthrough_p50_us'])} | {ratio} |")
+        L.append("")
+        if "cpu_us_per_request" in tr:
+            c = tr["cpu_us_per_request"]
+            L.append(f"CPU per request (max rate, driver, tollgate process): passthrough {c['tollgate']:.1f} µs, "
+                     f"translated {c['translated']:.1f} µs (x{tr['cpu_ratio']:.2f}); max RPS passthrough "
+                     f"{tr['max_rps']['tollgate']:.0f}, translated {tr['max_rps']['translated']:.0f}")
+        if "sse_added_delivery_us" in tr:
+            d = tr["sse_added_delivery_us"]
+            L.append("SSE added delivery delay p50 / p99 (µs): "
+                     + ", ".join(f"{'passthrough' if p == 'tollgate' else p} {fmt_us(v['p50'])} / {fmt_us(v['p99'])}"
+                                 for p, v in d.items()))
+        L.append("")
+    targets_table(L, "Targets (issue 7)", fig["targets"])
+    if fig.get("targets_issue13"):
+        L.append("")
+        targets_table(L, "Targets (issue 13, translated path)", fig["targets_issue13"])
+    return "\n".join(L) + "\n"
+
+
+def targets_table(L, title, targets):
+    L.append(title)
     L.append("")
     L.append("| target | limit | measured | met |")
     L.append("|---|---:|---:|---|")
-    for t in fig["targets"]:
+    for t in targets:
         u, v, lim = t["unit"], t["measured"], t["limit"]
         if u == "us":
             f = lambda x: f"{x:.0f} µs"
@@ -293,10 +362,9 @@ def render(fig):
             f = lambda x: (f"{x / KIB:.1f} KiB" if x < MIB else f"{x / MIB:.1f} MiB")
         else:
             f = lambda x: f"{x:.3f}"
-        lim_s = ("≥ " if u == "ratio" else "≤ ") + f(lim)
+        lim_s = ("≤ " if t.get("ok_if_le", True) else "≥ ") + f(lim)
         met = "n/a" if t["met"] is None else ("met" if t["met"] else "NOT met")
         L.append(f"| {t['target']} | {lim_s} | {f(v) if v is not None else '-'} | {met} |")
-    return "\n".join(L) + "\n"
 
 
 def plot(runs, out):
@@ -321,7 +389,7 @@ def plot(runs, out):
     script = f"""
 set terminal svg size 900,540 dynamic font 'sans,12'
 set output '{svg}'
-set title 'Latency distribution at 1,000 RPS open loop (from scheduled send time)'
+set title 'Latency distribution at 1,000 RPS open loop (from scheduled send time; translated = /openai to Anthropic)'
 set logscale x
 set logscale y
 set xlabel 'percentile'

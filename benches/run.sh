@@ -5,9 +5,14 @@
 #   direct    driver -> mock_provider
 #   nginx     driver -> nginx (benches/nginx.conf, keep-alive proxy) -> mock
 #   tollgate  driver -> tollgate (benches/tollgate-bench.yaml) -> mock
+#             (/openai_passthrough/v1/chat/completions, OpenAI -> OpenAI)
+#   translated  driver -> tollgate /openai/v1/chat/completions with
+#             "model": "anthropic/claude-sonnet-4-5" -> mock /v1/messages
+#             (OpenAI -> Anthropic Messages and back, issue 13)
 #
 # Builds what it needs, installs nginx-light, wrk and gnuplot-nox with apt-get
-# when missing, runs open-loop 500/1000/2000 RPS, max rate, SSE latency, 2,000
+# when missing, runs open-loop 500/1000/2000 RPS, max rate, SSE latency (all
+# four paths; wrk only on the first three), 2,000
 # held SSE streams and 1 GB bodies, then writes benches/results/latest.json
 # and benches/results/latency.svg and prints the table (benches/report.py).
 # Every process it starts listens on 127.0.0.1 and is killed on exit.
@@ -120,7 +125,7 @@ NGINX_PID=$!; PIDS+=("$NGINX_PID")
 wait_port "$NGINX_PORT" 10
 
 subst benches/tollgate-bench.yaml "$TG_PORT" >"$TMP/tollgate.yaml"
-TOLLGATE_BENCH_OPENAI_KEY=sk-bench-dummy RUST_LOG=warn \
+TOLLGATE_BENCH_OPENAI_KEY=sk-bench-dummy TOLLGATE_BENCH_ANTHROPIC_KEY=sk-ant-bench-dummy RUST_LOG=warn \
   "$TOLLGATE" -c "$TMP/tollgate.yaml" >"$TMP/tollgate.stdout" 2>"$TMP/tollgate.stderr" &
 TG_PID=$!; PIDS+=("$TG_PID")
 wait_port "$TG_PORT" 20
@@ -131,9 +136,19 @@ declare -A URL=(
   [direct]="http://127.0.0.1:$MOCK_PORT"
   [nginx]="http://127.0.0.1:$NGINX_PORT"
   [tollgate]="http://127.0.0.1:$TG_PORT/openai_passthrough"
+  [translated]="http://127.0.0.1:$TG_PORT/openai"
 )
-declare -A CPU_PIDS=([direct]="$MOCK_PID" [nginx]="$NGINX_WORKERS" [tollgate]="$TG_PID")
+declare -A CPU_PIDS=([direct]="$MOCK_PID" [nginx]="$NGINX_WORKERS" [tollgate]="$TG_PID" [translated]="$TG_PID")
 PATHS=(direct nginx tollgate)
+ALL_PATHS=(direct nginx tollgate translated)
+# The translated path sends an OpenAI body naming an Anthropic model; tollgate
+# sends the provider its own headers, not the client's, so the mock's knobs
+# travel in the message text (x-mock-NAME=VALUE) instead of x-mock-* headers.
+TRANSLATED_BODY='{"model":"anthropic/claude-sonnet-4-5","messages":[{"role":"user","content":"Say hi"}]}'
+TRANSLATED_SSE_BODY='{"model":"anthropic/claude-sonnet-4-5","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Say hi x-mock-events=50 x-mock-eps=50 x-mock-ttfb-ms=0"}]}'
+body_args() { # path: the driver options that select its request body (none = the driver's default)
+  if [ "$1" = translated ]; then printf '%s\0%s\0' --body "$TRANSLATED_BODY"; fi
+}
 drv() { "$DRIVER" "$@" --threads 2 --clk-tck "$CLK_TCK"; }
 
 mem_json() { # name pid[,pid]
@@ -154,21 +169,32 @@ done
 sleep 1
 mem_json tollgate-idle "$TG_PID" >"$RAW/idle-tollgate.json"
 mem_json nginx-idle "$NGINX_WORKERS" >"$RAW/idle-nginx.json"
+# The translated path is warmed after the idle figure, which stays comparable
+# with earlier runs (passthrough only).
+drv rate --url "${URL[translated]}/v1/chat/completions" --rps 200 --duration 1 --warmup 0 \
+  --body "$TRANSLATED_BODY" --label warm-translated >"$RAW/warm-translated.json"
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))
+if d["requests"] == 0 or d["errors"] + d["non_2xx"] > 0:
+    sys.exit("run.sh: the translated path (/openai -> anthropic) fails: %d errors, %d non-2xx of %d" % (d["errors"], d["non_2xx"], d["requests"]))' \
+  "$RAW/warm-translated.json"
+rm -f "$RAW/warm-translated.json"
 
 # --------------------------------------------------------- open loop
 for r in "${RATES[@]}"; do
-  for p in "${PATHS[@]}"; do
+  for p in "${ALL_PATHS[@]}"; do
     log "open loop $r RPS via $p (${DUR}s + ${WARM}s warm-up)"
+    mapfile -d '' body < <(body_args "$p")
     drv rate --url "${URL[$p]}/v1/chat/completions" --rps "$r" --duration "$DUR" --warmup "$WARM" \
-      --conns 32 --label "$p" >"$RAW/rate-$p-$r.json"
+      --conns 32 "${body[@]}" --label "$p" >"$RAW/rate-$p-$r.json"
   done
 done
 
 # --------------------------------------------------------- max rate
-for p in "${PATHS[@]}"; do
+for p in "${ALL_PATHS[@]}"; do
   log "max rate via $p (64 connections, closed loop, ${DUR}s)"
+  mapfile -d '' body < <(body_args "$p")
   drv max --url "${URL[$p]}/v1/chat/completions" --conns 64 --duration "$DUR" --warmup "$WARM" \
-    --pids "${CPU_PIDS[$p]}" --label "$p" >"$RAW/max-$p.json"
+    "${body[@]}" --pids "${CPU_PIDS[$p]}" --label "$p" >"$RAW/max-$p.json"
 done
 
 # Cross-check with wrk (C, one thread, same 64 connections): shows whether the
@@ -192,6 +218,11 @@ for p in "${PATHS[@]}"; do
     --header 'x-mock-events: 50' --header 'x-mock-eps: 50' --header 'x-mock-ttfb-ms: 0' \
     --label "$p" >"$RAW/sse-$p.json"
 done
+# Translated: the mock's Anthropic stream (knobs in the message text), the
+# stamp read back from each chunk's choices[0].delta.content.
+log "SSE via translated (300 streams x 50 events, 50 concurrent)"
+drv sse --url "${URL[translated]}/v1/chat/completions" --streams 50 --count 300 \
+  --body "$TRANSLATED_SSE_BODY" --stamp content --label translated >"$RAW/sse-translated.json"
 
 # --------------------------------------------------------- held streams
 # One event per second per stream; the streams outlive the hold.
