@@ -19,6 +19,8 @@ pub enum GatewayError {
     PayloadTooLarge,
     HeadersTooLarge,
     BadRequest,
+    AsyncJobNotFound,
+    StoreUnavailable,
     Internal,
 }
 
@@ -26,7 +28,8 @@ impl GatewayError {
     pub fn status(self) -> u16 {
         use GatewayError::*;
         match self {
-            RouteNotFound => 404,
+            RouteNotFound | AsyncJobNotFound => 404,
+            StoreUnavailable => 503,
             InvalidPath | BadRequest => 400,
             ProviderNotConfigured => 503,
             VirtualKeyRequired | VirtualKeyInvalid => 401,
@@ -58,6 +61,8 @@ impl GatewayError {
             PayloadTooLarge => "payload_too_large",
             HeadersTooLarge => "headers_too_large",
             BadRequest => "bad_request",
+            AsyncJobNotFound => "async_job_not_found",
+            StoreUnavailable => "store_unavailable",
             Internal => "internal_error",
         }
     }
@@ -121,6 +126,8 @@ impl GatewayError {
             PayloadTooLarge => "request body too large",
             HeadersTooLarge => "request headers too large",
             BadRequest => "bad request",
+            AsyncJobNotFound => "no such async job (unknown, expired, or submitted by someone else)",
+            StoreUnavailable => "the async job store is unavailable",
             Internal => "internal gateway error",
         }
     }

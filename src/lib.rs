@@ -1,8 +1,9 @@
 //! tollgate: an edge gateway for LLM provider APIs, built on Pingora.
 //!
 //! Layers, each importing only those above it in this list:
-//! * `errors`, `net`, `translate` — gateway error kinds; URLs, DNS, peers,
-//!   query strings; the OpenAI ↔ provider translators (pure, no I/O).
+//! * `errors`, `net`, `translate`, `store` — gateway error kinds; URLs, DNS,
+//!   peers, query strings; the OpenAI ↔ provider translators (pure, no
+//!   I/O); async jobs and spend in SQLite (or jobs in Redis).
 //! * `providers` — one file per provider: base URL, auth form, path rules,
 //!   usage family, price fallback (Vertex with its OAuth).
 //! * `observe` — usage scanner, prices, metrics, access records.
@@ -27,4 +28,5 @@ pub mod net;
 pub mod observe;
 pub mod providers;
 pub mod routes;
+pub mod store;
 pub mod translate;

@@ -12,6 +12,7 @@ use pingora::server::RunArgs;
 use pingora::services::background::background_service;
 use std::time::Duration;
 use tollgate::gateway::live::{LiveConfig, Reloader};
+use tollgate::gateway::jobs::JobWorkers;
 use tollgate::gateway::Gateway;
 use tollgate::governance::virtual_keys::{SpendPersistence, VirtualKeys};
 
@@ -51,23 +52,39 @@ fn main() {
             std::process::exit(1);
         }
     };
-    // Virtual-key spend: loaded from the state file before serving, flushed
-    // every two seconds, and once more after the server has drained.
+    // The embedded store (SQLite): virtual-key spend, and async jobs unless
+    // Redis holds them. Opened now: a store that cannot be opened is a start
+    // error naming the file. Spend is loaded before serving, flushed every
+    // two seconds, and once more after the server has drained.
+    let store = match tollgate::store::SqliteStore::open(&config.store_path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("tollgate: {conf_path}: `tollgate.store.path`: {e}");
+            std::process::exit(1);
+        }
+    };
     let virtual_keys = Arc::new(VirtualKeys::new(config.virtual_keys.clone()));
-    let persistence = config.state_file.clone().map(|path| SpendPersistence {
+    let persistence = config.virtual_keys.iter().any(|k| k.budget.is_some()).then(|| SpendPersistence {
         keys: virtual_keys.clone(),
-        path,
+        store: store.clone(),
         interval: Duration::from_secs(2),
     });
     if let Some(p) = &persistence {
-        if let Err(e) = p.keys.sync_state(&p.path, std::time::SystemTime::now()) {
-            eprintln!("tollgate: {conf_path}: `tollgate.state_file`: {e}");
+        if let Err(e) = p.keys.sync_store(&p.store, std::time::SystemTime::now()) {
+            eprintln!("tollgate: {conf_path}: `tollgate.store.path`: {e}");
             std::process::exit(1);
         }
     }
     let connector_options = Some(pingora::connectors::ConnectorOptions::from_server_conf(&server.configuration));
     let live = Arc::new(LiveConfig::new(config.clone(), virtual_keys.clone()));
     let gateway = Gateway::new(live.clone(), access_log.clone(), connector_options);
+    // Async jobs (SPEC 9): in Redis when configured (connected by the worker
+    // service, on its own runtime), else in the SQLite store.
+    let redis_jobs = config.redis.as_ref().map(|r| (r.url(), r.key_prefix.clone()));
+    if redis_jobs.is_none() {
+        gateway.jobs.set_store(Arc::new(store));
+    }
+    let workers = JobWorkers { gateway: gateway.clone(), workers: config.async_jobs.workers, redis: redis_jobs };
     let mut proxy = http_proxy_service(&server.configuration, gateway);
     // Plain HTTP downstream: Pingora's default 64 KiB L4 read buffer (tokio's
     // BufReader, zero-filled at accept) only pays off under TLS's 16 KiB
@@ -87,6 +104,7 @@ fn main() {
     if let Some(p) = persistence {
         server.add_service(background_service("spend persistence", p));
     }
+    server.add_service(background_service("async jobs", workers));
     // SIGHUP: re-read keys, virtual keys, prices and limits (see reload.rs).
     server.add_service(background_service("config reload", Reloader { live, path: conf_path.clone() }));
     log::info!("tollgate listening on {} (config {conf_path})", config.listen);

@@ -103,14 +103,21 @@ fn request_and_token_rate_limits_answer_429_with_retry_after() {
     assert_eq!(gw.metric("tollgate_virtual_key_rejections_total", &[("reason", "tokens_per_minute")]), 1.0);
 }
 
+/// The spend the store holds for virtual key `vk` (summed over its periods:
+/// each test's key has one).
+fn stored_spend(db: &std::path::Path, vk: &str) -> f64 {
+    let c = rusqlite::Connection::open(db).unwrap();
+    c.query_row("SELECT COALESCE(SUM(usd), 0) FROM spend WHERE vk = ?1", [vk], |r| r.get(0)).unwrap()
+}
+
 #[test]
 fn budget_is_enforced_and_survives_a_restart() {
     // gpt-4o: 2.5 in / 10 out per million: 100k in + 10k out = 0.35 USD.
     let mock = openai_mock(100_000, 10_000);
     let dir = temp_dir("budget");
-    let state = dir.join("state.json");
+    let state = dir.join("tollgate.db");
     let vks = "    - { name: capped, secret: env.VK_C, budget: { usd: 1.0, period: month } }\n";
-    let extra = format!("  state_file: {}\n", state.display());
+    let extra = format!("  store: {{ path: {} }}\n", state.display());
     let gw = Gateway::start(&section(&mock, vks, &extra), "", &[("VK_C", "vk-c")]);
     for _ in 0..2 {
         assert_eq!(chat(gw.port, &[("x-tollgate-vk", "vk-c")], "gpt-4o").status, 200);
@@ -120,8 +127,7 @@ fn budget_is_enforced_and_survives_a_restart() {
     // Flushed within two seconds; then the process is killed (no drain).
     std::thread::sleep(Duration::from_millis(2500));
     drop(gw);
-    let file: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
-    assert!((file["spend"]["capped"]["usd"].as_f64().unwrap() - 0.70).abs() < 1e-9, "{file}");
+    assert!((stored_spend(&state, "capped") - 0.70).abs() < 1e-9);
 
     let gw = Gateway::start(&section(&mock, vks, &extra), "", &[("VK_C", "vk-c")]);
     assert!((gw.metric("tollgate_virtual_key_spend_usd", &[("virtual_key", "capped")]) - 0.70).abs() < 1e-9, "restart lost the spend: {}", gw.metrics());
@@ -138,9 +144,9 @@ fn budget_is_enforced_and_survives_a_restart() {
 fn spend_is_flushed_on_graceful_stop() {
     let mock = openai_mock(100_000, 10_000);
     let dir = temp_dir("flush");
-    let state = dir.join("state.json");
+    let state = dir.join("tollgate.db");
     let vks = "    - { name: capped, secret: env.VK_C, budget: { usd: 5.0, period: day } }\n";
-    let extra = format!("  state_file: {}\n", state.display());
+    let extra = format!("  store: {{ path: {} }}\n", state.display());
     let mut gw = Gateway::start(&section(&mock, vks, &extra), "", &[("VK_C", "vk-c")]);
     let r = chat(gw.port, &[("x-tollgate-vk", "vk-c")], "gpt-4o");
     assert_eq!(r.status, 200);
@@ -148,8 +154,7 @@ fn spend_is_flushed_on_graceful_stop() {
     // Stopped at once, well inside the two-second flush window.
     let status = gw.terminate();
     assert!(status.success(), "{status}");
-    let file: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
-    assert!((file["spend"]["capped"]["usd"].as_f64().unwrap() - 0.35).abs() < 1e-9, "{file}");
+    assert!((stored_spend(&state, "capped") - 0.35).abs() < 1e-9);
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -95,6 +95,23 @@ struct RawGateway {
     redis: Option<redis::RawRedis>,
     #[serde(default)]
     openai_compat: RawOpenAiCompat,
+    store: Option<RawStore>,
+    #[serde(default, rename = "async")]
+    async_jobs: RawAsync,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    path: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAsync {
+    workers: Option<usize>,
+    result_ttl_s: Option<u64>,
+    max_result_ttl_s: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -143,12 +160,25 @@ pub struct Config {
     pub providers: BTreeMap<Provider, ProviderConf>,
     pub prices: PriceTable,
     pub virtual_keys: Vec<VirtualKey>,
-    /// Where virtual-key spend is persisted (none: in memory only).
-    pub state_file: Option<std::path::PathBuf>,
     /// Shared virtual-key counters for several instances.
     pub redis: Option<RedisConf>,
     /// The `/openai` route (SPEC 8).
     pub openai_compat: OpenAiCompat,
+    /// The embedded store (SQLite) for async jobs.
+    pub store_path: std::path::PathBuf,
+    /// Async inference (SPEC 9).
+    pub async_jobs: AsyncJobs,
+}
+
+/// `tollgate.async`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AsyncJobs {
+    /// Jobs run at once by this instance.
+    pub workers: usize,
+    /// How long a result is kept after the job finished.
+    pub result_ttl_s: u64,
+    /// The most a client may ask for with `x-bf-async-job-result-ttl`.
+    pub max_result_ttl_s: u64,
 }
 
 /// `tollgate.openai_compat`.
@@ -254,6 +284,30 @@ impl Config {
             return Err(err("tollgate.require_virtual_key", "is true but no virtual_keys are configured".into()));
         }
         let redis = redis::parse(raw.redis, &p)?;
+        if raw.state_file.is_some() {
+            return Err(err(
+                "tollgate.state_file",
+                "is replaced by `tollgate.store.path`: virtual-key spend now lives in the store (SQLite, next to the config file unless set); remove state_file".into(),
+            ));
+        }
+        // The store sits next to the config file unless placed elsewhere.
+        let store_path = match raw.store.and_then(|s| s.path) {
+            Some(p) if p.is_empty() => return Err(err("tollgate.store.path", "is empty".into())),
+            Some(p) => std::path::PathBuf::from(p),
+            None => std::path::Path::new(file).parent().map_or_else(|| std::path::PathBuf::from("tollgate.db"), |d| d.join("tollgate.db")),
+        };
+        let workers = raw.async_jobs.workers.unwrap_or(16);
+        if !(1..=1024).contains(&workers) {
+            return Err(err("tollgate.async.workers", "must be between 1 and 1024".into()));
+        }
+        let max_result_ttl_s = raw.async_jobs.max_result_ttl_s.unwrap_or(86_400);
+        let result_ttl_s = raw.async_jobs.result_ttl_s.unwrap_or(3600.min(max_result_ttl_s));
+        if max_result_ttl_s == 0 || max_result_ttl_s > 30 * 86_400 {
+            return Err(err("tollgate.async.max_result_ttl_s", "must be between 1 and 2592000 (30 days)".into()));
+        }
+        if result_ttl_s == 0 || result_ttl_s > max_result_ttl_s {
+            return Err(err("tollgate.async.result_ttl_s", format!("must be between 1 and max_result_ttl_s ({max_result_ttl_s})")));
+        }
         let default_max_tokens = raw.openai_compat.default_max_tokens.unwrap_or(4096);
         if default_max_tokens == 0 {
             return Err(err("tollgate.openai_compat.default_max_tokens", "must be at least 1".into()));
@@ -287,9 +341,10 @@ impl Config {
             providers,
             prices,
             virtual_keys,
-            state_file: raw.state_file.filter(|s| !s.is_empty()).map(std::path::PathBuf::from),
             redis,
             openai_compat: OpenAiCompat { default_max_tokens, azure_endpoint_allowlist },
+            store_path,
+            async_jobs: AsyncJobs { workers, result_ttl_s, max_result_ttl_s },
         })
     }
 }
@@ -383,6 +438,10 @@ mod tests {
             ("tollgate:\n  redis: { url: 'redis://h:1', timeout_ms: 0 }\n", "tollgate.redis.timeout_ms"),
             ("version: 1\n", "tollgate"),
             ("tollgate:\n  openai_compat: { default_max_tokens: 0 }\n", "tollgate.openai_compat.default_max_tokens"),
+            ("tollgate:\n  async: { workers: 0 }\n", "tollgate.async.workers"),
+            ("tollgate:\n  async: { result_ttl_s: 100, max_result_ttl_s: 10 }\n", "tollgate.async.result_ttl_s"),
+            ("tollgate:\n  store: { path: '' }\n", "tollgate.store.path"),
+            ("tollgate:\n  state_file: /var/lib/tollgate/state.json\n", "tollgate.state_file"),
             ("tollgate:\n  openai_compat: { azure_endpoint_allowlist: ['*.azure.com'] }\n", "tollgate.openai_compat.azure_endpoint_allowlist[0]"),
             ("tollgate:\n  providers:\n    mistral: { base_url: 'https://api.mistral.ai' }\n", "tollgate.providers.mistral"),
             ("tollgate:\n  providers:\n    mistral: { kind: openai_compatible }\n", "tollgate.providers.mistral.base_url"),

@@ -38,6 +38,13 @@ impl std::fmt::Debug for RedisConf {
 }
 
 impl RedisConf {
+    /// The `redis://` URL again (for the Redis client of the job store).
+    pub fn url(&self) -> String {
+        let auth = self.password.as_ref().map_or(String::new(), |p| format!(":{p}@"));
+        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        format!("redis://{auth}{host}:{}/{}", self.port, self.db)
+    }
+
     /// Parse a `redis://` URL (user name, if any, is ignored: AUTH with the
     /// password only, as Redis before ACLs).
     pub fn parse_url(url: &str) -> Result<(String, u16, Option<String>, u32), String> {

@@ -71,6 +71,8 @@ pub(super) struct Outcome {
     pub scanner: Option<UsageScanner>,
     /// Usage from a translated answer (`/openai`), when not scanned.
     pub usage: Option<Usage>,
+    /// The async job this request submitted, polled or executed.
+    pub job_id: Option<String>,
     pub stream: bool,
     pub counted_in_flight: bool,
 }

@@ -126,8 +126,9 @@ fn keep_start_bound(old: &Config, new: &mut Config) -> Vec<&'static str> {
     keep("listen", &old.listen, &mut new.listen, &mut changed);
     keep("metrics_listen", &old.metrics_listen, &mut new.metrics_listen, &mut changed);
     keep("access_log", &old.access_log, &mut new.access_log, &mut changed);
-    keep("state_file", &old.state_file, &mut new.state_file, &mut changed);
     keep("redis", &old.redis, &mut new.redis, &mut changed);
+    keep("store.path", &old.store_path, &mut new.store_path, &mut changed);
+    keep("async.workers", &old.async_jobs.workers, &mut new.async_jobs.workers, &mut changed);
     changed
 }
 

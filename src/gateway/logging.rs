@@ -11,8 +11,44 @@ use pingora::prelude::*;
 use pingora::proxy::Session;
 use std::time::{Duration, Instant, SystemTime};
 
+/// What the record says about the request itself: read from the client's
+/// session, or made up by an async job's execution.
+pub(super) struct Facts {
+    pub client_ip: Option<String>,
+    pub method: String,
+    /// Path and query, query secrets redacted.
+    pub path: String,
+    pub status: u16,
+    pub request_bytes: u64,
+    pub response_bytes: u64,
+    pub user_agent: Option<String>,
+}
+
+impl Facts {
+    pub fn of(session: &Session) -> Facts {
+        let req = session.req_header();
+        Facts {
+            client_ip: session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string()),
+            method: req.method.as_str().to_string(),
+            path: match req.uri.query() {
+                Some(q) => format!("{}?{}", req.uri.path(), redact_query(q)),
+                None => req.uri.path().to_string(),
+            },
+            status: session.response_written().map_or(0, |r| r.status.as_u16()),
+            request_bytes: session.as_ref().body_bytes_read() as u64,
+            response_bytes: session.as_ref().body_bytes_sent() as u64,
+            user_agent: req.headers.get("user-agent").and_then(|v| v.to_str().ok()).map(str::to_string),
+        }
+    }
+}
+
 impl Gateway {
     pub(super) async fn record(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        let facts = Facts::of(session);
+        self.record_facts(facts, e, ctx).await
+    }
+
+    pub(super) async fn record_facts(&self, facts: Facts, e: Option<&Error>, ctx: &mut Ctx) {
         if ctx.outcome.counted_in_flight {
             METRICS.in_flight.dec();
         }
@@ -21,9 +57,8 @@ impl Gateway {
                 scanner.finish();
             }
         }
-        let req = session.req_header();
         let provider = ctx.target.provider.map(Provider::name);
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let status = facts.status;
         let usage = ctx.outcome.scanner.as_ref().map(|s| s.usage().clone()).or_else(|| ctx.outcome.usage.clone());
         let model = usage.as_ref().and_then(|u| u.model.clone()).or_else(|| ctx.target.model.clone());
         let error = match (ctx.outcome.error, e) {
@@ -34,10 +69,6 @@ impl Gateway {
             }),
             (None, None) => None,
         };
-        let path = match req.uri.query() {
-            Some(q) => format!("{}?{}", req.uri.path(), redact_query(q)),
-            None => req.uri.path().to_string(),
-        };
         let duration = ctx.timing.start.elapsed();
         let tokens = usage.as_ref().filter(|u| u.seen);
         let cost = match (ctx.target.provider, tokens, model.as_deref()) {
@@ -47,17 +78,17 @@ impl Gateway {
         let rec = Record {
             ts: rfc3339(ctx.timing.start_wall),
             request_id: ctx.request_id.clone(),
-            client_ip: session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string()),
-            method: req.method.as_str().to_string(),
+            client_ip: facts.client_ip,
+            method: facts.method.clone(),
             route: ctx.target.route.map(RouteName::prefix),
             provider,
             upstream_host: ctx.target.upstream.as_ref().map(|u| u.authority.clone()),
-            path,
+            path: facts.path,
             status,
             duration_ms: ms(duration),
             ttfb_ms: ctx.timing.ttfb.map(ms),
-            request_bytes: session.as_ref().body_bytes_read() as u64,
-            response_bytes: session.as_ref().body_bytes_sent() as u64,
+            request_bytes: facts.request_bytes,
+            response_bytes: facts.response_bytes,
             stream: ctx.outcome.stream,
             model: model.clone(),
             input_tokens: tokens.map(|u| u.input_tokens),
@@ -68,7 +99,8 @@ impl Gateway {
             virtual_key: ctx.cred.virtual_key.clone(),
             provider_key: ctx.cred.key_name.clone(),
             error,
-            user_agent: req.headers.get("user-agent").and_then(|v| v.to_str().ok()).map(str::to_string),
+            user_agent: facts.user_agent,
+            async_job_id: ctx.outcome.job_id.clone(),
         };
 
         // Metrics.
@@ -76,7 +108,7 @@ impl Gateway {
         let route_label = ctx.target.route.map_or("none", RouteName::prefix);
         METRICS
             .requests
-            .with_label_values(&[plabel, route_label, method_label(req.method.as_str()), &status.to_string()])
+            .with_label_values(&[plabel, route_label, method_label(&facts.method), &status.to_string()])
             .inc();
         if ctx.target.provider.is_some() {
             METRICS.duration.with_label_values(&[plabel]).observe(duration.as_secs_f64());

@@ -35,6 +35,8 @@ pub mod live;
 mod logging;
 mod openai;
 mod openai_io;
+mod sink;
+pub mod jobs;
 mod reply;
 mod request;
 mod response;
@@ -42,30 +44,35 @@ mod upstream;
 
 pub use ctx::Ctx;
 
+/// Cheap to clone: the async job workers hold one too.
+#[derive(Clone)]
 pub struct Gateway {
     /// Configuration, replaced on reload; each request keeps a snapshot.
     pub live: Arc<LiveConfig>,
-    pub resolver: Resolver,
+    pub resolver: Arc<Resolver>,
     pub access_log: AccessLog,
-    pub key_health: KeyHealth,
+    pub key_health: Arc<KeyHealth>,
     /// Client for token exchanges and `/openai` exchanges (same TLS trust
     /// and pool settings as proxied requests).
-    connector: Connector,
+    connector: Arc<Connector>,
     /// Virtual-key counters shared with other instances (`tollgate.redis`).
-    shared: Option<SharedCounters>,
+    shared: Option<Arc<SharedCounters>>,
+    /// Async jobs (SPEC 9).
+    pub jobs: jobs::Jobs,
 }
 
 
 impl Gateway {
     pub fn new(live: Arc<LiveConfig>, access_log: AccessLog, connector_options: Option<ConnectorOptions>) -> Self {
-        let shared = live.snapshot().config.redis.clone().map(SharedCounters::new);
+        let shared = live.snapshot().config.redis.clone().map(|r| Arc::new(SharedCounters::new(r)));
         Gateway {
             shared,
             live,
-            resolver: Resolver::default(),
+            resolver: Arc::new(Resolver::default()),
             access_log,
             key_health: Default::default(),
-            connector: Connector::new(connector_options),
+            connector: Arc::new(Connector::new(connector_options)),
+            jobs: jobs::Jobs::default(),
         }
     }
 

@@ -6,12 +6,12 @@
 //! request over Pingora's connector and streams the answer back, translated
 //! event by event. Decisions are `routes::openai`'s and `translate`'s.
 
-use super::openai_io::{read_whole_body, BodyRead, Upstream as Exchange};
+use super::openai_io::{read_whole_body, Admitted, BodyRead, Mode, Prepared, Upstream as Exchange};
 use super::reply::write_json;
+use super::sink::Sink;
 use super::{Ctx, Gateway};
 use crate::errors::GatewayError;
 use crate::net::{BaseUrl, Upstream};
-use crate::observe::usage::{ApiFamily, Usage, UsageScanner};
 use crate::providers::{vertex, Provider};
 use crate::routes::headers;
 use crate::routes::openai::{self as route, Endpoint, PathInput};
@@ -31,34 +31,48 @@ pub(super) const DEFAULT_BODY_LIMIT: u64 = 32 * 1024 * 1024;
 /// Azure's api-version when neither the key nor the client names one.
 const AZURE_DEFAULT_API_VERSION: &str = "2024-10-21";
 
-/// How the answer comes back.
-pub(super) enum Mode {
-    /// An OpenAI-shaped provider: the answer's bytes go to the client as
-    /// sent; usage from the scanner.
-    Passthrough,
-    /// Translated both ways.
-    Translated(Box<dyn Translator>),
-}
-
 impl Gateway {
     pub(super) async fn serve_openai(&self, session: &mut Session, ctx: &mut Ctx, endpoint: Endpoint, azure_deployment: Option<String>) -> Result<bool> {
         if endpoint == Endpoint::Models {
             return self.list_models(session, ctx).await;
         }
+        let is_async = route::async_requested(&session.req_header().headers);
+        if let Some(id) = route::async_poll_id(&session.req_header().headers) {
+            return self.poll_job(session, ctx, endpoint, &id).await;
+        }
+        let prepared = match self.admit_openai(session, ctx, endpoint, azure_deployment).await? {
+            Admitted::Answered => return Ok(true),
+            Admitted::Ready(p) => p,
+        };
+        if is_async {
+            return self.submit_job(session, ctx, prepared).await;
+        }
+        let mut sink = super::sink::SessionSink(session);
+        self.execute_openai(&mut sink, ctx, prepared).await?;
+        Ok(true)
+    }
+
+    /// Read and check the request as SPEC 8 asks before anything is sent:
+    /// the body (bounded, JSON, a model), the provider, the virtual key and
+    /// its limits, direct keys and a client-named Azure endpoint, a key
+    /// configured for the provider, and the translation itself (a parameter
+    /// the provider cannot honour is refused here).
+    pub(super) async fn admit_openai(&self, session: &mut Session, ctx: &mut Ctx, endpoint: Endpoint, azure_deployment: Option<String>) -> Result<Admitted> {
         let limit = ctx.live.config.max_request_body_bytes.unwrap_or(DEFAULT_BODY_LIMIT);
         let body = match read_whole_body(session, limit).await? {
             BodyRead::Whole(b) => b,
             BodyRead::TooLarge => {
-                return self.refuse(session, ctx, GatewayError::PayloadTooLarge, &format!("request body exceeds the limit of {limit} bytes")).await;
+                self.refuse(session, ctx, GatewayError::PayloadTooLarge, &format!("request body exceeds the limit of {limit} bytes")).await?;
+                return Ok(Admitted::Answered);
             }
         };
         let mut req: Value = match serde_json::from_slice(&body) {
             Ok(v @ Value::Object(_)) => v,
-            _ => return self.openai_refuse(session, ctx, &TranslateError::invalid_body("We could not parse the JSON body of your request: it must be a JSON object.")).await,
+            _ => return self.openai_refused(session, ctx, &TranslateError::invalid_body("We could not parse the JSON body of your request: it must be a JSON object.")).await,
         };
         drop(body);
         let Some(model) = req.get("model").and_then(Value::as_str).map(str::to_string) else {
-            return self.openai_refuse(session, ctx, &TranslateError::invalid("model", "you must provide a model parameter")).await;
+            return self.openai_refused(session, ctx, &TranslateError::invalid("model", "you must provide a model parameter")).await;
         };
         let config = ctx.live.config.clone();
         let (provider, native) = match &azure_deployment {
@@ -69,7 +83,7 @@ impl Gateway {
             }
         };
         if !provider.openai_shaped() && !route::valid_model_segment(&native) {
-            return self.openai_refuse(session, ctx, &TranslateError::invalid("model", format!("`{native}` is not a valid {} model name", provider.name()))).await;
+            return self.openai_refused(session, ctx, &TranslateError::invalid("model", format!("`{native}` is not a valid {} model name", provider.name()))).await;
         }
         req["model"] = Value::String(native.clone());
         ctx.target.provider = Some(provider);
@@ -77,17 +91,20 @@ impl Gateway {
 
         // Who is calling, and may they.
         match self.check_virtual_key(session, ctx, provider) {
-            Err(r) => return self.reject(session, ctx, r).await,
+            Err(r) => {
+                self.reject(session, ctx, r).await?;
+                return Ok(Admitted::Answered);
+            }
             Ok(Some(vk)) => {
                 if let Err(r) = self.admit_limits(&vk).await {
-                    return self.reject(session, ctx, r).await;
+                    self.reject(session, ctx, r).await?;
+                    return Ok(Admitted::Answered);
                 }
             }
             Ok(None) => {}
         }
 
-        // The provider's key: the client's own in the provider's form
-        // (direct keys), or a configured one.
+        // The client's own key, or one configured for the provider.
         let direct = self.direct_key(session, ctx, provider);
         let azure_endpoint = session.req_header().headers.get("x-bf-azure-endpoint").and_then(|v| v.to_str().ok()).map(str::to_string);
         let client_base = match (&azure_endpoint, provider) {
@@ -95,36 +112,80 @@ impl Gateway {
                 Ok(b) => Some(b),
                 Err(msg) => {
                     let err = TranslateError { status: 400, kind: "invalid_azure_endpoint", message: msg, param: None, code: Some("invalid_azure_endpoint") };
-                    return self.openai_refuse(session, ctx, &err).await;
+                    return self.openai_refused(session, ctx, &err).await;
                 }
             },
             _ => None,
         };
-        match direct {
+        let keyless = provider == Provider::Ollama && config.provider(provider).is_some_and(|c| c.keys.is_empty());
+        if direct.is_none() && !keyless && config.provider(provider).is_none_or(|c| c.keys.is_empty()) {
+            let msg = format!("no key is configured for provider {} and direct keys are not allowed", provider.name());
+            self.refuse(session, ctx, GatewayError::ProviderNotConfigured, &msg).await?;
+            return Ok(Admitted::Answered);
+        }
+        // The translation, to refuse what the provider cannot honour now.
+        match translator_for(provider, endpoint) {
+            Err(e) => return self.openai_refused(session, ctx, &e).await,
+            Ok(Mode::Translated(mut t)) => {
+                let opts = Options { default_max_tokens: config.openai_compat.default_max_tokens };
+                if let Err(e) = t.request(req.clone(), &opts) {
+                    return self.openai_refused(session, ctx, &e).await;
+                }
+            }
+            Ok(Mode::Passthrough) => {}
+        }
+        let h = &session.req_header();
+        let mut clean = RequestHeader::build("POST", b"/", None)?;
+        for (name, value) in h.headers.iter() {
+            clean.append_header(name.clone(), value.clone())?;
+        }
+        headers::to_provider(&mut clean, "-", &headers::UpstreamAuth { inject: None, keep_client_credentials: false }, false);
+        let headers = clean
+            .headers
+            .iter()
+            .filter(|(n, _)| !matches!(n.as_str(), "host" | "content-length" | "transfer-encoding" | "expect"))
+            .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str().to_string(), v.to_string())))
+            .collect();
+        let api_version = crate::net::query::query_get(h.uri.query(), "api-version").map(str::to_string);
+        Ok(Admitted::Ready(Prepared { endpoint, provider: provider.name().to_string(), model: native, req, headers, api_version, direct, client_base }))
+    }
+
+    /// Send an admitted request to its provider and write the answer to
+    /// `sink`: the session's client, or an async job's result.
+    pub(super) async fn execute_openai(&self, sink: &mut dyn Sink, ctx: &mut Ctx, p: Prepared) -> Result<()> {
+        let config = ctx.live.config.clone();
+        let Some(provider) = Provider::from_name(&p.provider) else {
+            return self.sink_refuse(sink, ctx, GatewayError::ProviderNotConfigured, &format!("provider {} is no longer configured", p.provider)).await;
+        };
+        ctx.target.provider = Some(provider);
+        ctx.target.model = Some(p.model.clone());
+        let endpoint = p.endpoint;
+        let native = p.model.clone();
+        match &p.direct {
             Some(key) => {
-                ctx.cred.inject = Some(provider.auth_header(&key));
+                ctx.cred.inject = Some(provider.auth_header(key));
                 ctx.cred.key_name = Some("direct".into());
             }
             None if provider == Provider::Ollama && config.provider(provider).is_some_and(|c| c.keys.is_empty()) => {}
             None => {
                 if let Err((err, msg)) = self.choose_configured_key(ctx, provider) {
-                    return self.refuse(session, ctx, err, &msg).await;
+                    return self.sink_refuse(sink, ctx, err, &msg).await;
                 }
             }
         }
 
         // The translation and the provider request body.
-        let stream_requested = req.get("stream").and_then(Value::as_bool).unwrap_or(false);
+        let stream_requested = p.req.get("stream").and_then(Value::as_bool).unwrap_or(false);
         let mut mode = match translator_for(provider, endpoint) {
             Ok(m) => m,
-            Err(e) => return self.openai_refuse(session, ctx, &e).await,
+            Err(e) => return self.sink_openai_error(sink, ctx, &e).await,
         };
         let opts = Options { default_max_tokens: config.openai_compat.default_max_tokens };
         let (body, stream) = match &mut mode {
-            Mode::Passthrough => (req.to_string().into_bytes(), stream_requested),
-            Mode::Translated(t) => match t.request(req, &opts) {
+            Mode::Passthrough => (p.req.to_string().into_bytes(), stream_requested),
+            Mode::Translated(t) => match t.request(p.req, &opts) {
                 Ok(v) => (v.to_string().into_bytes(), t.streaming()),
-                Err(e) => return self.openai_refuse(session, ctx, &e).await,
+                Err(e) => return self.sink_openai_error(sink, ctx, &e).await,
             },
         };
         ctx.outcome.stream = stream;
@@ -133,22 +194,21 @@ impl Gateway {
         let conf = config.provider(provider);
         let key = ctx.cred.key_name.as_ref().and_then(|n| conf.and_then(|c| c.keys.iter().find(|k| &k.name == n)));
         let oauth = key.is_some_and(|k| k.service_account.is_some());
-        let client_version = crate::net::query::query_get(session.req_header().uri.query(), "api-version").map(str::to_string);
-        let api_version = key.and_then(|k| k.api_version.clone()).or(client_version).unwrap_or_else(|| AZURE_DEFAULT_API_VERSION.to_string());
+        let api_version = key.and_then(|k| k.api_version.clone()).or(p.api_version).unwrap_or_else(|| AZURE_DEFAULT_API_VERSION.to_string());
         let project = conf.and_then(|c| c.project.clone());
         let location = conf.and_then(|c| c.location.clone()).unwrap_or_else(|| "global".to_string());
         let base = match provider {
-            Provider::Azure => client_base.or_else(|| key.and_then(|k| k.endpoint.clone())).or_else(|| conf.and_then(|c| c.base_url.clone())),
+            Provider::Azure => p.client_base.or_else(|| key.and_then(|k| k.endpoint.clone())).or_else(|| conf.and_then(|c| c.base_url.clone())),
             Provider::Vertex => conf.and_then(|c| c.base_url.clone()).or_else(|| {
                 Some(BaseUrl { tls: true, host: vertex::host(Some(&location)), port: 443, path: String::new() })
             }),
             p => conf.and_then(|c| c.base_url.clone()).or_else(|| p.default_base()),
         };
         let Some(base) = base else {
-            return self.refuse(session, ctx, GatewayError::ProviderNotConfigured, &format!("{} has no endpoint configured", provider.name())).await;
+            return self.sink_refuse(sink, ctx, GatewayError::ProviderNotConfigured, &format!("{} has no endpoint configured", provider.name())).await;
         };
         if oauth && project.is_none() {
-            return self.refuse(session, ctx, GatewayError::ProviderNotConfigured, "vertex needs `project` (or a service account with project_id) for OAuth").await;
+            return self.sink_refuse(sink, ctx, GatewayError::ProviderNotConfigured, "vertex needs `project` (or a service account with project_id) for OAuth").await;
         }
         let path = route::provider_path(&PathInput {
             provider,
@@ -160,10 +220,10 @@ impl Gateway {
             base_path: &base.path,
         });
         let upstream = Upstream::at(&base, &path);
-        let head = self.provider_head(session, ctx, &upstream, provider, &mode, body.len(), stream)?;
+        let head = self.provider_head(&p.headers, ctx, &upstream, provider, &mode, body.len(), stream)?;
         ctx.target.upstream = Some(upstream);
         let exchange = Exchange { head, body: bytes::Bytes::from(body) };
-        self.run_exchange(session, ctx, exchange, mode).await
+        self.run_exchange(sink, ctx, exchange, mode).await
     }
 
     /// The client's own key for `provider` in that provider's form, when
@@ -202,23 +262,20 @@ impl Gateway {
     /// The provider request head: OpenAI-shaped providers get the client's
     /// headers as on the passthrough (credentials and control headers
     /// removed); translated requests get the provider's own set.
-    fn provider_head(&self, session: &Session, ctx: &Ctx, up: &Upstream, provider: Provider, mode: &Mode, len: usize, stream: bool) -> Result<RequestHeader> {
+    fn provider_head(&self, client: &[(String, String)], ctx: &Ctx, up: &Upstream, provider: Provider, mode: &Mode, len: usize, stream: bool) -> Result<RequestHeader> {
         let mut h = RequestHeader::build("POST", up.path_and_query.as_bytes(), None)?;
-        let client = &session.req_header().headers;
         match mode {
             Mode::Passthrough => {
-                for (name, value) in client.iter() {
-                    if !matches!(name.as_str(), "content-length" | "transfer-encoding" | "expect") {
-                        h.append_header(name.clone(), value.clone())?;
-                    }
+                for (name, value) in client {
+                    h.append_header(name.clone(), value.as_str())?;
                 }
             }
             Mode::Translated(t) => {
                 h.insert_header("content-type", "application/json")?;
                 h.insert_header("accept", if stream { "text/event-stream" } else { "application/json" })?;
                 h.insert_header("accept-encoding", "identity")?;
-                if let Some(ua) = client.get("user-agent") {
-                    h.insert_header("user-agent", ua.clone())?;
+                if let Some((_, ua)) = client.iter().find(|(n, _)| n == "user-agent") {
+                    h.insert_header("user-agent", ua.as_str())?;
                 }
                 if provider == Provider::Anthropic {
                     h.insert_header("anthropic-version", "2023-06-01")?;
@@ -235,13 +292,26 @@ impl Gateway {
         Ok(h)
     }
 
-    /// A 400 (or other) in OpenAI's error shape, nothing sent upstream.
-    pub(super) async fn openai_refuse(&self, session: &mut Session, ctx: &mut Ctx, e: &TranslateError) -> Result<bool> {
+    /// A 400 (or other) in OpenAI's error shape at admission, nothing sent.
+    async fn openai_refused(&self, session: &mut Session, ctx: &mut Ctx, e: &TranslateError) -> Result<Admitted> {
+        let mut sink = super::sink::SessionSink(session);
+        self.sink_openai_error(&mut sink, ctx, e).await?;
+        Ok(Admitted::Answered)
+    }
+
+    /// An error in OpenAI's shape.
+    pub(super) async fn sink_openai_error(&self, sink: &mut dyn Sink, ctx: &mut Ctx, e: &TranslateError) -> Result<()> {
         ctx.outcome.error = Some(if e.status == 400 { GatewayError::BadRequest } else { GatewayError::UpstreamError });
         ctx.outcome.error_detail = Some(e.message.clone());
         let body = e.to_openai().to_string();
-        write_json(session, e.status, body.as_bytes(), &ctx.request_id, None).await?;
-        Ok(true)
+        super::sink::json(sink, e.status, body.as_bytes(), &ctx.request_id, None).await
+    }
+
+    /// A gateway error (SPEC 5's shape).
+    pub(super) async fn sink_refuse(&self, sink: &mut dyn Sink, ctx: &mut Ctx, err: GatewayError, message: &str) -> Result<()> {
+        ctx.outcome.error = Some(err);
+        ctx.outcome.error_detail = Some(message.to_string());
+        super::sink::json(sink, err.status(), &err.body(message, &ctx.request_id), &ctx.request_id, None).await
     }
 
     /// `GET /openai/models`: the models the gateway knows a price for, per
@@ -288,20 +358,3 @@ pub(super) fn translator_for(provider: Provider, endpoint: Endpoint) -> std::res
     Ok(Mode::Translated(t))
 }
 
-/// The record's usage from a translator's.
-pub(super) fn usage_of(t: &dyn Translator) -> Usage {
-    let u = t.usage();
-    Usage {
-        model: t.response_model(),
-        input_tokens: u.input_tokens,
-        output_tokens: u.output_tokens,
-        cached_tokens: u.cached_tokens,
-        reasoning_tokens: u.reasoning_tokens,
-        seen: u.seen,
-    }
-}
-
-/// The scanner for an OpenAI-shaped answer.
-pub(super) fn passthrough_scanner(content_type: Option<&str>, content_encoding: Option<&str>) -> UsageScanner {
-    UsageScanner::new(ApiFamily::OpenAi, content_type, content_encoding)
-}

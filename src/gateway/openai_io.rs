@@ -6,8 +6,11 @@
 //! away ends the upstream request at once; a provider stream that is cut
 //! ends the client stream cleanly with an error event.
 
-use super::openai::{passthrough_scanner, usage_of, Mode};
-use super::reply::write_json;
+use crate::net::BaseUrl;
+use crate::observe::usage::{ApiFamily, Usage, UsageScanner};
+use crate::routes::openai::Endpoint;
+use serde_json::Value;
+use super::sink::{json, Sink};
 use super::{Ctx, Gateway};
 use crate::errors::GatewayError;
 use crate::net::build_peer;
@@ -26,6 +29,62 @@ use std::time::{Duration, Instant};
 /// A provider's whole answer (non-streaming JSON or an error) is read up to
 /// this; a larger one is a 502.
 const MAX_WHOLE_RESPONSE: usize = 64 * 1024 * 1024;
+
+/// How the answer comes back.
+pub(super) enum Mode {
+    /// An OpenAI-shaped provider: the answer's bytes go to the client as
+    /// sent; usage from the scanner.
+    Passthrough,
+    /// Translated both ways.
+    Translated(Box<dyn Translator>),
+}
+
+/// An admitted `/openai` request: everything the exchange needs, with no
+/// reference to the client's session (an async job runs it later).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(super) struct Prepared {
+    pub endpoint: Endpoint,
+    pub provider: String,
+    /// The provider's own model name.
+    pub model: String,
+    /// The client's request, `model` renamed.
+    pub req: Value,
+    /// The client's headers less credentials, control and hop-by-hop ones.
+    pub headers: Vec<(String, String)>,
+    /// The client's `api-version` query value (Azure).
+    pub api_version: Option<String>,
+    /// The client's own key (direct keys); never stored.
+    #[serde(skip)]
+    pub direct: Option<String>,
+    /// The client-named Azure endpoint (with its own key only).
+    #[serde(skip)]
+    pub client_base: Option<BaseUrl>,
+}
+
+/// What admission decided.
+pub(super) enum Admitted {
+    /// Refused; the answer is written.
+    Answered,
+    Ready(Prepared),
+}
+
+/// The record's usage from a translator's.
+pub(super) fn usage_of(t: &dyn Translator) -> Usage {
+    let u = t.usage();
+    Usage {
+        model: t.response_model(),
+        input_tokens: u.input_tokens,
+        output_tokens: u.output_tokens,
+        cached_tokens: u.cached_tokens,
+        reasoning_tokens: u.reasoning_tokens,
+        seen: u.seen,
+    }
+}
+
+/// The scanner for an OpenAI-shaped answer.
+pub(super) fn passthrough_scanner(content_type: Option<&str>, content_encoding: Option<&str>) -> UsageScanner {
+    UsageScanner::new(ApiFamily::OpenAi, content_type, content_encoding)
+}
 
 pub(super) enum BodyRead {
     Whole(Vec<u8>),
@@ -53,12 +112,12 @@ pub(super) struct Upstream {
 impl Gateway {
     /// Send the request and relay the answer. Always answers the client
     /// (`Ok(true)`) unless writing to it failed.
-    pub(super) async fn run_exchange(&self, session: &mut Session, ctx: &mut Ctx, req: Upstream, mut mode: Mode) -> Result<bool> {
+    pub(super) async fn run_exchange(&self, sink: &mut dyn Sink, ctx: &mut Ctx, req: Upstream, mut mode: Mode) -> Result<()> {
         let (mut http, peer) = match self.connect(ctx).await {
             Ok(c) => c,
             Err((kind, msg)) => {
                 METRICS.upstream_errors.with_label_values(&[ctx.provider_label(), kind.kind()]).inc();
-                return self.refuse(session, ctx, kind, &msg).await;
+                return self.sink_refuse(sink, ctx, kind, &msg).await;
             }
         };
         let deadline = ctx.timing.start + ctx.live.config.timeouts.total;
@@ -78,20 +137,20 @@ impl Gateway {
             let kind = if kind == GatewayError::UpstreamUnreachable { GatewayError::UpstreamError } else { kind };
             METRICS.upstream_errors.with_label_values(&[ctx.provider_label(), kind.kind()]).inc();
             log::warn!("/openai: {} ({authority}): {detail}", kind.describe());
-            return self.refuse(session, ctx, kind, &format!("{} ({authority})", kind.describe())).await;
+            return self.sink_refuse(sink, ctx, kind, &format!("{} ({authority})", kind.describe())).await;
         }
         let resp = http.response_header().cloned().ok_or_else(|| Error::explain(ErrorType::InternalError, "no response header"))?;
         ctx.timing.ttfb = Some(ctx.timing.start.elapsed());
         self.watch_key_health(&resp, ctx).await;
         let status = resp.status.as_u16();
         let clean = match &mut mode {
-            Mode::Passthrough => self.relay_bytes(session, ctx, &mut http, resp, deadline).await?,
+            Mode::Passthrough => self.relay_bytes(sink, ctx, &mut http, resp, deadline).await?,
             Mode::Translated(tr) if status >= 400 => {
                 let (body, complete) = read_whole(&mut http, deadline, MAX_WHOLE_RESPONSE).await;
                 let (st, err) = tr.error(status, &body);
                 let retry_after = resp.headers.get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
                 ctx.outcome.error_detail = Some(format!("provider answered {status}"));
-                write_json(session, st, err.to_string().as_bytes(), &ctx.request_id, retry_after.as_deref()).await?;
+                json(sink, st, err.to_string().as_bytes(), &ctx.request_id, retry_after.as_deref()).await?;
                 complete
             }
             Mode::Translated(tr) if !tr.streaming() => {
@@ -102,17 +161,17 @@ impl Gateway {
                     Err(()) => Err(crate::translate::TranslateError::bad_upstream("the provider's answer was cut or is not JSON")),
                 };
                 match out {
-                    Ok(v) => write_json(session, 200, v.to_string().as_bytes(), &ctx.request_id, None).await?,
+                    Ok(v) => json(sink, 200, v.to_string().as_bytes(), &ctx.request_id, None).await?,
                     Err(e) => {
                         ctx.outcome.error = Some(GatewayError::UpstreamError);
-                        write_json(session, e.status, e.to_openai().to_string().as_bytes(), &ctx.request_id, None).await?
+                        json(sink, e.status, e.to_openai().to_string().as_bytes(), &ctx.request_id, None).await?
                     }
                 }
                 ctx.outcome.usage = Some(usage_of(tr.as_ref()));
                 complete
             }
             Mode::Translated(tr) => {
-                let clean = self.relay_events(session, ctx, &mut http, tr.as_mut(), deadline).await;
+                let clean = self.relay_events(sink, ctx, &mut http, tr.as_mut(), deadline).await;
                 ctx.outcome.usage = Some(usage_of(tr.as_ref()));
                 clean?
             }
@@ -120,7 +179,7 @@ impl Gateway {
         if clean {
             self.connector.release_http_session(http, &peer, Some(Duration::from_secs(60))).await;
         }
-        Ok(true)
+        Ok(())
     }
 
     /// Connect to the planned upstream, on another key after a connect
@@ -180,7 +239,7 @@ impl Gateway {
     }
 
     /// An OpenAI-shaped answer: head and bytes as the provider sent them.
-    async fn relay_bytes(&self, session: &mut Session, ctx: &mut Ctx, http: &mut HttpSession, resp: ResponseHeader, deadline: Instant) -> Result<bool> {
+    async fn relay_bytes(&self, sink: &mut dyn Sink, ctx: &mut Ctx, http: &mut HttpSession, resp: ResponseHeader, deadline: Instant) -> Result<bool> {
         let mut out = resp;
         headers::to_client(&mut out, &ctx.request_id);
         let header = |n: &str| out.headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
@@ -189,26 +248,26 @@ impl Gateway {
         if out.status.is_success() {
             ctx.outcome.scanner = Some(passthrough_scanner(ct.as_deref(), header("content-encoding").as_deref()));
         }
-        session.write_response_header(Box::new(out), false).await?;
+        sink.head(out).await?;
         loop {
-            match next_chunk(session, http, deadline).await {
+            match next_chunk(sink, http, deadline).await {
                 Next::Chunk(b) => {
                     if let Some(s) = ctx.outcome.scanner.as_mut() {
                         s.feed(&b);
                     }
-                    session.write_response_body(Some(b), false).await?;
+                    sink.body(Some(b), false).await?;
                 }
                 Next::End => {
                     if let Some(s) = ctx.outcome.scanner.as_mut() {
                         s.finish();
                     }
-                    session.write_response_body(None, true).await?;
+                    sink.body(None, true).await?;
                     return Ok(true);
                 }
                 Next::UpstreamFailed(kind) => {
                     ctx.outcome.error = Some(kind);
                     // The client sees the body end where the provider's did.
-                    session.write_response_body(None, true).await?;
+                    sink.body(None, true).await?;
                     return Ok(false);
                 }
                 Next::ClientGone => return Err(client_gone()),
@@ -218,18 +277,18 @@ impl Gateway {
 
     /// A translated stream: each provider event becomes the client's events
     /// as it arrives.
-    async fn relay_events(&self, session: &mut Session, ctx: &mut Ctx, http: &mut HttpSession, tr: &mut dyn Translator, deadline: Instant) -> Result<bool> {
+    async fn relay_events(&self, sink: &mut dyn Sink, ctx: &mut Ctx, http: &mut HttpSession, tr: &mut dyn Translator, deadline: Instant) -> Result<bool> {
         let mut head = ResponseHeader::build(200, Some(6))?;
         head.insert_header("content-type", "text/event-stream; charset=utf-8")?;
         head.insert_header("cache-control", "no-cache")?;
         head.insert_header("transfer-encoding", "chunked")?;
         head.insert_header(headers::REQUEST_ID_HEADER, ctx.request_id.as_str())?;
-        session.write_response_header(Box::new(head), false).await?;
+        sink.head(head).await?;
         let mut parser = SseParser::default();
         let mut events: Vec<ClientEvent> = Vec::new();
         let mut bytes = Vec::new();
         let end: StreamEnd = loop {
-            match next_chunk(session, http, deadline).await {
+            match next_chunk(sink, http, deadline).await {
                 Next::Chunk(b) => {
                     parser.feed(&b, &mut |e, d| tr.stream_event(e, d, &mut events));
                 }
@@ -246,15 +305,15 @@ impl Gateway {
             if !events.is_empty() {
                 encode(&events, &mut bytes);
                 events.clear();
-                session.write_response_body(Some(Bytes::from(std::mem::take(&mut bytes))), false).await?;
+                sink.body(Some(Bytes::from(std::mem::take(&mut bytes))), false).await?;
             }
         };
         tr.stream_end(end, &mut events);
         encode(&events, &mut bytes);
         if !bytes.is_empty() {
-            session.write_response_body(Some(Bytes::from(bytes)), false).await?;
+            sink.body(Some(Bytes::from(bytes)), false).await?;
         }
-        session.write_response_body(None, true).await?;
+        sink.body(None, true).await?;
         Ok(end == StreamEnd::Complete)
     }
 }
@@ -276,7 +335,7 @@ enum Next {
 
 /// The provider's next body chunk, unless the client went away first or the
 /// total deadline passed.
-async fn next_chunk(session: &mut Session, http: &mut HttpSession, deadline: Instant) -> Next {
+async fn next_chunk(sink: &mut dyn Sink, http: &mut HttpSession, deadline: Instant) -> Next {
     tokio::select! {
         r = tokio::time::timeout_at(deadline.into(), http.read_response_body()) => match r {
             Ok(Ok(Some(b))) => Next::Chunk(b),
@@ -287,7 +346,7 @@ async fn next_chunk(session: &mut Session, http: &mut HttpSession, deadline: Ins
             }),
             Err(_) => Next::UpstreamFailed(GatewayError::UpstreamTimeout),
         },
-        _ = session.as_mut().read_body_or_idle(true) => Next::ClientGone,
+        _ = sink.gone() => Next::ClientGone,
     }
 }
 

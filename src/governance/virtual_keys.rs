@@ -14,6 +14,7 @@ use crate::config::{Budget, VirtualKey};
 use crate::config::virtual_keys::sha256;
 use crate::errors::GatewayError;
 use crate::providers::Provider;
+use crate::store::{SqliteStore, StoreError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Instant, SystemTime};
@@ -225,44 +226,23 @@ impl VirtualKeys {
         }
     }
 
-    /// Merge this process's unflushed spend into the state file and take the
-    /// file's totals (which include other processes' spend, e.g. the old and
-    /// new process during a graceful upgrade). The file is locked while read,
-    /// merged and replaced (write to a temporary file, fsync, rename), so a
-    /// crash leaves either the old or the new file, never a torn one.
-    pub fn sync_state(&self, path: &std::path::Path, wall: SystemTime) -> std::io::Result<()> {
-        use std::io::Write;
-        let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path.with_extension("lock"))?;
-        lock.lock()?;
-        let mut file: StateFile = match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => StateFile::default(),
-            Err(e) => return Err(e),
-        };
+    /// Add this process's unflushed spend to the store and take the
+    /// store's totals, which include other processes' spend (the old and new
+    /// process during a graceful upgrade, instances sharing the file). Each
+    /// key's addition is one atomic upsert; on an error the unflushed spend
+    /// is kept for the next flush.
+    pub fn sync_store(&self, store: &SqliteStore, wall: SystemTime) -> Result<(), StoreError> {
         let keys = self.keys();
-        {
-            let mut state = self.state.lock().expect("vk state lock");
-            for vk in keys.iter() {
-                let Some(b) = vk.budget else { continue };
-                let pid = b.period.id(wall);
-                let st = state.entry(vk.name.clone()).or_default();
-                st.enter_period(pid);
-                let entry = file.spend.entry(vk.name.clone()).or_insert(SpendEntry { period: b.period.name().into(), id: pid, usd: 0.0 });
-                if entry.id != pid || entry.period != b.period.name() {
-                    *entry = SpendEntry { period: b.period.name().into(), id: pid, usd: 0.0 };
-                }
-                entry.usd += st.unflushed;
-                st.unflushed = 0.0;
-                st.spend.1 = entry.usd;
-            }
+        let mut state = self.state.lock().expect("vk state lock");
+        for vk in keys.iter() {
+            let Some(b) = vk.budget else { continue };
+            let pid = b.period.id(wall);
+            let st = state.entry(vk.name.clone()).or_default();
+            st.enter_period(pid);
+            let total = store.add_spend_now(&vk.name, b.period.name(), pid, st.unflushed)?;
+            st.unflushed = 0.0;
+            st.spend.1 = total;
         }
-        file.spend.retain(|name, _| keys.iter().any(|k| &k.name == name && k.budget.is_some()));
-        let tmp = path.with_extension("tmp");
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        lock.unlock()?;
         Ok(())
     }
 
@@ -278,19 +258,19 @@ impl VirtualKeys {
     }
 }
 
-/// Flushes spend to the state file every `interval` while the server runs
-/// (and through its drain); `main` flushes once more after the server stops.
+/// Flushes spend to the store every `interval` while the server runs (and
+/// through its drain); `main` flushes once more after the server stops.
 #[derive(Clone)]
 pub struct SpendPersistence {
     pub keys: std::sync::Arc<VirtualKeys>,
-    pub path: std::path::PathBuf,
+    pub store: SqliteStore,
     pub interval: std::time::Duration,
 }
 
 impl SpendPersistence {
     pub fn flush(&self) {
-        if let Err(e) = self.keys.sync_state(&self.path, SystemTime::now()) {
-            log::error!("cannot write virtual-key spend to {}: {e}", self.path.display());
+        if let Err(e) = self.keys.sync_store(&self.store, SystemTime::now()) {
+            log::error!("cannot write virtual-key spend to {}: {e}", self.store.path().display());
         }
     }
 }
@@ -306,21 +286,6 @@ impl pingora::services::background::BackgroundService for SpendPersistence {
         }
     }
 }
-
-/// The on-disk spend state: per virtual key, the current period's USD.
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
-struct StateFile {
-    #[serde(default)]
-    spend: std::collections::BTreeMap<String, SpendEntry>,
-}
-
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct SpendEntry {
-    period: String,
-    id: i64,
-    usd: f64,
-}
-
 
 #[cfg(test)]
 mod tests {
@@ -402,37 +367,40 @@ mod tests {
         assert!(keys.admit(&k, Provider::OpenAi, None, t0, day2).is_ok(), "a new day resets the spend");
     }
 
+    fn store(tag: &str) -> (std::path::PathBuf, SqliteStore) {
+        let dir = std::env::temp_dir().join(format!("tollgate-spend-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = SqliteStore::open(&dir.join("tollgate.db")).unwrap();
+        (dir, store)
+    }
+
     #[test]
-    fn spend_survives_through_the_state_file_and_merges_processes() {
+    fn spend_survives_through_the_store_and_merges_processes() {
         let mut k = vk("a", "s");
         k.budget = Some(Budget { usd: 10.0, period: Period::Month });
-        let dir = std::env::temp_dir().join(format!("tollgate-state-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("state.json");
+        let (dir, st) = store("merge");
         let (t0, wall) = (Instant::now(), SystemTime::now());
         let old = VirtualKeys::new(vec![k.clone()]);
-        old.sync_state(&path, wall).unwrap();
+        old.sync_store(&st, wall).unwrap();
         old.record("a", 0, 1.5, t0, wall);
-        old.sync_state(&path, wall).unwrap();
-        // A second process (restart or upgrade) starts from the file...
+        old.sync_store(&st, wall).unwrap();
+        // A second process (restart or upgrade) starts from the store...
+        let st2 = SqliteStore::open(&dir.join("tollgate.db")).unwrap();
         let new = VirtualKeys::new(vec![k.clone()]);
-        new.sync_state(&path, wall).unwrap();
+        new.sync_store(&st2, wall).unwrap();
         assert!((new.spend("a", wall) - 1.5).abs() < 1e-9);
         // ...and both keep adding; each sync sees the sum.
         old.record("a", 0, 0.25, t0, wall);
         new.record("a", 0, 1.0, t0, wall);
-        old.sync_state(&path, wall).unwrap();
-        new.sync_state(&path, wall).unwrap();
+        old.sync_store(&st, wall).unwrap();
+        new.sync_store(&st2, wall).unwrap();
         assert!((new.spend("a", wall) - 2.75).abs() < 1e-9);
-        old.sync_state(&path, wall).unwrap();
+        old.sync_store(&st, wall).unwrap();
         assert!((old.spend("a", wall) - 2.75).abs() < 1e-9);
         // A new month starts from zero.
         let later = wall + std::time::Duration::from_secs(40 * 86_400);
-        new.sync_state(&path, later).unwrap();
+        new.sync_store(&st2, later).unwrap();
         assert_eq!(new.spend("a", later), 0.0);
-        std::fs::write(&path, b"{not json").unwrap();
-        assert!(new.sync_state(&path, wall).is_err(), "a corrupt file is reported, not overwritten");
-        assert_eq!(std::fs::read(&path).unwrap(), b"{not json");
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -440,9 +408,7 @@ mod tests {
     fn a_new_period_does_not_carry_unwritten_spend_of_the_old_one() {
         let mut k = vk("a", "s");
         k.budget = Some(Budget { usd: 10.0, period: Period::Day });
-        let dir = std::env::temp_dir().join(format!("tollgate-period-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("state.json");
+        let (dir, st) = store("period");
         let keys = VirtualKeys::new(vec![k.clone()]);
         let t0 = Instant::now();
         let day1 = SystemTime::now();
@@ -450,7 +416,7 @@ mod tests {
         keys.record("a", 0, 2.0, t0, day1);
         // The first request of the next day is admitted before any sync.
         assert!(keys.admit(&k, Provider::OpenAi, None, t0, day2).is_ok());
-        keys.sync_state(&path, day2).unwrap();
+        keys.sync_store(&st, day2).unwrap();
         assert_eq!(keys.spend("a", day2), 0.0, "yesterday's spend counted today");
         std::fs::remove_dir_all(dir).unwrap();
     }

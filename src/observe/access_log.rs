@@ -42,6 +42,9 @@ pub struct Record {
     pub provider_key: Option<String>,
     pub error: Option<String>,
     pub user_agent: Option<String>,
+    /// The async job (SPEC 9) this submission, poll or execution is for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub async_job_id: Option<String>,
 }
 
 /// The access log: proxy workers append records to a shared queue and a

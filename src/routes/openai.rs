@@ -10,7 +10,7 @@ use crate::providers::Provider;
 pub const PREFIX: &str = "/openai";
 
 /// What the client calls on `/openai`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Endpoint {
     ChatCompletions,
     Responses,
@@ -72,6 +72,16 @@ pub fn classify(method: &str, remainder: &str) -> OpenAiRoute {
             OpenAiRoute::Forward(path)
         }
     }
+}
+
+/// `x-bf-async: true`: submit as an async job (SPEC 9).
+pub fn async_requested(headers: &http::HeaderMap) -> bool {
+    headers.get("x-bf-async").and_then(|v| v.to_str().ok()).is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes"))
+}
+
+/// `x-bf-async-id: <id>`: poll an async job.
+pub fn async_poll_id(headers: &http::HeaderMap) -> Option<String> {
+    headers.get("x-bf-async-id").and_then(|v| v.to_str().ok()).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
 }
 
 /// `provider/model` → the provider and its own model name. No prefix, or a

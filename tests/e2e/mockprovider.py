@@ -284,6 +284,8 @@ class MockProvider:
         if problem:
             return h._json(problem[0], {"type": "error", "error": {"type": problem[1], "message": problem[2]}}, problem[3] if len(problem) > 3 else None)
         model = body.get("model", "")
+        if model.startswith("claude-slow"):
+            time.sleep(3)  # a long generation (async job tests kill the gateway meanwhile)
         # What the API answers: the dated snapshot of the requested alias.
         answer_model = self.ANTHROPIC_MODEL if model == "claude-sonnet-4-5" else model
         usage = {"input_tokens": 13, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": 7}

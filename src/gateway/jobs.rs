@@ -1,0 +1,309 @@
+//! Async inference (SPEC 9): `x-bf-async: true` submits an `/openai` chat or
+//! responses request as a job (checked as a synchronous one would be, then
+//! stored), `x-bf-async-id` polls it, and a bounded pool of workers runs the
+//! jobs through the same exchange as synchronous requests. Jobs live in the
+//! store (`crate::store`: SQLite at `store.path`, or Redis when configured)
+//! and are private to whoever submitted them.
+
+use super::logging::Facts;
+use super::openai_io::Prepared;
+use super::sink::JobSink;
+use super::{Ctx, Gateway};
+use crate::errors::GatewayError;
+use crate::routes::credentials::{client_credential, virtual_key_header};
+use crate::routes::openai::Endpoint;
+use crate::routes::RouteName;
+use crate::store::{JobResult, JobState, JobStore, NewJob, StoreError};
+use pingora::prelude::*;
+use pingora::proxy::Session;
+use serde_json::{json, Value};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::Notify;
+
+/// A job's result is held in memory up to this while it runs.
+const MAX_RESULT: usize = 64 * 1024 * 1024;
+
+/// The store and the workers' wake-up, shared by the proxy and the pool.
+#[derive(Clone, Default)]
+pub struct Jobs {
+    store: Arc<OnceLock<Arc<dyn JobStore>>>,
+    wake: Arc<Notify>,
+}
+
+impl Jobs {
+    /// Install the store (once, at start).
+    pub fn set_store(&self, store: Arc<dyn JobStore>) {
+        let _ = self.store.set(store);
+    }
+    fn store(&self) -> Option<&Arc<dyn JobStore>> {
+        self.store.get()
+    }
+}
+
+/// What a job replays: the admitted request and who it runs for.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct JobRequest {
+    prepared: Prepared,
+    virtual_key: Option<String>,
+}
+
+/// Whose job: the virtual key, or (without one) a digest of the client's
+/// credential, so a job is private to whoever submitted it.
+fn owner(gateway: &Gateway, session: &Session) -> String {
+    let req = session.req_header();
+    let presented = virtual_key_header(&req.headers).or_else(|| client_credential(&req.headers, req.uri.query()).map(|c| c.secret));
+    match presented {
+        Some(p) => match gateway.virtual_keys().find(&p) {
+            Some(vk) => format!("vk:{}", vk.name),
+            None => format!("cred:{}", hex(&crate::config::virtual_keys::sha256(p.as_bytes()))),
+        },
+        None => "anonymous".to_string(),
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn endpoint_name(e: Endpoint) -> &'static str {
+    match e {
+        Endpoint::Responses => "responses",
+        _ => "chat.completions",
+    }
+}
+
+/// The endpoint's own object for a job still waiting or running.
+fn pending(endpoint: Endpoint, id: &str, model: &str, state: JobState) -> Value {
+    let now = crate::store::now_s();
+    match endpoint {
+        Endpoint::Responses => json!({
+            "id": id, "object": "response", "created_at": now, "model": model, "output": [],
+            "status": if state == JobState::Running { "in_progress" } else { "queued" },
+            "error": null, "incomplete_details": null, "instructions": null, "metadata": {}, "parallel_tool_calls": true,
+            "temperature": null, "tool_choice": "auto", "tools": [], "top_p": null, "usage": null,
+        }),
+        _ => json!({ "id": id, "object": "chat.completion", "created": now, "model": model, "choices": [], "usage": null }),
+    }
+}
+
+fn store_error(e: &StoreError) -> String {
+    log::error!("async job store: {e}");
+    e.to_string()
+}
+
+impl Gateway {
+    /// `x-bf-async: true`: store the admitted request, answer 202 with the
+    /// pending object whose `id` is the job id.
+    pub(super) async fn submit_job(&self, session: &mut Session, ctx: &mut Ctx, p: Prepared) -> Result<bool> {
+        let bad = |m: &str| GatewayError::BadRequest.body(m, &ctx.request_id);
+        if p.endpoint == Endpoint::Embeddings {
+            let body = bad("x-bf-async applies to /chat/completions and /responses");
+            return self.answer(session, ctx, GatewayError::BadRequest, body).await;
+        }
+        if p.req.get("stream").and_then(Value::as_bool).unwrap_or(false) {
+            let body = bad("stream: true cannot be combined with x-bf-async");
+            return self.answer(session, ctx, GatewayError::BadRequest, body).await;
+        }
+        if p.direct.is_some() || p.client_base.is_some() {
+            let body = bad("async jobs run on the gateway's configured keys; a client's own provider key is not stored");
+            return self.answer(session, ctx, GatewayError::BadRequest, body).await;
+        }
+        let conf = &ctx.live.config.async_jobs;
+        let ttl = match session.req_header().headers.get("x-bf-async-job-result-ttl") {
+            None => conf.result_ttl_s,
+            Some(v) => match v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()) {
+                Some(t) if (1..=conf.max_result_ttl_s).contains(&t) => t,
+                _ => {
+                    let body = bad(&format!("x-bf-async-job-result-ttl must be a whole number of seconds from 1 to {}", conf.max_result_ttl_s));
+                    return self.answer(session, ctx, GatewayError::BadRequest, body).await;
+                }
+            },
+        };
+        let Some(store) = self.jobs.store().cloned() else {
+            let body = GatewayError::StoreUnavailable.body("the async job store is not open", &ctx.request_id);
+            return self.answer(session, ctx, GatewayError::StoreUnavailable, body).await;
+        };
+        let endpoint = p.endpoint;
+        let model = p.model.clone();
+        let request = serde_json::to_vec(&JobRequest { prepared: p, virtual_key: ctx.cred.virtual_key.clone() }).unwrap_or_default();
+        let job = NewJob { owner: owner(self, session), endpoint: endpoint_name(endpoint).to_string(), request, result_ttl_s: ttl };
+        match store.submit(job).await {
+            Ok(id) => {
+                ctx.outcome.job_id = Some(id.0.clone());
+                self.jobs.wake.notify_one();
+                let body = pending(endpoint, &id.0, &model, JobState::Queued).to_string();
+                super::reply::write_json(session, 202, body.as_bytes(), &ctx.request_id, None).await?;
+                Ok(true)
+            }
+            Err(e) => {
+                let msg = format!("cannot store the job: {}", store_error(&e));
+                let body = GatewayError::StoreUnavailable.body(&msg, &ctx.request_id);
+                self.answer(session, ctx, GatewayError::StoreUnavailable, body).await
+            }
+        }
+    }
+
+    /// `x-bf-async-id`: 202 and the pending object while the job waits or
+    /// runs, then exactly what the synchronous request returned.
+    pub(super) async fn poll_job(&self, session: &mut Session, ctx: &mut Ctx, endpoint: Endpoint, id: &str) -> Result<bool> {
+        // The body is not used; it is read so the connection stays usable.
+        while session.as_mut().read_request_body().await?.is_some() {}
+        ctx.outcome.job_id = Some(id.to_string());
+        let Some(store) = self.jobs.store().cloned() else {
+            let body = GatewayError::StoreUnavailable.body("the async job store is not open", &ctx.request_id);
+            return self.answer(session, ctx, GatewayError::StoreUnavailable, body).await;
+        };
+        let job = match store.get(id, &owner(self, session)).await {
+            Ok(j) => j.filter(|j| j.endpoint == endpoint_name(endpoint)),
+            Err(e) => {
+                let body = GatewayError::StoreUnavailable.body(&format!("cannot read the job: {}", store_error(&e)), &ctx.request_id);
+                return self.answer(session, ctx, GatewayError::StoreUnavailable, body).await;
+            }
+        };
+        let Some(job) = job else {
+            let err = GatewayError::AsyncJobNotFound;
+            let body = err.body(err.describe(), &ctx.request_id);
+            return self.answer(session, ctx, err, body).await;
+        };
+        match (job.state, job.result) {
+            (JobState::Done, Some(r)) => {
+                super::reply::write_json(session, r.status, &r.body, &ctx.request_id, None).await?;
+            }
+            (state, _) => {
+                let model = serde_json::from_slice::<JobRequest>(&job.request).map(|r| r.prepared.model).unwrap_or_default();
+                let body = pending(endpoint, id, &model, state).to_string();
+                super::reply::write_json(session, 202, body.as_bytes(), &ctx.request_id, None).await?;
+            }
+        }
+        Ok(true)
+    }
+
+    async fn answer(&self, session: &mut Session, ctx: &mut Ctx, err: GatewayError, body: Vec<u8>) -> Result<bool> {
+        ctx.outcome.error = Some(err);
+        super::reply::write_json(session, err.status(), &body, &ctx.request_id, None).await?;
+        Ok(true)
+    }
+
+    /// Run one claimed job and store its result; its execution is recorded
+    /// with the job id.
+    async fn run_job(&self, store: &Arc<dyn JobStore>, job: crate::store::Job) {
+        let mut ctx = Ctx::new(self.live.snapshot());
+        ctx.request_id = format!("{}-run", job.id.0);
+        ctx.target.route = Some(RouteName::OpenAiCompat);
+        ctx.outcome.job_id = Some(job.id.0.clone());
+        let mut sink = JobSink::new(MAX_RESULT);
+        let result = match serde_json::from_slice::<JobRequest>(&job.request) {
+            Ok(r) => {
+                ctx.cred.virtual_key = r.virtual_key;
+                let outcome = self.execute_openai(&mut sink, &mut ctx, r.prepared).await;
+                match (outcome, sink.status) {
+                    (Ok(()), Some(status)) => JobResult { status, body: std::mem::take(&mut sink.body) },
+                    (res, _) => {
+                        let msg = res.err().map_or("the job produced no answer".to_string(), |e| e.to_string());
+                        ctx.outcome.error.get_or_insert(GatewayError::UpstreamError);
+                        JobResult { status: 502, body: GatewayError::UpstreamError.body(&msg, &ctx.request_id) }
+                    }
+                }
+            }
+            Err(e) => JobResult { status: 500, body: GatewayError::Internal.body(&format!("unreadable job: {e}"), &ctx.request_id) },
+        };
+        let status = result.status;
+        let bytes = result.body.len() as u64;
+        if let Err(e) = store.finish(&job.id.0, result).await {
+            log::error!("async job {}: cannot store its result: {e}", job.id.0);
+            ctx.outcome.error_detail = Some(format!("store: {e}"));
+        }
+        let facts = Facts {
+            client_ip: None,
+            method: "POST".into(),
+            path: format!("/openai/{}", if job.endpoint == "responses" { "responses" } else { "chat/completions" }),
+            status,
+            request_bytes: job.request.len() as u64,
+            response_bytes: bytes,
+            user_agent: Some("tollgate-async-worker".into()),
+        };
+        self.record_facts(facts, None, &mut ctx).await;
+    }
+}
+
+/// The bounded worker pool and the sweeper: a Pingora background service.
+pub struct JobWorkers {
+    pub gateway: Gateway,
+    pub workers: usize,
+    /// Jobs in Redis (`redis.url`): connected here, on this service's
+    /// runtime, which lives as long as the server.
+    pub redis: Option<(String, String)>,
+}
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for JobWorkers {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        if let Some((url, prefix)) = &self.redis {
+            let opts = crate::store::RedisOptions { prefix: prefix.clone(), ..Default::default() };
+            match crate::store::RedisStore::connect(url, opts).await {
+                Ok(r) => self.gateway.jobs.set_store(Arc::new(r)),
+                Err(e) => log::error!("async: jobs need Redis and it cannot be reached: {e}"),
+            }
+        }
+        let Some(store) = self.gateway.jobs.store().cloned() else { return };
+        match store.fail_interrupted().await {
+            Ok(0) => {}
+            Ok(n) => log::warn!("async: {n} job(s) were running when the gateway stopped; failed as async_job_interrupted"),
+            Err(e) => log::error!("async: cannot fail interrupted jobs: {e}"),
+        }
+        let mut tasks = Vec::new();
+        for _ in 0..self.workers {
+            let (g, store, mut shutdown) = (self.gateway.clone(), store.clone(), shutdown.clone());
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    if *shutdown.borrow() {
+                        return;
+                    }
+                    match store.claim_next().await {
+                        Ok(Some(job)) => g.run_job(&store, job).await,
+                        Ok(None) => {
+                            tokio::select! {
+                                _ = g.jobs.wake.notified() => {}
+                                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                                _ = shutdown.changed() => return,
+                            }
+                        }
+                        Err(e) => {
+                            log::error!("async: cannot claim a job: {e}");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    }
+                }
+            }));
+        }
+        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let now = SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                    if let Err(e) = store.sweep(now).await {
+                        log::error!("async: sweep failed: {e}");
+                    }
+                    // Redis: jobs of instances that died without a restart
+                    // (their lease expired). SQLite fails every running job,
+                    // so only once, at start.
+                    if self.redis.is_some() {
+                        if let Ok(n) = store.fail_interrupted().await {
+                            if n > 0 {
+                                log::warn!("async: failed {n} job(s) of a dead instance");
+                            }
+                        }
+                    }
+                }
+                _ = shutdown.changed() => break,
+            }
+        }
+        // Jobs already running finish (the server waits for its grace
+        // period); the workers take no new ones.
+        let t = Instant::now();
+        for task in tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(30).saturating_sub(t.elapsed()), task).await;
+        }
+    }
+}

@@ -1,0 +1,177 @@
+"""Async inference (SPEC 9) through the real binary with the real openai SDK:
+x-bf-async submits a job (202 and a pending object), x-bf-async-id polls it
+until the answer the synchronous request would have given. Jobs live in the
+embedded SQLite store (or Redis) and survive restarts; a job running when the
+gateway is killed is failed, never replayed."""
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+import httpx
+import openai
+import pytest
+
+from conftest import KEYS, Gateway, free_port
+
+MSG = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture
+def tmpdir_():
+    with tempfile.TemporaryDirectory(prefix="tollgate-e2e-async-") as t:
+        yield t
+
+
+@pytest.fixture
+def agw(mocks, tmpdir_):
+    gw = Gateway(mocks, tmpdir_, extra="  async: { workers: 2, result_ttl_s: 60, max_result_ttl_s: 120 }\n")
+    yield gw
+    gw.stop()
+
+
+def client(gw, key="dummy-key"):
+    return openai.OpenAI(base_url=f"{gw.url}/openai", api_key=key, max_retries=0)
+
+
+def seed_chat_loop(c, model):
+    """The seed's own client code, unchanged but for the sleep."""
+    initial = c.chat.completions.create(model=model, messages=MSG, extra_headers={"x-bf-async": "true"})
+    if initial.choices:
+        return initial, initial, 0
+    polls = 0
+    while True:
+        time.sleep(0.2)
+        polls += 1
+        poll = c.chat.completions.create(model=model, messages=MSG, extra_headers={"x-bf-async-id": initial.id})
+        if poll.choices:
+            return initial, poll, polls
+        assert polls < 100, "the job never finished"
+
+
+def test_seed_chat_loop_returns_what_sync_returns(agw, mocks):
+    c = client(agw)
+    initial, done, polls = seed_chat_loop(c, "openai/gpt-4o-mini")
+    assert not initial.choices and initial.object == "chat.completion" and len(initial.id) == 32
+    sync = c.chat.completions.create(model="openai/gpt-4o-mini", messages=MSG)
+    assert done.choices[0].message.content == sync.choices[0].message.content
+    assert done.usage.total_tokens == sync.usage.total_tokens
+    # The provider saw the job's request once, with the configured key.
+    reqs = [r for r in mocks["openai"].requests if r.path == "/v1/chat/completions"]
+    assert len(reqs) >= 2 and all(r.headers["authorization"] == f"Bearer {KEYS['openai']}" for r in reqs)
+    # Translated providers work the same.
+    _, done, _ = seed_chat_loop(c, "anthropic/claude-sonnet-4-5")
+    assert done.choices[0].message.content == "Hello from Claude mock"
+    recs = agw.records()
+    job_recs = [r for r in recs if r.get("async_job_id") == initial.id]
+    assert any(r["status"] == 202 for r in job_recs), job_recs           # submission
+    runs = [r for r in job_recs if r["user_agent"] == "tollgate-async-worker"]
+    assert len(runs) == 1 and runs[0]["provider"] == "openai" and runs[0]["input_tokens"], job_recs
+
+
+def test_seed_responses_loop(agw):
+    c = client(agw)
+    initial = c.responses.create(model="anthropic/claude-sonnet-4-5", input="hi", extra_headers={"x-bf-async": "true"})
+    assert initial.status in ("queued", "in_progress")
+    for _ in range(100):
+        time.sleep(0.2)
+        poll = c.responses.create(model="anthropic/claude-sonnet-4-5", input="hi", extra_headers={"x-bf-async-id": initial.id})
+        if poll.status == "completed":
+            break
+    assert poll.status == "completed" and poll.output_text == "Hello from Claude mock"
+
+
+def test_jobs_are_private_refused_inputs_and_ttl(agw):
+    c = client(agw)
+    initial = c.chat.completions.create(model="openai/gpt-4o-mini", messages=MSG, extra_headers={"x-bf-async": "true"})
+    other = client(agw, key="someone-else")
+    with pytest.raises(openai.NotFoundError) as e:
+        other.chat.completions.create(model="openai/gpt-4o-mini", messages=MSG, extra_headers={"x-bf-async-id": initial.id})
+    assert e.value.body["type"] == "async_job_not_found"
+    with pytest.raises(openai.NotFoundError):
+        c.chat.completions.create(model="openai/gpt-4o-mini", messages=MSG, extra_headers={"x-bf-async-id": "0" * 32})
+    with pytest.raises(openai.BadRequestError):
+        c.chat.completions.create(model="openai/gpt-4o-mini", messages=MSG, stream=True, extra_headers={"x-bf-async": "true"})
+    for bad in ["abc", "0", "-5", "121"]:
+        with pytest.raises(openai.BadRequestError):
+            c.chat.completions.create(model="openai/gpt-4o-mini", messages=MSG, extra_headers={"x-bf-async": "true", "x-bf-async-job-result-ttl": bad})
+    # A one-second result: readable once done, gone after.
+    j = c.chat.completions.create(model="openai/gpt-4o-mini", messages=MSG, extra_headers={"x-bf-async": "true", "x-bf-async-job-result-ttl": "1"})
+    for _ in range(50):
+        r = httpx.post(f"{agw.url}/openai/chat/completions", headers={"authorization": "Bearer dummy-key", "x-bf-async-id": j.id}, json={})
+        if r.status_code == 200:
+            break
+        assert r.status_code == 202 and r.json()["choices"] == []
+        time.sleep(0.05)
+    assert r.status_code == 200 and r.json()["choices"]
+    time.sleep(2.1)
+    r = httpx.post(f"{agw.url}/openai/chat/completions", headers={"authorization": "Bearer dummy-key", "x-bf-async-id": j.id}, json={})
+    assert r.status_code == 404 and r.json()["error"]["type"] == "async_job_not_found"
+
+
+def test_finished_results_survive_a_restart_and_running_jobs_fail_after_kill_9(mocks, tmpdir_):
+    gw = Gateway(mocks, tmpdir_)
+    c = client(gw)
+    job, done, _ = seed_chat_loop(c, "openai/gpt-4o-mini")
+    gw.stop()
+    gw = Gateway(mocks, tmpdir_)
+    c = client(gw)
+    again = c.chat.completions.create(model="openai/gpt-4o-mini", messages=MSG, extra_headers={"x-bf-async-id": job.id})
+    assert again.choices[0].message.content == done.choices[0].message.content
+    # kill -9 while the provider is still answering (claude-slow takes 3 s).
+    mocks["anthropic"].clear()
+    slow = c.chat.completions.create(model="anthropic/claude-slow-1", messages=MSG, extra_headers={"x-bf-async": "true"})
+    deadline = time.time() + 5
+    while not [r for r in mocks["anthropic"].requests if r.path == "/v1/messages"]:
+        assert time.time() < deadline, "the job never reached the provider"
+        time.sleep(0.05)
+    gw.proc.kill()
+    gw.proc.wait()
+    gw = Gateway(mocks, tmpdir_)
+    c = client(gw)
+    with pytest.raises(openai.InternalServerError) as e:
+        c.chat.completions.create(model="anthropic/claude-slow-1", messages=MSG, extra_headers={"x-bf-async-id": slow.id})
+    assert e.value.body["type"] == "async_job_interrupted"
+    time.sleep(3.5)
+    assert len([r for r in mocks["anthropic"].requests if r.path == "/v1/messages"]) == 1, "the job was replayed"
+    gw.stop()
+
+
+def test_an_unwritable_store_is_a_start_error(mocks, tmpdir_):
+    blocker = f"{tmpdir_}/not-a-dir"
+    open(blocker, "w").close()
+    with pytest.raises(pytest.fail.Exception) as e:
+        Gateway(mocks, tmpdir_, extra=f"  store: {{ path: {blocker}/tollgate.db }}\n")
+    assert "store.path" in str(e.value) and blocker in str(e.value)
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
+def test_redis_jobs_are_polled_on_another_instance(mocks):
+    port = free_port()
+    redis = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        extra = f"  redis: {{ url: 'redis://127.0.0.1:{port}' }}\n"
+        with tempfile.TemporaryDirectory() as ta, tempfile.TemporaryDirectory() as tb:
+            a, b = Gateway(mocks, ta, extra=extra), Gateway(mocks, tb, extra=extra)
+            try:
+                time.sleep(0.5)  # the worker services connect to Redis
+                j = client(a).chat.completions.create(model="openai/gpt-4o-mini", messages=MSG, extra_headers={"x-bf-async": "true"})
+                for _ in range(100):
+                    poll = client(b).chat.completions.create(model="openai/gpt-4o-mini", messages=MSG, extra_headers={"x-bf-async-id": j.id})
+                    if poll.choices:
+                        break
+                    time.sleep(0.1)
+                assert poll.choices and poll.choices[0].message.content
+            finally:
+                a.stop()
+                b.stop()
+    finally:
+        redis.kill()
