@@ -3,6 +3,5 @@
 //! through Redis, and the provider key pools with their health.
 
 pub mod key_pool;
-pub mod redis;
 pub mod shared_counters;
 pub mod virtual_keys;

@@ -12,11 +12,28 @@
 //! to its local counters (each instance then enforces the limit alone) and
 //! counts the failure in `tollgate_redis_errors_total`; requests are not
 //! refused because the shared store is down.
+//!
+//! The client is the `redis` crate's [`ConnectionManager`] (one multiplexed
+//! connection, TLS with `rediss://`, reconnecting after a dropped
+//! connection). Every call is bounded by `RedisConf.timeout` (a Tokio
+//! timeout around the call, and the manager's own connect and response
+//! timeouts). The manager is made on first use, inside a request, not in
+//! `SharedCounters::new` (that runs in `main`, outside any runtime). Its
+//! connection task runs on the runtime of the call that (re)connected: the
+//! proxy's, or the async-jobs worker's when a job records first. Both are
+//! Pingora service runtimes that live as long as the server, and if one
+//! stopped first the connection would drop and the next call from another
+//! runtime would reconnect on its own runtime. A call that timed out or
+//! failed other than by a server's error reply drops the manager, and the
+//! next call connects afresh, as the hand-written client did.
 
-use super::redis::{RedisClient, Reply};
 use super::virtual_keys::Refusal;
 use crate::config::{Period, RedisConf, VirtualKey};
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::{ErrorKind, RedisError, RedisResult, Script, Value};
+use std::future::Future;
 use std::io;
+use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// KEYS: rpm, tpm, spend. ARGV: rpm limit, tpm limit, budget (-1: none).
@@ -34,7 +51,14 @@ return 0
 "#;
 
 pub struct SharedCounters {
-    redis: RedisClient,
+    conf: RedisConf,
+    /// The client for `conf.url()` (an error when that URL was refused).
+    client: Result<::redis::Client, String>,
+    /// The connection manager, made on first use; `None` again after a
+    /// call that leaves the connection in doubt. The number counts
+    /// managers made, so that only the one that failed is dropped.
+    conn: Mutex<(u64, Option<ConnectionManager>)>,
+    admit_script: Script,
     /// Unix second of the last failure logged (one line per 10 s at most).
     last_logged: std::sync::atomic::AtomicU64,
 }
@@ -68,20 +92,84 @@ fn keys(prefix: &str, vk: &VirtualKey, wall: SystemTime) -> Keys {
     }
 }
 
-fn cmd(parts: &[&str]) -> Vec<Vec<u8>> {
-    parts.iter().map(|p| p.as_bytes().to_vec()).collect()
+fn redis_error(e: RedisError) -> io::Error {
+    io::Error::other(format!("redis: {e}"))
 }
 
-fn redis_error(r: &Reply) -> Option<io::Error> {
-    match r {
-        Reply::Error(e) => Some(io::Error::other(format!("redis: {e}"))),
-        _ => None,
-    }
+/// Whether `e` is a reply of the server (a script error, a wrong type):
+/// the connection itself is fine and is kept. Any other failure drops the
+/// manager, so that the next call connects afresh (the manager alone,
+/// with RESP2, would first answer the next call with the failed
+/// reconnection it started at once, and a refused AUTH would stick).
+fn is_server_reply(e: &RedisError) -> bool {
+    matches!(e.kind(), ErrorKind::Server(_) | ErrorKind::Extension | ErrorKind::UnexpectedReturnType)
 }
 
 impl SharedCounters {
     pub fn new(conf: RedisConf) -> Self {
-        SharedCounters { redis: RedisClient::new(conf), last_logged: Default::default() }
+        let client = ::redis::Client::open(conf.url()).map_err(|e| format!("redis {}:{}: {e}", conf.host, conf.port));
+        SharedCounters {
+            conf,
+            client,
+            conn: Mutex::new((0, None)),
+            admit_script: Script::new(ADMIT),
+            last_logged: Default::default(),
+        }
+    }
+
+    /// The connection manager, made now on first use (or after a failure
+    /// dropped the last one): on the runtime of the calling request. The
+    /// manager connects lazily, on the first command.
+    fn manager(&self) -> io::Result<(u64, ConnectionManager)> {
+        let mut slot = self.conn.lock().expect("redis manager lock");
+        if let Some(m) = &slot.1 {
+            return Ok((slot.0, m.clone()));
+        }
+        let client = self.client.as_ref().map_err(|e| io::Error::other(e.clone()))?.clone();
+        let t = self.conf.timeout;
+        // No retries inside the manager: a call fails within its deadline
+        // and the request falls back to local counters; the next call
+        // reconnects.
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(t))
+            .set_response_timeout(Some(t))
+            .set_number_of_retries(0);
+        let m = ConnectionManager::new_lazy_with_config(client, config).map_err(redis_error)?;
+        slot.0 += 1;
+        slot.1 = Some(m.clone());
+        Ok((slot.0, m))
+    }
+
+    /// Run `f` on the manager within `RedisConf.timeout`. A call that timed
+    /// out or failed for any reason but a server's error reply drops the
+    /// manager (and with it the connection, whose state is unknown).
+    async fn call<T, F, Fut>(&self, what: &str, f: F) -> io::Result<T>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let (generation, m) = self.manager()?;
+        let (result, drop_manager) = match tokio::time::timeout(self.conf.timeout, f(m)).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(e)) => {
+                let drop_it = !is_server_reply(&e);
+                (Err(redis_error(e)), drop_it)
+            }
+            Err(_) => (
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("redis {what} took over {} ms", self.conf.timeout.as_millis()),
+                )),
+                true,
+            ),
+        };
+        if drop_manager {
+            let mut slot = self.conn.lock().expect("redis manager lock");
+            if slot.0 == generation {
+                slot.1 = None;
+            }
+        }
+        result
     }
 
     /// Count and (at most every 10 s) log a failed Redis call.
@@ -91,7 +179,7 @@ impl SharedCounters {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
         let last = self.last_logged.load(Ordering::Relaxed);
         if now >= last + 10 && self.last_logged.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
-            let c = self.redis.conf();
+            let c = &self.conf;
             log::warn!("shared counters: redis {}:{} failed ({op}): {e}; using this instance's local counters", c.host, c.port);
         }
     }
@@ -104,54 +192,48 @@ impl SharedCounters {
     /// Check `vk`'s limits and count the request. `Err` when Redis failed
     /// (the caller falls back to local counters).
     pub async fn admit(&self, vk: &VirtualKey, wall: SystemTime) -> io::Result<Result<(), Refusal>> {
-        let k = keys(&self.redis.conf().key_prefix, vk, wall);
+        let k = keys(&self.conf.key_prefix, vk, wall);
         let num = |v: Option<String>| v.unwrap_or_else(|| "-1".into());
-        let c = cmd(&[
-            "EVAL",
-            ADMIT,
-            "3",
-            &k.rpm,
-            &k.tpm,
-            &k.spend,
-            &num(vk.requests_per_minute.map(|v| v.to_string())),
-            &num(vk.tokens_per_minute.map(|v| v.to_string())),
-            &num(vk.budget.map(|b| b.usd.to_string())),
-        ]);
-        let reply = self.redis.pipeline(&[c]).await?.remove(0);
-        if let Some(e) = redis_error(&reply) {
-            return Err(e);
-        }
-        Ok(match reply.as_i64() {
-            Some(0) => Ok(()),
-            Some(1) => Err(Refusal::over_requests(vk, k.retry_after)),
-            Some(2) => Err(Refusal::over_tokens(vk, k.retry_after)),
-            Some(3) => Err(Refusal::budget_spent(vk, vk.budget.expect("budget refusal only with a budget"))),
-            _ => return Err(io::Error::other(format!("redis: unexpected reply {reply:?}"))),
+        let mut invocation = self.admit_script.prepare_invoke();
+        invocation
+            .key(&k.rpm)
+            .key(&k.tpm)
+            .key(&k.spend)
+            .arg(num(vk.requests_per_minute.map(|v| v.to_string())))
+            .arg(num(vk.tokens_per_minute.map(|v| v.to_string())))
+            .arg(num(vk.budget.map(|b| b.usd.to_string())));
+        let reply: i64 = self.call("admit", |mut c| async move { invocation.invoke_async(&mut c).await }).await?;
+        Ok(match reply {
+            0 => Ok(()),
+            1 => Err(Refusal::over_requests(vk, k.retry_after)),
+            2 => Err(Refusal::over_tokens(vk, k.retry_after)),
+            3 => Err(Refusal::budget_spent(vk, vk.budget.expect("budget refusal only with a budget"))),
+            _ => return Err(io::Error::other(format!("redis: unexpected reply {reply}"))),
         })
     }
 
     /// Count a finished request's tokens and cost. Returns the key's
     /// fleet-wide spend in the period when it has a budget.
     pub async fn record(&self, vk: &VirtualKey, tokens: u64, cost_usd: f64, wall: SystemTime) -> io::Result<Option<f64>> {
-        let k = keys(&self.redis.conf().key_prefix, vk, wall);
-        let mut cmds = Vec::new();
+        let k = keys(&self.conf.key_prefix, vk, wall);
+        let mut pipe = ::redis::pipe();
+        let mut n = 0;
         if vk.tokens_per_minute.is_some() && tokens > 0 {
-            cmds.push(cmd(&["INCRBY", &k.tpm, &tokens.to_string()]));
-            cmds.push(cmd(&["EXPIRE", &k.tpm, "120"]));
+            pipe.cmd("INCRBY").arg(&k.tpm).arg(tokens);
+            pipe.cmd("EXPIRE").arg(&k.tpm).arg(120);
+            n += 2;
         }
-        let spend_at = vk.budget.map(|_| cmds.len());
+        let spend_at = vk.budget.map(|_| n);
         if vk.budget.is_some() {
-            cmds.push(cmd(&["INCRBYFLOAT", &k.spend, &format!("{cost_usd:.12}")]));
-            cmds.push(cmd(&["EXPIRE", &k.spend, &k.spend_ttl.to_string()]));
+            pipe.cmd("INCRBYFLOAT").arg(&k.spend).arg(format!("{cost_usd:.12}"));
+            pipe.cmd("EXPIRE").arg(&k.spend).arg(k.spend_ttl);
+            n += 2;
         }
-        if cmds.is_empty() {
+        if n == 0 {
             return Ok(None);
         }
-        let replies = self.redis.pipeline(&cmds).await?;
-        if let Some(e) = replies.iter().find_map(redis_error) {
-            return Err(e);
-        }
-        Ok(spend_at.and_then(|i| replies.get(i)).and_then(Reply::as_f64))
+        let mut replies: Vec<Value> = self.call("record", |mut c| async move { pipe.query_async(&mut c).await }).await?;
+        Ok(spend_at.filter(|&i| i < replies.len()).and_then(|i| ::redis::from_redis_value::<f64>(replies.swap_remove(i)).ok()))
     }
 }
 
@@ -178,5 +260,154 @@ mod tests {
         assert_eq!(k.spend, format!("tg:vk:team:spend:day:{}", 1_709_251_259 / 86_400));
         assert_eq!(k.retry_after, 1);
         assert_eq!(k.spend_ttl, 2 * 86_400);
+    }
+
+    // Against a real redis-server (Debian's package; skipped with a notice
+    // when it is missing, like the job store's tests).
+    const REDIS_SERVER: &str = "/usr/bin/redis-server";
+
+    struct Server(std::process::Child, u16);
+
+    impl Server {
+        fn start_on(port: u16) -> Server {
+            let child = std::process::Command::new(REDIS_SERVER)
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("start redis-server");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(Instant::now() < deadline, "redis-server did not listen on {port}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Server(child, port)
+        }
+        fn start() -> Option<Server> {
+            if !std::path::Path::new(REDIS_SERVER).exists() {
+                eprintln!("NOTICE: {REDIS_SERVER} is missing; shared counters test skipped");
+                return None;
+            }
+            Some(Server::start_on(free_port()))
+        }
+        fn stop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            self.stop();
+        }
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    }
+
+    fn conf(url: &str, timeout_ms: u64) -> RedisConf {
+        let (tls, host, port, password, db) = RedisConf::parse_url(url).unwrap();
+        RedisConf { tls, host, port, password, db, timeout: Duration::from_millis(timeout_ms), key_prefix: "tg-unit".into() }
+    }
+
+    fn vk(name: &str, rpm: Option<u32>, tpm: Option<u64>, usd: Option<f64>) -> VirtualKey {
+        VirtualKey {
+            name: name.into(),
+            digest: [0; 32],
+            providers: None,
+            models: None,
+            requests_per_minute: rpm,
+            tokens_per_minute: tpm,
+            budget: usd.map(|usd| Budget { usd, period: Period::Day }),
+        }
+    }
+
+    use std::time::{Duration, Instant};
+
+    #[tokio::test]
+    async fn two_instances_share_limits_and_spend_in_redis() {
+        let Some(srv) = Server::start() else { return };
+        let url = format!("redis://127.0.0.1:{}/2", srv.1);
+        let (a, b) = (SharedCounters::new(conf(&url, 500)), SharedCounters::new(conf(&url, 500)));
+        let wall = SystemTime::now();
+        let fleet = vk("fleet", Some(2), Some(1000), None);
+        assert!(a.admit(&fleet, wall).await.unwrap().is_ok());
+        assert!(b.admit(&fleet, wall).await.unwrap().is_ok());
+        let r = a.admit(&fleet, wall).await.unwrap().unwrap_err();
+        assert_eq!(r.reason, "requests_per_minute");
+        assert!(r.retry_after.is_some());
+        // Tokens: no budget, so no spend comes back.
+        assert_eq!(a.record(&fleet, 600, 0.1, wall).await.unwrap(), None);
+        assert_eq!(b.record(&fleet, 600, 0.1, wall).await.unwrap(), None);
+
+        let cap = vk("cap", None, None, Some(1.0));
+        assert!(a.admit(&cap, wall).await.unwrap().is_ok());
+        assert!((a.record(&cap, 10, 0.4, wall).await.unwrap().unwrap() - 0.4).abs() < 1e-9);
+        assert!((b.record(&cap, 10, 0.7, wall).await.unwrap().unwrap() - 1.1).abs() < 1e-9, "fleet-wide spend");
+        assert_eq!(b.admit(&cap, wall).await.unwrap().unwrap_err().reason, "budget");
+
+        // The key layout and expiries are today's.
+        let k = keys("tg-unit", &fleet, wall);
+        let kc = keys("tg-unit", &cap, wall);
+        let mut raw = ::redis::Client::open(url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+        let get = |key: String| ::redis::cmd("GET").arg(key).clone();
+        let ttl = |key: String| ::redis::cmd("TTL").arg(key).clone();
+        assert_eq!(get(k.rpm.clone()).query_async::<i64>(&mut raw).await.unwrap(), 2, "the refused request is not counted");
+        assert_eq!(get(k.tpm.clone()).query_async::<i64>(&mut raw).await.unwrap(), 1200);
+        assert!((get(kc.spend.clone()).query_async::<f64>(&mut raw).await.unwrap() - 1.1).abs() < 1e-9);
+        assert!((1..=120).contains(&ttl(k.rpm).query_async::<i64>(&mut raw).await.unwrap()));
+        assert!((1..=120).contains(&ttl(k.tpm).query_async::<i64>(&mut raw).await.unwrap()));
+        assert!((86_400..=2 * 86_400).contains(&ttl(kc.spend).query_async::<i64>(&mut raw).await.unwrap()));
+        // A server that lost its scripts (restart, SCRIPT FLUSH) is sent
+        // the script again.
+        let () = ::redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut raw).await.unwrap();
+        assert!(a.admit(&vk("other", Some(5), None, None), wall).await.unwrap().is_ok());
+    }
+
+    #[tokio::test]
+    async fn redis_down_fails_within_the_deadline_and_the_next_call_reconnects() {
+        let Some(mut srv) = Server::start() else { return };
+        let port = srv.1;
+        let c = SharedCounters::new(conf(&format!("redis://127.0.0.1:{port}/"), 300));
+        let key = vk("k", Some(100), None, None);
+        let wall = SystemTime::now();
+        assert!(c.admit(&key, wall).await.unwrap().is_ok());
+        srv.stop();
+        for _ in 0..3 {
+            let t = Instant::now();
+            assert!(c.admit(&key, wall).await.is_err());
+            assert!(t.elapsed() < Duration::from_millis(600), "{:?}", t.elapsed());
+        }
+        let _srv = Server::start_on(port);
+        // The first call after Redis is back is served by it.
+        assert!(c.admit(&key, wall).await.unwrap().is_ok());
+        assert!(c.record(&vk("k", None, Some(10), None), 5, 0.0, wall).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_silent_redis_times_out_and_the_connection_is_dropped() {
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = SharedCounters::new(conf(&format!("redis://:s3cret@{}/", silent.local_addr().unwrap()), 200));
+        let key = vk("k", Some(1), None, Some(1.0));
+        let t = Instant::now();
+        let e = c.admit(&key, SystemTime::now()).await.unwrap_err();
+        assert!(t.elapsed() < Duration::from_millis(500), "{:?}", t.elapsed());
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+        assert!(c.conn.lock().unwrap().1.is_none(), "the next call connects afresh");
+        let t = Instant::now();
+        assert!(c.record(&key, 1, 0.1, SystemTime::now()).await.is_err());
+        assert!(t.elapsed() < Duration::from_millis(500), "{:?}", t.elapsed());
+        assert_eq!(c.conn.lock().unwrap().0, 2, "a second manager was made");
+    }
+
+    #[tokio::test]
+    async fn rediss_speaks_tls_and_fails_bounded_against_a_plain_server() {
+        let Some(srv) = Server::start() else { return };
+        let c = SharedCounters::new(conf(&format!("rediss://:s3cret@127.0.0.1:{}/", srv.1), 300));
+        let t = Instant::now();
+        let e = c.admit(&vk("k", Some(1), None, None), SystemTime::now()).await.unwrap_err();
+        assert!(t.elapsed() < Duration::from_millis(700), "{:?}", t.elapsed());
+        assert!(!e.to_string().contains("s3cret"), "{e}");
     }
 }
