@@ -112,11 +112,27 @@ def test_jobs_are_private_refused_inputs_and_ttl(agw):
 
 
 def test_finished_results_survive_a_restart_and_running_jobs_fail_after_kill_9(mocks, tmpdir_):
-    gw = Gateway(mocks, tmpdir_)
+    started = []
+
+    def start():
+        g = Gateway(mocks, tmpdir_)
+        started.append(g)
+        return g
+
+    try:
+        _restart_and_kill(mocks, start)
+    finally:
+        for g in started:
+            if g.proc.poll() is None:
+                g.stop()
+
+
+def _restart_and_kill(mocks, start):
+    gw = start()
     c = client(gw)
     job, done, _ = seed_chat_loop(c, "openai/gpt-4o-mini")
     gw.stop()
-    gw = Gateway(mocks, tmpdir_)
+    gw = start()
     c = client(gw)
     again = c.chat.completions.create(model="openai/gpt-4o-mini", messages=MSG, extra_headers={"x-bf-async-id": job.id})
     assert again.choices[0].message.content == done.choices[0].message.content
@@ -129,7 +145,7 @@ def test_finished_results_survive_a_restart_and_running_jobs_fail_after_kill_9(m
         time.sleep(0.05)
     gw.proc.kill()
     gw.proc.wait()
-    gw = Gateway(mocks, tmpdir_)
+    gw = start()
     c = client(gw)
     with pytest.raises(openai.InternalServerError) as e:
         c.chat.completions.create(model="anthropic/claude-slow-1", messages=MSG, extra_headers={"x-bf-async-id": slow.id})
