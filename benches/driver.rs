@@ -26,6 +26,19 @@
 //!   before and while they are open.
 //! * `upload` / `download`: one request moving `--bytes` bytes (streamed from
 //!   a fixed buffer / discarded), sampling VmRSS of `--pids` every 20 ms.
+//! * `jobs`: async inference throughput (issue 14). Submits `--jobs` N
+//!   requests (send `--header 'x-bf-async: true'`) back to back over
+//!   `--conns` connections and reads the job id from each 202 body. The pool
+//!   runs the oldest queued job first, so it then polls the newest id
+//!   (`x-bf-async-id`, every `--tail-poll-ms`, 2) until it is final, then
+//!   sweeps every id newest first over `--poll-conns` connections, polling
+//!   an id still pending every `--poll-ms` (10) until final (at most
+//!   `--drain-timeout` s). End = when the newest job was seen final, or
+//!   later when the sweep saw a pending one become final; `jobs_per_s` =
+//!   N / (first submit -> end), 0 unless every job answered 200. Resolution:
+//!   one poll (a few ms). Completion = seen final minus submitted.
+//!
+//! `rate` and `jobs` report `statuses`, a count per HTTP status.
 //!
 //! Common options: `--url http://127.0.0.1:PORT/path`, `--header 'k: v'`
 //! (repeatable), `--body JSON`, `--duration S`, `--warmup S`, `--threads N`,
@@ -97,7 +110,7 @@ fn die(msg: &str) -> ! {
 fn parse_args() -> Opts {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     let Some(mode) = args.first().cloned() else {
-        die("usage: driver rate|max|sse|hold|upload|download --url URL [options]; see the source header")
+        die("usage: driver rate|max|sse|hold|upload|download|jobs --url URL [options]; see the source header")
     };
     let mut kv = HashMap::new();
     let mut headers = Vec::new();
@@ -149,6 +162,7 @@ fn main() {
             "hold" => hold(o.clone()).await,
             "upload" => transfer(o.clone(), true).await,
             "download" => transfer(o.clone(), false).await,
+            "jobs" => jobs(o.clone()).await,
             m => die(&format!("unknown mode {m}")),
         }
     });
@@ -242,6 +256,19 @@ impl Conn {
         http1::read_body(&mut self.s, &mut self.buf, kind, |_| {}).await?;
         Ok((head.status(), head.close || until_eof))
     }
+
+    /// Like `roundtrip`, keeping the body.
+    async fn roundtrip_body(&mut self, req: &[u8], method: &str) -> io::Result<(u16, bool, Vec<u8>)> {
+        self.s.write_all(req).await?;
+        let head = http1::read_head(&mut self.s, &mut self.buf)
+            .await?
+            .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "closed before response"))?;
+        let kind = head.response_body(method);
+        let until_eof = matches!(kind, http1::BodyKind::UntilEof);
+        let mut body = Vec::new();
+        http1::read_body(&mut self.s, &mut self.buf, kind, |d| body.extend_from_slice(d)).await?;
+        Ok((head.status(), head.close || until_eof, body))
+    }
 }
 
 /// A keep-alive connection that reopens itself after an error or a close.
@@ -281,6 +308,38 @@ impl Client {
             }
         }
     }
+    async fn call_body(&mut self, req: &[u8], timeout: Duration) -> io::Result<(u16, Vec<u8>)> {
+        if self.conn.is_none() {
+            self.conn = Some(Conn::open(&self.addr).await?);
+        }
+        let c = self.conn.as_mut().unwrap();
+        match tokio::time::timeout(timeout, c.roundtrip_body(req, "POST")).await {
+            Ok(Ok((status, close, body))) => {
+                if close {
+                    self.conn = None;
+                }
+                Ok((status, body))
+            }
+            Ok(Err(e)) => {
+                self.conn = None;
+                Err(e)
+            }
+            Err(_) => {
+                self.conn = None;
+                Err(io::Error::new(io::ErrorKind::TimedOut, "request timed out"))
+            }
+        }
+    }
+}
+
+fn status_json(m: &HashMap<u16, u64>) -> Value {
+    let mut o = serde_json::Map::new();
+    let mut k: Vec<_> = m.iter().collect();
+    k.sort();
+    for (s, n) in k {
+        o.insert(s.to_string(), json!(n));
+    }
+    Value::Object(o)
 }
 
 // ---------------------------------------------------------------- open loop
@@ -314,12 +373,18 @@ async fn rate(o: Arc<Opts>) -> Value {
         handles.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut svc = Vec::new();
+            let mut statuses: HashMap<u16, u64> = HashMap::new();
             loop {
                 let job = { rx.lock().await.recv().await };
                 let Some((due, record)) = job else { break };
                 let sent = Instant::now();
                 let r = c.call(&req, timeout).await;
                 let done = Instant::now();
+                if record {
+                    if let Ok(st) = &r {
+                        *statuses.entry(*st).or_default() += 1;
+                    }
+                }
                 match r {
                     Ok(st) if (200..300).contains(&st) => {}
                     Ok(_) => {
@@ -334,7 +399,7 @@ async fn rate(o: Arc<Opts>) -> Value {
                     svc.push((done - sent).as_nanos() as u64);
                 }
             }
-            (lat, svc)
+            (lat, svc, statuses)
         }));
     }
     // The dispatcher is an OS thread: std::thread::sleep wakes within tens
@@ -359,10 +424,14 @@ async fn rate(o: Arc<Opts>) -> Value {
     });
     let mut lat = Vec::new();
     let mut svc = Vec::new();
+    let mut statuses: HashMap<u16, u64> = HashMap::new();
     for h in handles {
-        let (l, s) = h.await.unwrap();
+        let (l, s, st) = h.await.unwrap();
         lat.extend(l);
         svc.extend(s);
+        for (k, n) in st {
+            *statuses.entry(k).or_default() += n;
+        }
     }
     let end = Instant::now();
     let late_max = dispatcher.join().unwrap();
@@ -374,6 +443,7 @@ async fn rate(o: Arc<Opts>) -> Value {
         "requests": count,
         "errors": errors.load(Ordering::Relaxed),
         "non_2xx": non2xx.load(Ordering::Relaxed),
+        "statuses": status_json(&statuses),
         "conns": conns,
         "dispatcher_late_max_us": late_max.as_secs_f64() * 1e6,
         "latency": stats(lat),
@@ -787,5 +857,206 @@ async fn transfer(o: Arc<Opts>, upload: bool) -> Value {
         "rss_after": rss1,
         "hwm_after": hwm1,
         "rss_growth": peak.saturating_sub(rss0),
+    })
+}
+
+// -------------------------------------------------------------- async jobs
+
+async fn jobs(o: Arc<Opts>) -> Value {
+    let n = o.u("jobs", 2000) as usize;
+    let conns = o.u("conns", 32) as usize;
+    let poll_conns = o.u("poll-conns", 8) as usize;
+    let poll_every = Duration::from_secs_f64(o.f("poll-ms", 10.0) / 1000.0);
+    let drain_timeout = Duration::from_secs_f64(o.f("drain-timeout", 60.0));
+    let timeout = Duration::from_secs_f64(o.f("timeout", 10.0));
+    let body = o.s("body", DEFAULT_BODY);
+    let req = Arc::new(o.request("POST", body.as_bytes(), &[]));
+    // Polls carry the same headers minus x-bf-async, plus x-bf-async-id.
+    let poll_headers: Vec<String> =
+        o.headers.iter().filter(|h| !h.to_ascii_lowercase().starts_with("x-bf-async:")).cloned().collect();
+    let mut clients = Vec::new();
+    for _ in 0..conns.max(poll_conns) {
+        let mut c = Client::new(&o.addr);
+        c.warm().await;
+        clients.push(c);
+    }
+
+    // Phase 1: submit N jobs as fast as the connections go (closed loop).
+    let next = Arc::new(AtomicUsize::new(0));
+    let t0 = Instant::now();
+    let mut handles = Vec::new();
+    for mut c in clients.drain(..conns) {
+        let (req, next) = (req.clone(), next.clone());
+        handles.push(tokio::spawn(async move {
+            let mut out = Vec::new(); // (index, submitted at, status, id, latency ns)
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                let t = Instant::now();
+                let r = c.call_body(&req, timeout).await;
+                let done = Instant::now();
+                let (st, id) = match r {
+                    Ok((st, b)) => {
+                        let id = serde_json::from_slice::<Value>(&b).ok().and_then(|v| v["id"].as_str().map(String::from));
+                        if st != 202 && out.len() < 3 {
+                            eprintln!("driver: submit answered {st}: {}", String::from_utf8_lossy(&b[..b.len().min(300)]));
+                        }
+                        (st, id)
+                    }
+                    Err(e) => {
+                        eprintln!("driver: submit error: {e}");
+                        (0, None)
+                    }
+                };
+                out.push((i, t, st, id, (done - t).as_nanos() as u64));
+            }
+            (c, out)
+        }));
+    }
+    let mut subs = Vec::new();
+    for h in handles {
+        let (c, out) = h.await.unwrap();
+        clients.push(c);
+        subs.extend(out);
+    }
+    let submit_end = Instant::now();
+    subs.sort_by_key(|s| s.0);
+    let mut submit_statuses: HashMap<u16, u64> = HashMap::new();
+    let mut submit_lat = Vec::new();
+    let mut pending: Vec<(usize, String, Instant)> = Vec::new();
+    for (i, t, st, id, lat) in subs {
+        *submit_statuses.entry(st).or_default() += 1;
+        submit_lat.push(lat);
+        if let (202, Some(id)) = (st, id) {
+            pending.push((i, id, t));
+        }
+    }
+    let accepted = pending.len();
+
+    // Phase 2: the pool claims the oldest queued job first, so poll the
+    // newest job (one connection, every --tail-poll-ms) until it is final:
+    // t_tail. Then sweep every id, newest first, over --poll-conns
+    // connections; an id still pending is polled every --poll-ms until final,
+    // and extends the end to when it was seen final.
+    let deadline = submit_end + drain_timeout;
+    let tail_every = Duration::from_secs_f64(o.f("tail-poll-ms", 2.0) / 1000.0);
+    let poll_req = |id: &str| -> Vec<u8> {
+        let mut extra = poll_headers.clone();
+        extra.push(format!("x-bf-async-id: {id}"));
+        let mut r = format!("POST {} HTTP/1.1\r\nhost: {}\r\nuser-agent: tollgate-bench-driver\r\n", o.path, o.host);
+        let mut has_auth = false;
+        for h in &extra {
+            has_auth |= h.to_ascii_lowercase().starts_with("authorization:");
+            r.push_str(h);
+            r.push_str("\r\n");
+        }
+        if !has_auth {
+            r.push_str("authorization: Bearer dummy-key\r\n");
+        }
+        r.push_str(&format!("content-length: {}\r\n\r\n{}", body.len(), body));
+        r.into_bytes()
+    };
+    let mut polls = 0u64;
+    let mut tail_at = submit_end;
+    if let Some((_, id, _)) = pending.last() {
+        let req = poll_req(id);
+        let c = &mut clients[0];
+        loop {
+            polls += 1;
+            let r = c.call_body(&req, timeout).await;
+            let now = Instant::now();
+            match r {
+                Ok((202, _)) => {}
+                Ok(_) => {
+                    tail_at = now;
+                    break;
+                }
+                Err(e) => eprintln!("driver: poll error: {e}"),
+            }
+            if now >= deadline {
+                tail_at = now;
+                break;
+            }
+            tokio::time::sleep(tail_every).await;
+        }
+    }
+    let reqs: Arc<Vec<(Vec<u8>, Instant)>> = Arc::new(pending.iter().rev().map(|(_, id, t)| (poll_req(id), *t)).collect());
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut handles = Vec::new();
+    for mut c in clients.into_iter().take(poll_conns) {
+        let (reqs, next) = (reqs.clone(), next.clone());
+        handles.push(tokio::spawn(async move {
+            let mut out = Vec::new(); // (final status, seen final at, submitted at, was pending)
+            let mut polls = 0u64;
+            loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                let Some((req, submitted)) = reqs.get(k) else { break };
+                let mut was_pending = false;
+                loop {
+                    polls += 1;
+                    let r = c.call_body(req, timeout).await;
+                    let now = Instant::now();
+                    match r {
+                        Ok((202, _)) => was_pending = true,
+                        Ok((st, b)) => {
+                            if st != 200 && out.len() < 3 {
+                                eprintln!("driver: poll answered {st}: {}", String::from_utf8_lossy(&b[..b.len().min(300)]));
+                            }
+                            out.push((st, now, *submitted, was_pending));
+                            break;
+                        }
+                        Err(e) => eprintln!("driver: poll error: {e}"),
+                    }
+                    if now >= deadline {
+                        out.push((0, now, *submitted, true));
+                        break;
+                    }
+                    tokio::time::sleep(poll_every).await;
+                }
+            }
+            (out, polls)
+        }));
+    }
+    let mut final_statuses: HashMap<u16, u64> = HashMap::new();
+    let mut completion = Vec::new();
+    let mut last = tail_at;
+    let mut pending_after_tail = 0;
+    for h in handles {
+        let (out, p) = h.await.unwrap();
+        polls += p;
+        for (st, at, submitted, was_pending) in out {
+            *final_statuses.entry(st).or_default() += 1;
+            if was_pending {
+                pending_after_tail += 1;
+                last = last.max(at);
+            }
+            if st == 200 {
+                completion.push((if was_pending { at } else { at.min(tail_at) } - submitted).as_nanos() as u64);
+            }
+        }
+    }
+    let done = completion.len();
+    let span = (last - t0).as_secs_f64();
+    json!({
+        "jobs": n,
+        "conns": conns,
+        "poll_conns": poll_conns,
+        "poll_ms": poll_every.as_secs_f64() * 1000.0,
+        "accepted": accepted,
+        "completed_200": done,
+        "submit_statuses": status_json(&submit_statuses),
+        "final_statuses": status_json(&final_statuses),
+        "submit_seconds": (submit_end - t0).as_secs_f64(),
+        "submit_per_s": n as f64 / (submit_end - t0).as_secs_f64(),
+        "span_seconds": span,
+        "jobs_per_s": if done == n && span > 0.0 { done as f64 / span } else { 0.0 },
+        "completed_per_s": if span > 0.0 { done as f64 / span } else { 0.0 },
+        "polls": polls,
+        "tail_seconds": (tail_at - t0).as_secs_f64(),
+        "pending_after_tail": pending_after_tail,
+        "submit_latency": stats(submit_lat),
+        "completion": stats(completion),
     })
 }

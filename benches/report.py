@@ -200,6 +200,33 @@ def main():
                 "unit": "us", "ok_if_le": True, "met": None if not st else st["p99"] <= 1000,
                 "note": "stamp read from choices[0].delta.content"})
     fig["targets_issue13"] = t13
+
+    # Async inference (issue 14): submit latency next to a sync 401 on the
+    # same route (same gateway, same rate, same run), jobs/s through the pool.
+    asy = {}
+    sub, ref, jb = runs.get("async-submit"), runs.get("async-401"), runs.get("jobs-async")
+    for name, d in (("submit", sub), ("refusal_401", ref)):
+        if d:
+            asy[name] = {"latency_us": pick(d["latency"]), "service_us": pick(d["service"]),
+                         "rps_target": d["rps_target"], "requests": d["requests"], "errors": d["errors"],
+                         "statuses": d.get("statuses", {})}
+    if sub and ref:
+        asy["submit_minus_401_us"] = diff(asy["submit"]["latency_us"], asy["refusal_401"]["latency_us"])
+        asy["submit_minus_401_service_us"] = diff(asy["submit"]["service_us"], asy["refusal_401"]["service_us"])
+    if jb:
+        asy["jobs"] = {k: jb[k] for k in ("jobs", "accepted", "completed_200", "submit_statuses", "final_statuses",
+                                         "submit_seconds", "submit_per_s", "span_seconds", "jobs_per_s",
+                                         "pending_after_tail", "polls", "conns")}
+        asy["jobs"]["burst_submit_latency_us"] = pick(jb["submit_latency"])
+        asy["jobs"]["completion_us"] = pick(jb["completion"])
+    fig["async"] = asy
+    t14 = []
+    dd = asy.get("submit_minus_401_us")
+    ok = bool(sub and ref and set(asy["submit"]["statuses"]) == {"202"} and set(asy["refusal_401"]["statuses"]) == {"401"})
+    t14.append({"target": "async submit p50 minus sync 401 p50 (same route)", "measured": dd and dd["p50"],
+                "limit": 1000, "unit": "us", "ok_if_le": True, "met": None if not dd or not ok else dd["p50"] <= 1000,
+                "note": "n/a unless every submit answered 202 and every refusal 401"})
+    fig["targets_issue14"] = t14
     fig["raw"] = runs
 
     with open(os.path.join(out, "latest.json"), "w") as f:
@@ -342,10 +369,44 @@ def render(fig):
                      + ", ".join(f"{'passthrough' if p == 'tollgate' else p} {fmt_us(v['p50'])} / {fmt_us(v['p99'])}"
                                  for p, v in d.items()))
         L.append("")
+    asy = fig.get("async", {})
+    if "submit" in asy or "jobs" in asy:
+        L.append("Async jobs (issue 14): /openai/v1/chat/completions, openai/gpt-4o-mini -> mock, SQLite store, "
+                 "16 workers; latency open loop from the scheduled send time (µs)")
+        L.append("")
+        L.append("| figure | p50 | p99 | statuses |")
+        L.append("|---|---:|---:|---|")
+        for name, label in (("submit", "submit (x-bf-async: true -> 202)"), ("refusal_401", "sync 401 (unknown virtual key)")):
+            if name in asy:
+                x = asy[name]
+                st = ", ".join(f"{k}: {v}" for k, v in x["statuses"].items()) or "-"
+                L.append(f"| {label} at {x['rps_target']:.0f} RPS | {fmt_us(x['latency_us']['p50'])} | "
+                         f"{fmt_us(x['latency_us']['p99'])} | {st}" + (f", errors {x['errors']}" if x["errors"] else "") + " |")
+        if "submit_minus_401_us" in asy:
+            dd = asy["submit_minus_401_us"]
+            L.append(f"| difference (submit - 401) | {fmt_us(dd['p50'])} | {fmt_us(dd['p99'])} | |")
+        if "jobs" in asy:
+            j = asy["jobs"]
+            met = fig["targets_issue14"][0]["met"]
+            L.append("")
+            L.append(f"Jobs/s through the pool: {j['jobs']} jobs submitted back to back over {j['conns']} connections "
+                     f"in {j['submit_seconds']:.2f} s ({j['submit_per_s']:.0f}/s, submit p50 "
+                     f"{fmt_us(j['burst_submit_latency_us']['p50'])} / p99 {fmt_us(j['burst_submit_latency_us']['p99'])} µs "
+                     f"under the burst), all final after {j['span_seconds']:.2f} s: **{j['jobs_per_s']:.0f} jobs/s** "
+                     f"({j['completed_200']} answered 200; final statuses "
+                     + ", ".join(f"{k}: {v}" for k, v in j["final_statuses"].items())
+                     + f"; submit to seen done p50 {j['completion_us']['p50'] / 1000:.0f} ms)")
+            L.append("")
+            L.append("Target: submit p50 within 1 ms of the 401's p50: "
+                     + ("n/a" if met is None else ("met" if met else "NOT met")))
+        L.append("")
     targets_table(L, "Targets (issue 7)", fig["targets"])
     if fig.get("targets_issue13"):
         L.append("")
         targets_table(L, "Targets (issue 13, translated path)", fig["targets_issue13"])
+    if fig.get("targets_issue14"):
+        L.append("")
+        targets_table(L, "Targets (issue 14, async jobs)", fig["targets_issue14"])
     return "\n".join(L) + "\n"
 
 

@@ -9,6 +9,11 @@
 #   translated  driver -> tollgate /openai/v1/chat/completions with
 #             "model": "anthropic/claude-sonnet-4-5" -> mock /v1/messages
 #             (OpenAI -> Anthropic Messages and back, issue 13)
+#   async     driver -> a second tollgate (benches/tollgate-async-bench.yaml:
+#             SQLite store, 16 workers, a virtual key) /openai with
+#             x-bf-async: true -> 202 + job id; the pool -> mock (issue 14).
+#             Submit latency next to a sync 401 (unknown virtual key) on the
+#             same route, and jobs/s for BENCH_ASYNC_JOBS jobs.
 #
 # Builds what it needs, installs nginx-light, wrk and gnuplot-nox with apt-get
 # when missing, runs open-loop 500/1000/2000 RPS, max rate, SSE latency (all
@@ -21,6 +26,8 @@
 #   BENCH_DURATION=8   seconds measured per open-loop / max-rate run (+1 s warm-up)
 #   BENCH_STREAMS=2000 SSE streams held open for the memory figure
 #   BENCH_BIG_BYTES=1073741824  size of the upload and download
+#   BENCH_ASYNC_JOBS=2000  jobs submitted at once for the jobs/s figure
+#   BENCH_ASYNC_RPS=500    open-loop rate of the submit / 401 latency runs
 #   BENCH_KEEP_TMP=1   keep the temp directory (logs, raw JSON)
 #   BENCH_OUT=benches/results   where latest.json and latency.svg go
 set -euo pipefail
@@ -32,6 +39,8 @@ DUR=${BENCH_DURATION:-8}
 WARM=1
 RATES=(500 1000 2000)
 STREAMS=${BENCH_STREAMS:-2000}
+ASYNC_JOBS=${BENCH_ASYNC_JOBS:-2000}
+ASYNC_RPS=${BENCH_ASYNC_RPS:-500}
 BIG=${BENCH_BIG_BYTES:-1073741824}
 OUT=${BENCH_OUT:-$ROOT/benches/results}
 START_TS=$(date +%s)
@@ -109,8 +118,8 @@ wait_port() { # port, seconds
   echo "run.sh: nothing listens on 127.0.0.1:$1 after $2 s" >&2
   return 1
 }
-read -r MOCK_PORT NGINX_PORT TG_PORT TG_METRICS_PORT <<<"$(free_ports 4)"
-subst() { sed -e "s#@TMP@#$TMP#g; s#@PORT@#$2#g; s#@METRICS_PORT@#$TG_METRICS_PORT#g; s#@MOCK_PORT@#$MOCK_PORT#g" "$1"; }
+read -r MOCK_PORT NGINX_PORT TG_PORT TG_METRICS_PORT TGA_PORT TGA_METRICS_PORT <<<"$(free_ports 6)"
+subst() { sed -e "s#@TMP@#$TMP#g; s#@PORT@#$2#g; s#@METRICS_PORT@#${3:-$TG_METRICS_PORT}#g; s#@MOCK_PORT@#$MOCK_PORT#g" "$1"; }
 
 # ---------------------------------------------------------------- servers
 log "starting mock provider, nginx and tollgate on 127.0.0.1 (temp dir $TMP)"
@@ -240,6 +249,43 @@ for p in direct tollgate; do
   drv download --url "${URL[$p]}/v1/download?bytes=$BIG" --bytes "$BIG" --pids "${CPU_PIDS[$p]}" --label "$p" >"$RAW/download-$p.json"
 done
 mem_json tollgate-end "$TG_PID" >"$RAW/idle-tollgate-end.json"
+
+# --------------------------------------------------------- async jobs
+# A second tollgate with the SQLite store, 16 workers and a virtual key
+# (benches/tollgate-async-bench.yaml), started only now so it costs the
+# other figures nothing. The first one is stopped to give it the CPUs.
+kill "$TG_PID" 2>/dev/null || true; wait "$TG_PID" 2>/dev/null || true
+log "async inference via a second tollgate (SQLite store, 16 workers)"
+subst benches/tollgate-async-bench.yaml "$TGA_PORT" "$TGA_METRICS_PORT" >"$TMP/tollgate-async.yaml"
+TOLLGATE_BENCH_OPENAI_KEY=sk-bench-dummy TOLLGATE_BENCH_ANTHROPIC_KEY=sk-ant-bench-dummy TOLLGATE_BENCH_VK=vk-bench RUST_LOG=warn \
+  "$TOLLGATE" -c "$TMP/tollgate-async.yaml" >"$TMP/tollgate-async.stdout" 2>"$TMP/tollgate-async.stderr" &
+TGA_PID=$!; PIDS+=("$TGA_PID")
+wait_port "$TGA_PORT" 20
+sleep 0.5
+ASYNC_URL="http://127.0.0.1:$TGA_PORT/openai/v1/chat/completions"
+ASYNC_BODY='{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"Say hi"}]}'
+# Warm-up: a few of each, so connections, the store and the pool are warm.
+drv rate --url "$ASYNC_URL" --rps 200 --duration 1 --warmup 0 --body "$ASYNC_BODY" \
+  --header 'x-bf-vk: vk-invalid' --label warm-401 >/dev/null
+drv jobs --url "$ASYNC_URL" --jobs 200 --body "$ASYNC_BODY" \
+  --header 'authorization: Bearer vk-bench' --header 'x-bf-async: true' --label warm-jobs >"$RAW/warm-jobs.json"
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))
+if d["completed_200"] != d["jobs"]:
+    sys.exit("run.sh: async jobs fail: submits %s, final polls %s" % (d["submit_statuses"], d["final_statuses"]))' \
+  "$RAW/warm-jobs.json"
+rm -f "$RAW/warm-jobs.json"
+# Throughput: N jobs submitted back to back (32 connections), drained.
+log "async: $ASYNC_JOBS jobs submitted at once, polled until done"
+drv jobs --url "$ASYNC_URL" --jobs "$ASYNC_JOBS" --conns 32 --poll-conns 8 --drain-timeout 60 --body "$ASYNC_BODY" \
+  --header 'authorization: Bearer vk-bench' --header 'x-bf-async: true' --label async >"$RAW/jobs-async.json"
+# Latency: open loop at the same rate, sync 401 (unknown virtual key) then
+# submissions (202), same route, same body; the jobs run meanwhile.
+log "async: sync 401 at $ASYNC_RPS RPS (${DUR}s + ${WARM}s warm-up)"
+drv rate --url "$ASYNC_URL" --rps "$ASYNC_RPS" --duration "$DUR" --warmup "$WARM" --conns 32 --body "$ASYNC_BODY" \
+  --header 'x-bf-vk: vk-invalid' --label refusal-401 >"$RAW/async-401.json"
+log "async: submissions at $ASYNC_RPS RPS (${DUR}s + ${WARM}s warm-up)"
+drv rate --url "$ASYNC_URL" --rps "$ASYNC_RPS" --duration "$DUR" --warmup "$WARM" --conns 32 --body "$ASYNC_BODY" \
+  --header 'authorization: Bearer vk-bench' --header 'x-bf-async: true' --label submit >"$RAW/async-submit.json"
 
 # ------------------------------------------------------------- machine
 git_rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)

@@ -285,14 +285,11 @@ impl pingora::services::background::BackgroundService for JobWorkers {
                     if let Err(e) = store.sweep(now).await {
                         log::error!("async: sweep failed: {e}");
                     }
-                    // Redis: jobs of instances that died without a restart
-                    // (their lease expired). SQLite fails every running job,
-                    // so only once, at start.
-                    if self.redis.is_some() {
-                        if let Ok(n) = store.fail_interrupted().await {
-                            if n > 0 {
-                                log::warn!("async: failed {n} job(s) of a dead instance");
-                            }
+                    // Jobs of a process or instance that died without a
+                    // restart here (the old one of an upgrade, another host).
+                    if let Ok(n) = store.fail_interrupted().await {
+                        if n > 0 {
+                            log::warn!("async: failed {n} job(s) of a process that is gone");
                         }
                     }
                 }

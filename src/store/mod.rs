@@ -150,9 +150,9 @@ pub trait JobStore: Send + Sync {
     /// Running → Done; the result expires `result_ttl_s` from now.
     async fn finish(&self, id: &str, result: JobResult) -> Result<(), StoreError>;
     /// Fails, as `async_job_interrupted`, the Running jobs whose process is
-    /// gone; returns how many. SQLite: every Running job (call it once, at
-    /// start, before any worker claims). Redis: jobs whose claiming instance's
-    /// lease expired (safe to call at start and periodically).
+    /// gone; returns how many. SQLite: jobs whose claiming process (its pid,
+    /// on this machine) no longer runs. Redis: jobs whose claiming instance's
+    /// lease expired. Safe to call at start and periodically in both.
     async fn fail_interrupted(&self) -> Result<u64, StoreError>;
     /// Deletes Done jobs with `expires_at <= now`; returns how many.
     async fn sweep(&self, now: u64) -> Result<u64, StoreError>;

@@ -47,7 +47,21 @@ pub const MIGRATIONS: &[&str] = &[
         usd       REAL    NOT NULL,
         PRIMARY KEY (vk, period, period_id)
     ) WITHOUT ROWID;",
+    // 3: which process runs a job, so a restart (or the new process of a
+    // graceful upgrade) fails only the jobs of processes that are gone.
+    "ALTER TABLE jobs ADD COLUMN claimed_by INTEGER;",
 ];
+
+/// Is the process that claimed a job still running? This process is; any
+/// other is looked up in /proc (the store is a local file, so its
+/// processes share this machine).
+fn claimer_alive(pid: Option<i64>) -> bool {
+    match pid {
+        Some(p) if p == i64::from(std::process::id()) => true,
+        Some(p) if p > 0 => std::path::Path::new(&format!("/proc/{p}")).exists(),
+        _ => false,
+    }
+}
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -347,12 +361,12 @@ impl JobStore for SqliteStore {
             let job = tx
                 .query_row(
                     &format!(
-                        "UPDATE jobs SET state = 'running', started_at = ?1
+                        "UPDATE jobs SET state = 'running', started_at = ?1, claimed_by = ?2
                          WHERE seq = (SELECT seq FROM jobs WHERE state = 'queued' ORDER BY seq LIMIT 1)
                            AND state = 'queued'
                          RETURNING {JOB_COLUMNS}"
                     ),
-                    params![to_i64(now_s())],
+                    params![to_i64(now_s()), i64::from(std::process::id())],
                     row_to_job,
                 )
                 .optional()
@@ -386,15 +400,25 @@ impl JobStore for SqliteStore {
     async fn fail_interrupted(&self) -> Result<u64, StoreError> {
         self.with(|c| {
             let now = to_i64(now_s());
-            let n = c
-                .execute(
-                    "UPDATE jobs SET state = 'done', status = ?1, body = ?2, finished_at = ?3, request = X'',
-                            expires_at = ?3 + result_ttl_s
-                     WHERE state = 'running'",
-                    params![INTERRUPTED_STATUS, interrupted_body(), now],
-                )
-                .map_err(backend)?;
-            Ok(n as u64)
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
+            let running: Vec<(String, Option<i64>)> = {
+                let mut q = tx.prepare("SELECT id, claimed_by FROM jobs WHERE state = 'running'").map_err(backend)?;
+                let rows = q.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(backend)?;
+                rows.collect::<Result<_, _>>().map_err(backend)?
+            };
+            let mut n = 0;
+            for (id, _) in running.into_iter().filter(|(_, pid)| !claimer_alive(*pid)) {
+                n += tx
+                    .execute(
+                        "UPDATE jobs SET state = 'done', status = ?1, body = ?2, finished_at = ?3, request = X'',
+                                expires_at = ?3 + result_ttl_s
+                         WHERE id = ?4 AND state = 'running'",
+                        params![INTERRUPTED_STATUS, interrupted_body(), now, id],
+                    )
+                    .map_err(backend)? as u64;
+            }
+            tx.commit().map_err(backend)?;
+            Ok(n)
         })
         .await
     }

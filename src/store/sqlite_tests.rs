@@ -184,7 +184,10 @@ async fn kill_during_a_running_job_fails_it_on_reopen_and_keeps_the_queue() {
         let a = s.submit(new_job("o", "first", 60)).await.unwrap();
         let b = s.submit(new_job("o", "second", 60)).await.unwrap();
         assert_eq!(s.claim_next().await.unwrap().unwrap().id, a);
-        (a, b) // dropped without finishing, as by kill -9
+        // Dropped without finishing, as by kill -9: the claiming process is
+        // gone (a pid that cannot exist stands for it).
+        s.exec_for_test("UPDATE jobs SET claimed_by = 2147483647 WHERE state = 'running'").await.unwrap();
+        (a, b)
     };
     let s = SqliteStore::open_async(path.clone()).await.unwrap();
     assert_eq!(s.fail_interrupted().await.unwrap(), 1);
@@ -200,6 +203,22 @@ async fn kill_during_a_running_job_fails_it_on_reopen_and_keeps_the_queue() {
     let next = s.claim_next().await.unwrap().unwrap();
     assert_eq!((next.id, next.request), (queued, b"second".to_vec()));
     assert!(s.claim_next().await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn jobs_of_a_live_process_are_not_failed() {
+    // A graceful upgrade: the old process (here: pid 1, alive) still runs a
+    // job when the new one opens the store; and our own running job is ours.
+    let d = TempDir::new("live");
+    let s = SqliteStore::open_async(d.join("s.db")).await.unwrap();
+    let other = s.submit(new_job("o", "other", 60)).await.unwrap();
+    let mine = s.submit(new_job("o", "mine", 60)).await.unwrap();
+    assert_eq!(s.claim_next().await.unwrap().unwrap().id, other);
+    s.exec_for_test("UPDATE jobs SET claimed_by = 1 WHERE state = 'running'").await.unwrap();
+    assert_eq!(s.claim_next().await.unwrap().unwrap().id, mine);
+    assert_eq!(s.fail_interrupted().await.unwrap(), 0);
+    assert_eq!(s.get(&other.0, "o").await.unwrap().unwrap().state, JobState::Running);
+    assert_eq!(s.get(&mine.0, "o").await.unwrap().unwrap().state, JobState::Running);
 }
 
 #[tokio::test]
@@ -248,7 +267,7 @@ async fn migrates_an_empty_file_and_version_1() {
     std::fs::write(&empty, b"").unwrap();
     SqliteStore::open_async(empty.clone()).await.unwrap();
     assert_eq!(user_version(&empty), SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 2);
+    assert_eq!(SCHEMA_VERSION, 3);
 
     let v1 = d.join("v1.db");
     {
@@ -263,7 +282,7 @@ async fn migrates_an_empty_file_and_version_1() {
     }
     assert_eq!(user_version(&v1), 1);
     let s = SqliteStore::open_async(v1.clone()).await.unwrap();
-    assert_eq!(user_version(&v1), 2);
+    assert_eq!(user_version(&v1), SCHEMA_VERSION);
     let j = s
         .get("00112233445566778899aabbccddeeff", "o")
         .await
@@ -277,7 +296,7 @@ async fn migrates_an_empty_file_and_version_1() {
     drop(s);
     // Opening again at the current version changes nothing.
     SqliteStore::open_async(v1.clone()).await.unwrap();
-    assert_eq!(user_version(&v1), 2);
+    assert_eq!(user_version(&v1), SCHEMA_VERSION);
 }
 
 #[tokio::test]
