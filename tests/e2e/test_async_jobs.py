@@ -191,3 +191,27 @@ def test_redis_jobs_are_polled_on_another_instance(mocks):
                 b.stop()
     finally:
         redis.kill()
+
+
+def test_another_virtual_key_gets_404(mocks, tmpdir_):
+    extra = """  virtual_keys:
+    - { name: team-a, secret: env.T_VK_A }
+    - { name: team-b, secret: env.T_VK_B }
+"""
+    gw = Gateway(mocks, tmpdir_, extra=extra, env={"T_VK_A": "vk-async-a", "T_VK_B": "vk-async-b"})
+    try:
+        a = openai.OpenAI(base_url=f"{gw.url}/openai", api_key="dummy-key", max_retries=0, default_headers={"x-bf-vk": "vk-async-a"})
+        b = openai.OpenAI(base_url=f"{gw.url}/openai", api_key="dummy-key", max_retries=0, default_headers={"x-bf-vk": "vk-async-b"})
+        job, done, _ = seed_chat_loop(a, "openai/gpt-4o-mini")
+        assert done.choices
+        with pytest.raises(openai.NotFoundError) as e:
+            b.chat.completions.create(model="openai/gpt-4o-mini", messages=MSG, extra_headers={"x-bf-async-id": job.id})
+        assert e.value.body["type"] == "async_job_not_found"
+        # The same key presented as the SDK's api key is the same owner.
+        a2 = openai.OpenAI(base_url=f"{gw.url}/openai", api_key="vk-async-a", max_retries=0)
+        assert a2.chat.completions.create(model="openai/gpt-4o-mini", messages=MSG, extra_headers={"x-bf-async-id": job.id}).choices
+        recs = [r for r in gw.records() if r.get("async_job_id") == job.id]
+        assert recs and all(r["virtual_key"] in ("team-a", "team-b", None) for r in recs)
+        assert any(r["virtual_key"] == "team-a" and r["user_agent"] == "tollgate-async-worker" for r in recs), recs
+    finally:
+        gw.stop()
