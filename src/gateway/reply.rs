@@ -8,16 +8,22 @@ use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::Session;
 
-/// Write a complete small JSON response.
-pub(super) async fn write_json(session: &mut Session, status: u16, body: &[u8], request_id: &str, retry_after: Option<&str>) -> Result<()> {
+/// The head of a complete small JSON answer of `len` bytes.
+pub(super) fn json_head(status: u16, len: usize, request_id: &str, retry_after: Option<&str>) -> Result<ResponseHeader> {
     let mut resp = ResponseHeader::build(status, Some(5))?;
     if let Some(s) = retry_after {
         resp.insert_header("retry-after", s)?;
     }
     resp.insert_header("content-type", "application/json")?;
-    resp.insert_header("content-length", body.len().to_string())?;
+    resp.insert_header("content-length", len.to_string())?;
     resp.insert_header(REQUEST_ID_HEADER, request_id)?;
     resp.insert_header("cache-control", "no-store")?;
+    Ok(resp)
+}
+
+/// Write a complete small JSON response.
+pub(super) async fn write_json(session: &mut Session, status: u16, body: &[u8], request_id: &str, retry_after: Option<&str>) -> Result<()> {
+    let resp = json_head(status, body.len(), request_id, retry_after)?;
     // A request body we did not read makes the connection unusable.
     if !session.as_mut().is_body_empty() && !session.as_mut().is_body_done() {
         session.set_keepalive(None);

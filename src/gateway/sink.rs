@@ -2,7 +2,6 @@
 //! async job (SPEC 9), which must hold exactly what the session would have
 //! received (status and body).
 
-use crate::routes::headers::REQUEST_ID_HEADER;
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
@@ -76,14 +75,6 @@ impl Sink for JobSink {
 
 /// A complete small JSON answer.
 pub(super) async fn json(sink: &mut dyn Sink, status: u16, body: &[u8], request_id: &str, retry_after: Option<&str>) -> Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(5))?;
-    if let Some(s) = retry_after {
-        resp.insert_header("retry-after", s)?;
-    }
-    resp.insert_header("content-type", "application/json")?;
-    resp.insert_header("content-length", body.len().to_string())?;
-    resp.insert_header(REQUEST_ID_HEADER, request_id)?;
-    resp.insert_header("cache-control", "no-store")?;
-    sink.head(resp).await?;
+    sink.head(super::reply::json_head(status, body.len(), request_id, retry_after)?).await?;
     sink.body(Some(Bytes::copy_from_slice(body)), true).await
 }

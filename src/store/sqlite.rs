@@ -190,19 +190,10 @@ impl SqliteStore {
         period_id: i64,
         usd: f64,
     ) -> Result<f64, StoreError> {
-        check_period(period)?;
-        let (vk, period) = (vk.to_string(), period.to_string());
-        self.with(move |c| {
-            c.query_row(
-                "INSERT INTO spend (vk, period, period_id, usd) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (vk, period, period_id) DO UPDATE SET usd = usd + excluded.usd
-                 RETURNING usd",
-                params![vk, period, period_id, usd],
-                |r| r.get(0),
-            )
-            .map_err(backend)
-        })
-        .await
+        let (store, vk, period) = (self.clone(), vk.to_string(), period.to_string());
+        tokio::task::spawn_blocking(move || store.add_spend_now(&vk, &period, period_id, usd))
+            .await
+            .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
     }
 
     /// The spend of `vk` in (`period`, `period_id`); 0 when none recorded.
