@@ -337,8 +337,14 @@ impl pingora::services::background::BackgroundService for JobWorkers {
             Err(e) => log::error!("async: cannot fail interrupted jobs: {e}"),
         }
         let mut tasks = Vec::new();
-        for _ in 0..self.workers {
+        // Worker 0 looks at the store every half second for jobs submitted
+        // elsewhere (another instance, the other process of an upgrade); the
+        // others sleep until a submission here, or a worker that found a
+        // job, wakes one of them. An idle instance costs two queries a
+        // second, not two per worker.
+        for n in 0..self.workers {
             let (g, store, mut shutdown) = (self.gateway.clone(), store.clone(), shutdown.clone());
+            let poll = Duration::from_millis(if n == 0 { 500 } else { 86_400_000 });
             tasks.push(tokio::spawn(async move {
                 loop {
                     if *shutdown.borrow() {
@@ -349,6 +355,8 @@ impl pingora::services::background::BackgroundService for JobWorkers {
                     g.jobs.running.fetch_add(1, Ordering::AcqRel);
                     let claimed = store.claim_next().await;
                     if let Ok(Some(job)) = claimed {
+                        // There may be more: pass the word on.
+                        g.jobs.wake.notify_one();
                         g.run_job(&store, job).await;
                         g.jobs.running.fetch_sub(1, Ordering::AcqRel);
                         continue;
@@ -359,7 +367,7 @@ impl pingora::services::background::BackgroundService for JobWorkers {
                         Ok(None) => {
                             tokio::select! {
                                 _ = g.jobs.wake.notified() => {}
-                                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                                _ = tokio::time::sleep(poll) => {}
                                 _ = shutdown.changed() => return,
                             }
                         }
