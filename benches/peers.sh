@@ -29,6 +29,7 @@ declare -A PEER_ARGS=()    # path -> driver options, one per line
 declare -A PEER_URL=()     # path -> URL up to /v1/chat/completions (exclusive)
 declare -A PEER_PIDS=()    # path -> pids (comma-separated, process tree)
 declare -A PEER_PID=()     # peer -> main pid
+declare -A PEER_RATE=()    # path -> the open-loop rate it sustains (peers_measure)
 PEER_PATHS=()              # paths that answered 2xx in the check
 
 peer_note() { # name installed started note [version]
@@ -184,36 +185,68 @@ peers_stop() {
 }
 
 # ----------------------------------------------------------------- measure
-# tollgate's paths next to the peers', all at the same low rate and the same
-# 32 connections: added p50/p99 (open loop), max RPS and CPU (closed loop).
+# tollgate's paths next to the peers', over the same 32 connections: max RPS
+# and CPU (closed loop) first; then added p50/p99 (open loop) at a low rate
+# the path sustains: BENCH_PEER_RPS, or for a peer whose max RPS is below
+# twice that, the highest of 100, 50, 20, 10, 5, 2, 1 RPS at or under half
+# its max. direct, tollgate and translated run at every rate used, so each
+# peer is compared with tollgate at its own rate.
+peer_args() { # path -> driver options in the array A
+  A=()
+  [ -z "${PEER_ARGS[$1]}" ] || mapfile -t A <<<"${PEER_ARGS[$1]}"
+}
+
+peer_rate_for() { # max RPS -> the open-loop rate
+  python3 -c 'import sys
+top, mx = float(sys.argv[1]), float(sys.argv[2])
+if mx >= 2 * top:
+    print(int(top)); sys.exit()
+print(next((r for r in (100, 50, 20, 10, 5, 2) if r <= min(top, mx / 2)), 1))' "$PEER_RPS" "$1"
+}
+
 peers_measure() {
   [ "$PEERS" = 1 ] || return 0
-  local p a url pids
+  local p r mx rates=("$PEER_RPS")
   PEER_URL[tollgate]=${URL[tollgate]}; PEER_ARGS[tollgate]=""; PEER_PIDS[tollgate]=${CPU_PIDS[tollgate]}
   PEER_URL[translated]=${URL[translated]}; PEER_ARGS[translated]=$'--body\n'"$TRANSLATED_BODY"
   PEER_PIDS[translated]=${CPU_PIDS[translated]}
   PEER_URL[direct]=${URL[direct]}; PEER_ARGS[direct]=""
   for p in "${PEER_PATHS[@]}"; do # warm-up: JITs, pools, caches
-    a=(); [ -z "${PEER_ARGS[$p]}" ] || mapfile -t a <<<"${PEER_ARGS[$p]}"
-    drv rate --url "${PEER_URL[$p]}/v1/chat/completions" --rps "$PEER_RPS" --duration 2 --warmup 0 --conns 8 \
-      "${a[@]}" --label "warm-$p" >/dev/null || true
+    peer_args "$p"
+    drv rate --url "${PEER_URL[$p]}/v1/chat/completions" --rps 20 --duration 2 --warmup 0 --conns 8 \
+      "${A[@]}" --label "warm-$p" >/dev/null || true
   done
   for p in portkey litellm; do
     [ -n "${PEER_PID[$p]:-}" ] && kill -0 "${PEER_PID[$p]}" 2>/dev/null || continue
     mem_json "$p-idle" "$(tree_pids "${PEER_PID[$p]}")" >"$RAW/peer-mem-$p-idle.json" || true
   done
   mem_json tollgate-idle "$TG_PID" >"$RAW/peer-mem-tollgate-idle.json"
-  for p in direct tollgate translated "${PEER_PATHS[@]}"; do
-    log "peers: open loop $PEER_RPS RPS via $p (${DUR}s + ${WARM}s warm-up)"
-    a=(); [ -z "${PEER_ARGS[$p]}" ] || mapfile -t a <<<"${PEER_ARGS[$p]}"
-    drv rate --url "${PEER_URL[$p]}/v1/chat/completions" --rps "$PEER_RPS" --duration "$DUR" --warmup "$WARM" \
-      --conns "$PEER_CONNS" "${a[@]}" --label "$p" >"$RAW/peer-rate-$p.json" || rm -f "$RAW/peer-rate-$p.json"
-  done
   for p in tollgate translated "${PEER_PATHS[@]}"; do
     log "peers: max rate via $p ($PEER_CONNS connections, closed loop, ${DUR}s)"
-    a=(); [ -z "${PEER_ARGS[$p]}" ] || mapfile -t a <<<"${PEER_ARGS[$p]}"
+    peer_args "$p"
     drv max --url "${PEER_URL[$p]}/v1/chat/completions" --conns "$PEER_CONNS" --duration "$DUR" --warmup "$WARM" \
-      "${a[@]}" --pids "${PEER_PIDS[$p]}" --label "$p" >"$RAW/peer-max-$p.json" || rm -f "$RAW/peer-max-$p.json"
+      "${A[@]}" --pids "${PEER_PIDS[$p]}" --label "$p" >"$RAW/peer-max-$p.json" || rm -f "$RAW/peer-max-$p.json"
+  done
+  for p in "${PEER_PATHS[@]}"; do
+    mx=0
+    [ ! -f "$RAW/peer-max-$p.json" ] || mx=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["rps"])' "$RAW/peer-max-$p.json")
+    PEER_RATE[$p]=$(peer_rate_for "$mx")
+    [[ " ${rates[*]} " == *" ${PEER_RATE[$p]} "* ]] || rates+=("${PEER_RATE[$p]}")
+  done
+  for r in "${rates[@]}"; do
+    for p in direct tollgate translated; do
+      log "peers: open loop $r RPS via $p (${DUR}s + ${WARM}s warm-up)"
+      peer_args "$p"
+      drv rate --url "${PEER_URL[$p]}/v1/chat/completions" --rps "$r" --duration "$DUR" --warmup "$WARM" \
+        --conns "$PEER_CONNS" "${A[@]}" --label "$p" >"$RAW/peer-rate-$p-$r.json" || rm -f "$RAW/peer-rate-$p-$r.json"
+    done
+  done
+  for p in "${PEER_PATHS[@]}"; do
+    r=${PEER_RATE[$p]}
+    log "peers: open loop $r RPS via $p (${DUR}s + ${WARM}s warm-up)"
+    peer_args "$p"
+    drv rate --url "${PEER_URL[$p]}/v1/chat/completions" --rps "$r" --duration "$DUR" --warmup "$WARM" \
+      --conns "$PEER_CONNS" "${A[@]}" --label "$p" >"$RAW/peer-rate-$p-$r.json" || rm -f "$RAW/peer-rate-$p-$r.json"
   done
   for p in portkey litellm; do
     [ -n "${PEER_PID[$p]:-}" ] && kill -0 "${PEER_PID[$p]}" 2>/dev/null || continue
@@ -224,10 +257,11 @@ peers_measure() {
 
 # ---------------------------------------------------------------- syscalls
 # strace -c -f attached to the serving process(es) over a fixed open-loop
-# workload; the count divided by the requests the driver sent.
-syscalls_one() { # label pids url [driver args...]
-  local label=$1 pids=$2 url=$3 sp i a=() p
-  shift 3
+# workload; the count divided by the requests the driver sent. tollgate and
+# nginx at BENCH_STRACE_RPS; a peer at no more than the rate it sustains.
+syscalls_one() { # label pids url rps seconds [driver args...]
+  local label=$1 pids=$2 url=$3 rps=$4 secs=$5 sp i a=() p
+  shift 5
   for p in ${pids//,/ }; do a+=(-p "$p"); done
   strace -c -f -o "$RAW/strace-$label.txt" "${a[@]}" 2>"$TMP/strace-$label.err" &
   sp=$!
@@ -238,13 +272,12 @@ syscalls_one() { # label pids url [driver args...]
     return 0
   fi
   sleep 0.5 # every thread attached (-f walks /proc/PID/task)
-  drv rate --url "$url/v1/chat/completions" --rps "$STRACE_RPS" --duration "$STRACE_SECS" --warmup 0 \
-    --conns "$STRACE_CONNS" "$@" --label "$label" >"$RAW/strace-$label-driver.json" || true
+  drv rate --url "$url/v1/chat/completions" --rps "$rps" --duration "$secs" --warmup 0 \
+    --conns "$STRACE_CONNS" "$@" --label "$label" >"$TMP/strace-$label-driver.json" || true
   kill -INT "$sp" 2>/dev/null || true
   wait "$sp" 2>/dev/null || true
-  python3 benches/syscalls.py "$RAW/strace-$label.txt" "$RAW/strace-$label-driver.json" "$label" "$pids" \
+  python3 benches/syscalls.py "$RAW/strace-$label.txt" "$TMP/strace-$label-driver.json" "$label" "$pids" \
     >"$RAW/syscalls-$label.json" || { echo "run.sh: no strace summary for $label" >&2; rm -f "$RAW/syscalls-$label.json"; }
-  rm -f "$RAW/strace-$label-driver.json"
 }
 
 syscalls_measure() {
@@ -253,7 +286,7 @@ syscalls_measure() {
     echo "run.sh: strace not installed, no system-call counts" >&2
     return 0
   fi
-  local p a
+  local p a r s
   for p in tollgate translated nginx "${PEER_PATHS[@]}"; do
     log "system calls via $p: strace -c -f, $STRACE_RPS RPS for ${STRACE_SECS}s over $STRACE_CONNS connections"
     case $p in
@@ -262,8 +295,12 @@ syscalls_measure() {
       *) a=(); [ -z "${PEER_ARGS[$p]}" ] || mapfile -t a <<<"${PEER_ARGS[$p]}" ;;
     esac
     case $p in
-      tollgate | translated | nginx) syscalls_one "$p" "${CPU_PIDS[$p]}" "${URL[$p]}" "${a[@]}" ;;
-      *) syscalls_one "$p" "$(tree_pids "${PEER_PID[${p%%-*}]}")" "${PEER_URL[$p]}" "${a[@]}" ;;
+      tollgate | translated | nginx)
+        syscalls_one "$p" "${CPU_PIDS[$p]}" "${URL[$p]}" "$STRACE_RPS" "$STRACE_SECS" "${a[@]}" ;;
+      *) # a peer: at most the rate it sustains, for about as many requests (at most 4x as long)
+        r=$(( ${PEER_RATE[$p]:-$STRACE_RPS} < STRACE_RPS ? ${PEER_RATE[$p]:-$STRACE_RPS} : STRACE_RPS ))
+        s=$(( (STRACE_RPS * STRACE_SECS + r - 1) / r )); [ "$s" -le $((STRACE_SECS * 4)) ] || s=$((STRACE_SECS * 4))
+        syscalls_one "$p" "$(tree_pids "${PEER_PID[${p%%-*}]}")" "${PEER_URL[$p]}" "$r" "$s" "${a[@]}" ;;
     esac
   done
 }

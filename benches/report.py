@@ -456,6 +456,10 @@ def plot(runs, out):
                 if pct < 100:
                     f.write(f"{1 / (1 - pct / 100):.6f} {max(us, 1):.3f}\n")
         series.append((p, fn))
+    if not series:
+        shutil.rmtree(datadir, ignore_errors=True)
+        print("report.py: no 1,000 RPS runs, no plot", file=sys.stderr)
+        return
     svg = os.path.join(out, "latency.svg")
     script = f"""
 set terminal svg size 900,540 dynamic font 'sans,12'

@@ -32,6 +32,24 @@ def _ratio(a, b):
     return round(a / b, 2)
 
 
+def _rate_runs(runs):
+    """{path: {rate: driver json}} from raw/peer-rate-PATH-RATE.json."""
+    out = {}
+    for name, d in runs.items():
+        if name.startswith("peer-rate-") and d:
+            path, _, r = name[len("peer-rate-"):].rpartition("-")
+            if path and r.isdigit():
+                out.setdefault(path, {})[int(r)] = d
+    return out
+
+
+def _added(d, direct):
+    if not d or not direct:
+        return None
+    a, b = _pick(d["latency"]), _pick(direct["latency"])
+    return {k: round(a[k] - b[k], 1) for k in a}
+
+
 def figures(runs):
     # System calls per request.
     sc = {}
@@ -41,22 +59,29 @@ def figures(runs):
     # Peers.
     status = {name[len("peer-"):]: d for name, d in runs.items()
               if name.startswith("peer-") and d and "installed" in d}
-    direct = runs.get("peer-rate-direct")
+    rr = _rate_runs(runs)
+    direct = rr.get("direct", {})
+    top = max(direct) if direct else None
     rows = {}
     for group, path, who, what in PEER_ROWS:
-        r, m = runs.get(f"peer-rate-{path}"), runs.get(f"peer-max-{path}")
-        if not r and not m:
+        m = runs.get(f"peer-max-{path}")
+        rates = rr.get(path, {})
+        if not rates and not m:
             continue
         x = {"group": group, "who": who, "what": what}
-        if r:
-            x["rate"] = {"rps_target": r["rps_target"], "requests": r["requests"],
-                         "errors": r["errors"] + r["non_2xx"], "latency_us": _pick(r["latency"])}
-            if direct:
-                dl = _pick(direct["latency"])
-                x["added_us"] = {k: round(x["rate"]["latency_us"][k] - dl[k], 1) for k in dl}
+        if rates:
+            r = top if who == "tollgate" and top in rates else max(rates)
+            d = rates[r]
+            x["rate"] = {"rps_target": r, "rps_achieved": round(d["rps_achieved"], 1), "requests": d["requests"],
+                         "errors": d["errors"] + d["non_2xx"], "latency_us": _pick(d["latency"]),
+                         "saturated": d["rps_achieved"] < 0.9 * r}
+            x["added_us"] = _added(d, direct.get(r))
         if m:
-            x["max"] = {"conns": m["conns"], "rps": round(m["rps"], 1), "errors": m["errors"] + m["non_2xx"],
-                        "cpu_us_per_request": round(m["cpu_ms_per_1000_requests"], 1), "pids": m["pids"]}
+            n = m["requests"]
+            x["max"] = {"conns": m["conns"], "rps": round(m["rps"], 1), "requests": n,
+                        "errors": m["errors"] + m["non_2xx"],
+                        "cpu_us_per_request": round(m["cpu_ms_per_1000_requests"], 1) if n else None,
+                        "pids": m["pids"]}
         peer = path.split("-")[0] if who != "tollgate" else "tollgate"
         for when in ("idle", "end"):
             mm = runs.get(f"peer-mem-{peer}-{when}")
@@ -64,14 +89,20 @@ def figures(runs):
                 x[f"rss_{when}"] = mm["rss"]
                 x["hwm"] = max(x.get("hwm", 0), mm["hwm"])
         rows[path] = x
-    # Ratios: how many times tollgate is better, per peer row.
+    # Ratios: how many times tollgate is better, per peer row, against
+    # tollgate's path of the same group at the peer's own rate.
     for path, x in rows.items():
-        base = rows.get(BASE[x["group"]])
+        base_path = BASE[x["group"]]
+        base = rows.get(base_path)
         if x["who"] == "tollgate" or not base:
             continue
-        ba, xa = base.get("added_us"), x.get("added_us")
+        r = (x.get("rate") or {}).get("rps_target")
+        ba = _added(rr.get(base_path, {}).get(r), direct.get(r)) if r else None
+        xa = x.get("added_us")
         bm, xm = base.get("max"), x.get("max")
         rt = {
+            "rate": r,
+            "tollgate_added_us": ba,
             "added_p50": _ratio(xa and xa["p50"], ba and ba["p50"]),
             "added_p99": _ratio(xa and xa["p99"], ba and ba["p99"]),
             "max_rps": _ratio(bm and bm["rps"], xm and xm["rps"]),
@@ -80,8 +111,8 @@ def figures(runs):
         need = (rt["added_p50"], rt["max_rps"], rt["cpu"])
         rt["goal_met"] = None if None in need else all(v >= GOAL for v in need)
         x["tollgate_better_by"] = rt
-    return {"syscalls": sc, "peers": {"status": status, "rows": rows,
-                                      "rps": direct["rps_target"] if direct else None, "goal": GOAL}}
+    return {"syscalls": sc, "peers": {"status": status, "rows": rows, "rps": top, "goal": GOAL,
+                                      "rates": sorted(direct)}}
 
 
 def _f(v, fmt="{:.0f}"):
@@ -103,7 +134,14 @@ def render(fig, L):
             for c, v in d["calls"].items():
                 if v["per_request"] is not None and v["per_request"] >= 0.05:
                     freq[c] = max(freq.get(c, 0), v["per_request"])
-        cols = sorted(freq, key=lambda c: -freq[c])[:10]
+        # tollgate's and nginx's calls first (the point of the table), then the peers' most frequent.
+        focus = {}
+        for n in ("tollgate", "translated", "nginx"):
+            for c, v in (sc.get(n) or {}).get("calls", {}).items():
+                if v["per_request"] is not None and v["per_request"] >= 0.05:
+                    focus[c] = max(focus.get(c, 0), v["per_request"])
+        cols = sorted(focus, key=lambda c: -focus[c])
+        cols += [c for c in sorted(freq, key=lambda c: -freq[c]) if c not in focus][:max(0, 14 - len(cols))]
         L.append(f"System calls per proxied request: strace -c -f attached to the serving process(es) while the "
                  f"driver sends {any_['rps_target']:.0f} RPS open loop over {any_['conns']} keep-alive connections "
                  f"(counts, not times: strace slows the process); other = every other call")
@@ -122,9 +160,11 @@ def render(fig, L):
     status = pe.get("status") or {}
     rows = pe.get("rows") or {}
     if status or rows:
-        L.append(f"Peers, same run: added latency at {_f(pe.get('rps'))} RPS open loop (path minus direct at the same "
-                 "rate, µs), max RPS over 32 keep-alive connections (closed loop), CPU per request (utime+stime of "
-                 "the process tree during the max run), RSS (process tree) after warm-up and VmHWM at the end")
+        L.append(f"Peers, same run: added latency open loop (path minus direct at the same rate, µs) at "
+                 f"{_f(pe.get('rps'))} RPS, or for a peer that cannot sustain twice that, at a lower rate it can "
+                 "(column rate; tollgate's ratio figures are taken at the same rate), max RPS over 32 keep-alive "
+                 "connections (closed loop), CPU per request (utime+stime of the process tree during the max run), "
+                 "RSS of the process tree after warm-up and VmHWM at the end")
         L.append("")
         for name, s in sorted(status.items()):
             if s["started"] and not s["note"]:
@@ -135,9 +175,9 @@ def render(fig, L):
                 state = ("installed, " if s["installed"] else "") + f"NOT measured: {s['note']}"
             L.append(f"- {name}: {state}")
         L.append("")
-        L.append("| group | gateway | route | added p50 | added p99 | errors | max RPS | CPU µs / req | RSS idle | "
+        L.append("| group | gateway | route | rate | added p50 | added p99 | errors | max RPS | CPU µs / req | RSS idle | "
                  "VmHWM | tollgate better: p50 / p99 / RPS / CPU | goal ≥ 10× |")
-        L.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|")
+        L.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
         for group, path, who, what in PEER_ROWS:
             x = rows.get(path)
             if not x:
@@ -146,10 +186,17 @@ def render(fig, L):
             errs = (x.get("rate") or {}).get("errors", 0) + m.get("errors", 0)
             if rt:
                 better = " / ".join(_f(rt[k], "{:.1f}×") for k in ("added_p50", "added_p99", "max_rps", "cpu"))
+                ta = rt.get("tollgate_added_us")
+                if rt.get("rate") != pe.get("rps") and ta:
+                    better += f" (tollgate at {rt['rate']} RPS: added p50 {ta['p50']:.0f} / p99 {ta['p99']:.0f})"
                 goal = "n/a" if rt["goal_met"] is None else ("met" if rt["goal_met"] else "NOT met")
             else:
                 better, goal = "", ""
-            L.append(f"| {group} | {who} | {what} | {_f(a.get('p50'))} | {_f(a.get('p99'))} | {errs} | "
+            rate = x.get("rate") or {}
+            rs = _f(rate.get("rps_target"))
+            if rate.get("saturated"):
+                rs += f" (saturated: {rate['rps_achieved']:.0f})"
+            L.append(f"| {group} | {who} | {what} | {rs} | {_f(a.get('p50'))} | {_f(a.get('p99'))} | {errs} | "
                      f"{_f(m.get('rps'))} | {_f(m.get('cpu_us_per_request'), '{:.1f}')} | {_mib(x.get('rss_idle'))} | "
                      f"{_mib(x.get('hwm'))} | {better} | {goal} |")
         L.append("")
