@@ -127,7 +127,7 @@ def render(fig, L):
     sc = fig.get("syscalls") or {}
     if sc:
         names = [n for n in SYSCALL_ORDER if n in sc] + sorted(n for n in sc if n not in SYSCALL_ORDER)
-        any_ = next(iter(sc.values()))
+        any_ = sc.get("tollgate") or next(iter(sc.values()))
         # Columns: every call at >= 0.05 per request on some path, most frequent first.
         freq = {}
         for d in sc.values():
@@ -143,16 +143,17 @@ def render(fig, L):
         cols = sorted(focus, key=lambda c: -focus[c])
         cols += [c for c in sorted(freq, key=lambda c: -freq[c]) if c not in focus][:max(0, 14 - len(cols))]
         L.append(f"System calls per proxied request: strace -c -f attached to the serving process(es) while the "
-                 f"driver sends {any_['rps_target']:.0f} RPS open loop over {any_['conns']} keep-alive connections "
-                 f"(counts, not times: strace slows the process); other = every other call")
+                 f"driver sends {any_['rps_target']:.0f} RPS open loop (a peer: at most the rate it sustains, column "
+                 f"RPS) over {any_['conns']} keep-alive connections (counts, not times: strace slows the process); "
+                 "other = every other call")
         L.append("")
-        L.append("| path | requests | total / req | " + " | ".join(cols) + " | other | errors |")
-        L.append("|---|---:|---:|" + "---:|" * len(cols) + "---:|---:|")
+        L.append("| path | RPS | requests | total / req | " + " | ".join(cols) + " | other | errors |")
+        L.append("|---|---:|---:|---:|" + "---:|" * len(cols) + "---:|---:|")
         for n in names:
             d = sc[n]
             pr = {c: v["per_request"] or 0 for c, v in d["calls"].items()}
             other = sum(v for c, v in pr.items() if c not in cols)
-            L.append(f"| {n} | {d['requests']} | **{_f(d['per_request'], '{:.2f}')}** | "
+            L.append(f"| {n} | {d['rps_target']:.0f} | {d['requests']} | **{_f(d['per_request'], '{:.2f}')}** | "
                      + " | ".join(_f(pr.get(c), "{:.2f}") if c in pr else "0" for c in cols)
                      + f" | {other:.2f} | {d['errors']} |")
         L.append("")
