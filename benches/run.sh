@@ -34,7 +34,7 @@
 #   BENCH_ASYNC_RPS=500    open-loop rate of the submit / 401 latency runs
 #   BENCH_PEERS=1      0 = no peers; BENCH_PEERS_DIR=<tmp>/peers reuses an install
 #   BENCH_PEER_RPS=200 open-loop rate of the peers comparison
-#   BENCH_STRACE=1     0 = no system-call counts; BENCH_STRACE_RPS=200, BENCH_STRACE_SECS=5
+#   BENCH_STRACE=1     0 = no system-call counts; BENCH_STRACE_RPS=1000, BENCH_STRACE_SECS=3
 #   BENCH_KEEP_TMP=1   keep the temp directory (logs, raw JSON)
 #   BENCH_OUT=benches/results   where latest.json and latency.svg go
 set -euo pipefail
