@@ -104,6 +104,7 @@ peer_add() { # peer path url args
     PEER_PATHS+=("$2")
     return 0
   fi
+  kill -0 "$MOCK_PID" 2>/dev/null || why="$why; the mock provider (pid $MOCK_PID) is no longer running"
   echo "run.sh: peer path $2 fails, left out: $why (log: $TMP/$1.log)" >&2
   PEER_FAILED="${PEER_FAILED:+$PEER_FAILED; }$2: $why"
   return 1
@@ -276,6 +277,7 @@ syscalls_one() { # label pids url rps seconds [driver args...]
     --conns "$STRACE_CONNS" "$@" --label "$label" >"$TMP/strace-$label-driver.json" || true
   kill -INT "$sp" 2>/dev/null || true
   wait "$sp" 2>/dev/null || true
+  kill -0 "$MOCK_PID" 2>/dev/null || echo "run.sh: the mock provider (pid $MOCK_PID) is no longer running" >&2
   python3 benches/syscalls.py "$RAW/strace-$label.txt" "$TMP/strace-$label-driver.json" "$label" "$pids" \
     >"$RAW/syscalls-$label.json" || { echo "run.sh: no strace summary for $label" >&2; rm -f "$RAW/syscalls-$label.json"; }
 }
