@@ -273,6 +273,7 @@ syscalls_one() { # label pids url rps seconds [driver args...]
     return 0
   fi
   sleep 0.5 # every thread attached (-f walks /proc/PID/task)
+  log "system calls via $label: strace -c -f, $rps RPS for ${secs}s over $STRACE_CONNS connections"
   drv rate --url "$url/v1/chat/completions" --rps "$rps" --duration "$secs" --warmup 0 \
     --conns "$STRACE_CONNS" "$@" --label "$label" >"$TMP/strace-$label-driver.json" || true
   kill -INT "$sp" 2>/dev/null || true
@@ -290,7 +291,6 @@ syscalls_measure() {
   fi
   local p a r s
   for p in tollgate translated nginx "${PEER_PATHS[@]}"; do
-    log "system calls via $p: strace -c -f, $STRACE_RPS RPS for ${STRACE_SECS}s over $STRACE_CONNS connections"
     case $p in
       tollgate | nginx) a=() ;;
       translated) a=(--body "$TRANSLATED_BODY") ;;
