@@ -19,7 +19,8 @@
 #             and 32 connections; system calls per request by strace -c -f on
 #             tollgate, nginx and the peers (benches/peers.sh, issue 15).
 #
-# Builds what it needs, installs nginx-light, wrk, gnuplot-nox and strace with apt-get
+# Builds what it needs, installs nginx-light, wrk, gnuplot-nox, strace (and for
+# the peers nodejs, npm, python3-venv) with apt-get
 # when missing, runs open-loop 500/1000/2000 RPS, max rate, SSE latency (all
 # four paths; wrk only on the first three), 2,000
 # held SSE streams and 1 GB bodies, then writes benches/results/latest.json
@@ -61,6 +62,10 @@ command -v wrk >/dev/null 2>&1 || missing="$missing wrk"
 command -v gnuplot >/dev/null 2>&1 || missing="$missing gnuplot-nox"
 command -v python3 >/dev/null 2>&1 || missing="$missing python3"
 [ "${BENCH_STRACE:-1}" != 1 ] || command -v strace >/dev/null 2>&1 || missing="$missing strace"
+if [ "${BENCH_PEERS:-1}" = 1 ]; then # Portkey runs on node (--import: node >= 18.19), LiteLLM in a venv
+  command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm"
+  python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing="$missing python3-venv"
+fi
 if [ -n "$missing" ]; then
   log "installing:$missing"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
