@@ -14,6 +14,8 @@ import shutil
 import subprocess
 import sys
 
+import report_peers
+
 RATES = (500, 1000, 2000)
 PATHS = ("direct", "nginx", "tollgate", "translated")
 PROXIES = ("nginx", "tollgate", "translated")
@@ -227,6 +229,10 @@ def main():
                 "limit": 1000, "unit": "us", "ok_if_le": True, "met": None if not dd or not ok else dd["p50"] <= 1000,
                 "note": "n/a unless every submit answered 202 and every refusal 401"})
     fig["targets_issue14"] = t14
+
+    # Peers and system calls (issue 15): benches/report_peers.py.
+    fig.update(report_peers.figures(runs))
+    fig["targets_issue15"] = report_peers.targets(fig)
     fig["raw"] = runs
 
     with open(os.path.join(out, "latest.json"), "w") as f:
@@ -400,6 +406,7 @@ def render(fig):
             L.append("Target: submit p50 within 1 ms of the 401's p50: "
                      + ("n/a" if met is None else ("met" if met else "NOT met")))
         L.append("")
+    report_peers.render(fig, L)
     targets_table(L, "Targets (issue 7)", fig["targets"])
     if fig.get("targets_issue13"):
         L.append("")
@@ -407,6 +414,9 @@ def render(fig):
     if fig.get("targets_issue14"):
         L.append("")
         targets_table(L, "Targets (issue 14, async jobs)", fig["targets_issue14"])
+    if fig.get("targets_issue15"):
+        L.append("")
+        targets_table(L, "Targets (issue 15, system calls and peers)", fig["targets_issue15"])
     return "\n".join(L) + "\n"
 
 
@@ -446,6 +456,10 @@ def plot(runs, out):
                 if pct < 100:
                     f.write(f"{1 / (1 - pct / 100):.6f} {max(us, 1):.3f}\n")
         series.append((p, fn))
+    if not series:
+        shutil.rmtree(datadir, ignore_errors=True)
+        print("report.py: no 1,000 RPS runs, no plot", file=sys.stderr)
+        return
     svg = os.path.join(out, "latency.svg")
     script = f"""
 set terminal svg size 900,540 dynamic font 'sans,12'

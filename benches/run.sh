@@ -14,8 +14,13 @@
 #             x-bf-async: true -> 202 + job id; the pool -> mock (issue 14).
 #             Submit latency next to a sync 401 (unknown virtual key) on the
 #             same route, and jobs/s for BENCH_ASYNC_JOBS jobs.
+#   peers     Portkey's gateway (npm) and LiteLLM's proxy (PyPI), installed
+#             into the temp dir first, next to tollgate at the same low rate
+#             and 32 connections; system calls per request by strace -c -f on
+#             tollgate, nginx and the peers (benches/peers.sh, issue 15).
 #
-# Builds what it needs, installs nginx-light, wrk and gnuplot-nox with apt-get
+# Builds what it needs, installs nginx-light, wrk, gnuplot-nox, strace (and for
+# the peers nodejs, npm, python3-venv) with apt-get
 # when missing, runs open-loop 500/1000/2000 RPS, max rate, SSE latency (all
 # four paths; wrk only on the first three), 2,000
 # held SSE streams and 1 GB bodies, then writes benches/results/latest.json
@@ -28,6 +33,9 @@
 #   BENCH_BIG_BYTES=1073741824  size of the upload and download
 #   BENCH_ASYNC_JOBS=2000  jobs submitted at once for the jobs/s figure
 #   BENCH_ASYNC_RPS=500    open-loop rate of the submit / 401 latency runs
+#   BENCH_PEERS=1      0 = no peers; BENCH_PEERS_DIR=<tmp>/peers reuses an install
+#   BENCH_PEER_RPS=200 open-loop rate of the peers comparison
+#   BENCH_STRACE=1     0 = no system-call counts; BENCH_STRACE_RPS=1000, BENCH_STRACE_SECS=3
 #   BENCH_KEEP_TMP=1   keep the temp directory (logs, raw JSON)
 #   BENCH_OUT=benches/results   where latest.json and latency.svg go
 set -euo pipefail
@@ -53,6 +61,11 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$missing 
 command -v wrk >/dev/null 2>&1 || missing="$missing wrk"
 command -v gnuplot >/dev/null 2>&1 || missing="$missing gnuplot-nox"
 command -v python3 >/dev/null 2>&1 || missing="$missing python3"
+[ "${BENCH_STRACE:-1}" != 1 ] || command -v strace >/dev/null 2>&1 || missing="$missing strace"
+if [ "${BENCH_PEERS:-1}" = 1 ]; then # Portkey runs on node (--import: node >= 18.19), LiteLLM in a venv
+  command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm"
+  python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing="$missing python3-venv"
+fi
 if [ -n "$missing" ]; then
   log "installing:$missing"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
@@ -119,6 +132,12 @@ wait_port() { # port, seconds
   return 1
 }
 read -r MOCK_PORT NGINX_PORT TG_PORT TG_METRICS_PORT TGA_PORT TGA_METRICS_PORT <<<"$(free_ports 6)"
+# Peers (Portkey, LiteLLM) and the system-call counts: benches/peers.sh.
+# The peers are installed first, before anything is measured.
+# shellcheck source=benches/peers.sh
+. benches/peers.sh
+peers_install
+
 subst() { sed -e "s#@TMP@#$TMP#g; s#@PORT@#$2#g; s#@METRICS_PORT@#${3:-$TG_METRICS_PORT}#g; s#@MOCK_PORT@#$MOCK_PORT#g" "$1"; }
 
 # ---------------------------------------------------------------- servers
@@ -249,6 +268,16 @@ for p in direct tollgate; do
   drv download --url "${URL[$p]}/v1/download?bytes=$BIG" --bytes "$BIG" --pids "${CPU_PIDS[$p]}" --label "$p" >"$RAW/download-$p.json"
 done
 mem_json tollgate-end "$TG_PID" >"$RAW/idle-tollgate-end.json"
+
+# --------------------------------------------------------- peers, syscalls
+# Portkey and LiteLLM next to tollgate at the same rate and connections, then
+# strace -c -f over a fixed workload on every path (benches/peers.sh). The
+# peers are started only now and stopped after, so they cost the figures above
+# nothing.
+peers_start
+peers_measure
+syscalls_measure
+peers_stop
 
 # --------------------------------------------------------- async jobs
 # A second tollgate with the SQLite store, 16 workers and a virtual key
