@@ -18,6 +18,7 @@ use crate::observe::prices::PriceTable;
 use crate::providers::Provider;
 
 pub mod glob;
+pub mod identity;
 pub mod providers;
 pub mod redis;
 pub mod virtual_keys;

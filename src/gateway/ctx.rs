@@ -61,6 +61,8 @@ pub(super) struct Credential {
     pub virtual_key: Option<String>,
     /// The client's credential header was a virtual key: never forward it.
     pub client_is_vk: bool,
+    /// The key is a cloud identity and no access token could be obtained.
+    pub token_failed: bool,
 }
 
 /// How it went.

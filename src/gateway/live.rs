@@ -15,36 +15,41 @@
 use crate::config::Config;
 use crate::governance::virtual_keys::VirtualKeys;
 use crate::observe::metrics::METRICS;
-use crate::providers::vertex::oauth::TokenSource;
+use crate::providers::identity::TokenSource;
+use crate::providers::Provider;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 /// What a reload replaces: the configuration and what is derived from it.
 pub struct Live {
     pub config: Arc<Config>,
-    /// Vertex service-account token sources by key name.
-    pub token_sources: HashMap<String, Arc<TokenSource>>,
+    /// Token sources of the keys that are cloud identities (Vertex service
+    /// accounts and ADC, Azure Entra ID), by provider and key name.
+    pub token_sources: HashMap<(Provider, String), Arc<TokenSource>>,
     /// Some virtual key restricts models: requests need their model known.
     pub vk_models: bool,
 }
 
 impl Live {
     /// Build from `config`, keeping the token sources (and their cached
-    /// tokens) of `previous` for service-account keys that did not change.
+    /// tokens) of `previous` for identity keys that did not change.
     pub fn new(config: Arc<Config>, previous: Option<&Live>) -> Live {
         let mut token_sources = HashMap::new();
-        for c in config.providers.values() {
+        for (p, c) in &config.providers {
             for k in &c.keys {
-                let Some(sa) = &k.service_account else { continue };
-                let kept = previous
-                    .and_then(|p| p.token_sources.get(&k.name))
-                    .filter(|ts| ts.account() == sa)
-                    .cloned();
-                token_sources.insert(k.name.clone(), kept.unwrap_or_else(|| Arc::new(TokenSource::new(sa.clone()))));
+                let Some(id) = &k.identity else { continue };
+                let at = (*p, k.name.clone());
+                let kept = previous.and_then(|prev| prev.token_sources.get(&at)).filter(|ts| ts.identity() == id).cloned();
+                token_sources.insert(at, kept.unwrap_or_else(|| Arc::new(TokenSource::new(id.clone()))));
             }
         }
         let vk_models = config.virtual_keys.iter().any(|k| k.models.is_some());
         Live { config, token_sources, vk_models }
+    }
+
+    /// The token source of `provider`'s key `name`, when it is an identity.
+    pub fn token_source(&self, provider: Provider, name: &str) -> Option<&Arc<TokenSource>> {
+        self.token_sources.get(&(provider, name.to_string()))
     }
 }
 
