@@ -106,3 +106,59 @@ pub(super) fn key_identity(provider: Provider, raw: &RawIdentity<'_>, kkey: &str
     let client = EntraClient { authority, tenant_id, client_id: field("client_id")?, client_secret: field("client_secret")? };
     Ok(Some(Identity::EntraClient(client)))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use crate::providers::azure::entra::MiEndpoint;
+    use crate::providers::identity::Identity;
+    use crate::providers::Provider;
+
+    fn load(y: &str) -> Result<Config, crate::config::ConfigError> {
+        let env = |v: &str| match v {
+            "AZ_SECRET" => Some("entra-client-secret".to_string()),
+            "HOME" => Some("/nonexistent-home".to_string()),
+            "GCE_METADATA_HOST" => Some("127.0.0.1:1".to_string()),
+            "GOOGLE_CLOUD_PROJECT" => Some("adc-project".to_string()),
+            _ => None,
+        };
+        Config::from_yaml(y, "t.yaml", &env)
+    }
+
+    #[test]
+    fn entra_and_adc_keys() {
+        let c = load("tollgate:\n  providers:\n    azure: { keys: [{ name: sp, endpoint: 'https://r.openai.azure.com', entra: { tenant_id: t1, client_id: c1, client_secret: env.AZ_SECRET, authority: 'http://127.0.0.1:9' } }, { name: mi, endpoint: 'https://r.openai.azure.com', entra: managed_identity }, { name: uai, endpoint: 'https://r.openai.azure.com', entra: { managed_identity: true, client_id: u1 } }] }\n    vertex: { adc: true }\n").unwrap();
+        let az = &c.provider(Provider::Azure).unwrap().keys;
+        assert!(matches!(&az[0].identity, Some(Identity::EntraClient(e)) if e.client_secret == "entra-client-secret" && e.authority.authority() == "127.0.0.1:9" && e.tenant_id == "t1"));
+        assert!(matches!(&az[1].identity, Some(Identity::EntraManagedIdentity(m)) if m.client_id.is_none() && matches!(m.endpoint, MiEndpoint::Imds(_))));
+        assert!(matches!(&az[2].identity, Some(Identity::EntraManagedIdentity(m)) if m.client_id.as_deref() == Some("u1")));
+        assert!(az.iter().all(|k| k.value.is_empty()));
+        assert!(!format!("{c:?}").contains("entra-client-secret"));
+        let v = c.provider(Provider::Vertex).unwrap();
+        assert_eq!(v.keys[0].name, "adc");
+        assert!(matches!(&v.keys[0].identity, Some(Identity::GoogleMetadata(b)) if b.authority() == "127.0.0.1:1"));
+        assert_eq!(v.project.as_deref(), Some("adc-project"));
+    }
+
+    #[test]
+    fn bad_identities_name_the_key() {
+        let cases = [
+            ("azure: { keys: [{ name: a, endpoint: 'https://r', entra: { tenant_id: t, client_id: c } }] }", "tollgate.providers.azure.keys[0].entra.client_secret"),
+            ("azure: { keys: [{ name: a, endpoint: 'https://r', entra: { tenant_id: t, client_id: c, client_secret: env.NOPE } }] }", "tollgate.providers.azure.keys[0].entra.client_secret"),
+            ("azure: { keys: [{ name: a, endpoint: 'https://r', entra: { tenant: t } }] }", "tollgate.providers.azure.keys[0].entra.tenant"),
+            ("azure: { keys: [{ name: a, endpoint: 'https://r', entra: imds }] }", "tollgate.providers.azure.keys[0].entra"),
+            ("azure: { keys: [{ name: a, endpoint: 'https://r', value: k, entra: managed_identity }] }", "tollgate.providers.azure.keys[0]"),
+            ("openai: { keys: [{ name: a, entra: managed_identity }] }", "tollgate.providers.openai.keys[0].entra"),
+            ("openai: { keys: [{ name: a, adc: true }] }", "tollgate.providers.openai.keys[0].adc"),
+            ("vertex: { keys: [{ name: a, adc: true, value: x }] }", "tollgate.providers.vertex.keys[0]"),
+            ("vertex: { adc: true, keys: [{ name: a, value: x }] }", "tollgate.providers.vertex.adc"),
+        ];
+        for (p, key) in cases {
+            let e = load(&format!("tollgate:\n  providers:\n    {p}\n")).unwrap_err();
+            assert_eq!(e.key, key, "{p}: {e}");
+        }
+        // An optional key whose secret is not set is skipped.
+        let c = load("tollgate:\n  providers:\n    azure: { keys: [{ name: a, optional: true, endpoint: 'https://r', entra: { tenant_id: t, client_id: c, client_secret: env.NOPE } }] }\n").unwrap();
+        assert!(c.provider(Provider::Azure).unwrap().keys.is_empty());
+    }
+}

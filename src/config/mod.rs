@@ -21,6 +21,7 @@ pub mod glob;
 pub mod identity;
 pub mod providers;
 pub mod redis;
+mod summary;
 pub mod virtual_keys;
 
 pub use providers::{KeyConf, ProviderConf};
