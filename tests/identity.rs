@@ -237,6 +237,8 @@ fn vertex_adc_authorized_user_file_refresh_token_exchange() {
     for r in vertex.take() {
         assert_eq!(r.header("authorization"), Some("Bearer ya29.adc-user-token-1"));
         assert_eq!(r.header("x-goog-api-key"), None);
+        // The file's quota project, as Google's libraries send it.
+        assert_eq!(r.header("x-goog-user-project"), Some("qp"));
         assert_eq!(r.path(), "/v1beta1/projects/adc-project/locations/us-central1/publishers/google/models/gemini-2.5-flash:generateContent");
     }
     assert!(gw.stderr().contains("application default credentials from GOOGLE_APPLICATION_CREDENTIALS"), "{}", gw.stderr());

@@ -129,6 +129,7 @@ impl Gateway {
                 ctx.cred.key_name = Some(k.name.clone());
                 // An identity key's token is fetched when connecting
                 // (`Gateway::identity_token`).
+                ctx.cred.quota_project = None;
                 ctx.cred.inject = match k.identity {
                     Some(_) => None,
                     None => Some(provider.auth_header(&k.value)),

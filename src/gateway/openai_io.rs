@@ -132,6 +132,9 @@ impl Gateway {
             }
             req.head.insert_header(*name, value.as_str())?;
         }
+        if let Some(q) = &ctx.cred.quota_project {
+            req.head.insert_header("x-goog-user-project", q.as_str())?;
+        }
         let deadline = ctx.timing.start + ctx.live.config.timeouts.total;
         let authority = ctx.target.upstream.as_ref().map_or(String::new(), |u| u.authority.clone());
         let sent = async {

@@ -50,6 +50,7 @@ impl Gateway {
         match ts.token(&self.connector, &self.resolver, &ctx.live.config.timeouts).await {
             Ok(token) => {
                 ctx.cred.inject = Some(("authorization", format!("Bearer {token}")));
+                ctx.cred.quota_project = ts.identity().quota_project().map(str::to_string);
                 Ok(())
             }
             Err(e) => {
@@ -102,6 +103,9 @@ impl Gateway {
             &UpstreamAuth { inject, keep_client_credentials: ctx.cred.keep_client },
             session.is_upgrade_req(),
         );
+        if let Some(q) = &ctx.cred.quota_project {
+            upstream_request.insert_header("x-goog-user-project", q.as_str())?;
+        }
         if ctx.target.sent_continue {
             upstream_request.remove_header("expect");
         }

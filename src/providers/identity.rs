@@ -87,6 +87,15 @@ impl Identity {
         }
     }
 
+    /// The quota (billing) project of Google user credentials, sent as
+    /// `x-goog-user-project` with each request.
+    pub fn quota_project(&self) -> Option<&str> {
+        match self {
+            Identity::GoogleAuthorizedUser(u) => u.quota_project_id.as_deref().filter(|q| crate::providers::vertex::is_resource_segment(q)),
+            _ => None,
+        }
+    }
+
     /// The project a Google identity belongs to, when it says.
     pub fn project_id(&self) -> Option<&str> {
         match self {
