@@ -73,6 +73,12 @@ impl Config {
                     let _ = write!(head, ", {k} {v}");
                 }
             }
+            if c.keys.is_empty() {
+                head.push_str(&match p {
+                    Provider::Ollama => ": no key needed".to_string(),
+                    _ => format!(": no keys ({})", self.availability(*p)),
+                });
+            }
             writeln!(o, "{head}")?;
             for k in &c.keys {
                 let what = match &k.identity {

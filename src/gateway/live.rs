@@ -229,6 +229,21 @@ mod tests {
     }
 
     #[test]
+    fn identity_token_sources_survive_a_reload_unless_the_identity_changed() {
+        let load = |secret: &str| {
+            let y = format!("tollgate:\n  listen: 127.0.0.1:1\n  providers:\n    azure: {{ keys: [{{ name: sp, endpoint: 'https://r', entra: {{ tenant_id: t, client_id: c, client_secret: {secret} }} }}] }}\n    openai: {{ keys: [{{ name: sp, value: sk-a }}] }}\n");
+            Arc::new(Config::from_yaml(&y, "t.yaml", &|_| None).unwrap())
+        };
+        let first = Live::new(load("secret-1"), None);
+        let ts = first.token_source(Provider::Azure, "sp").unwrap().clone();
+        assert!(first.token_source(Provider::OpenAi, "sp").is_none(), "a static key has no token source");
+        let same = Live::new(load("secret-1"), Some(&first));
+        assert!(Arc::ptr_eq(&ts, same.token_source(Provider::Azure, "sp").unwrap()), "cached token kept");
+        let changed = Live::new(load("secret-2"), Some(&same));
+        assert!(!Arc::ptr_eq(&ts, changed.token_source(Provider::Azure, "sp").unwrap()), "new secret, new source");
+    }
+
+    #[test]
     fn a_bad_file_is_refused_and_the_running_config_stays() {
         let vks = Arc::new(VirtualKeys::new(vec![]));
         let live = LiveConfig::new(Arc::new(config("")), vks);
