@@ -173,6 +173,33 @@ fn azure_managed_identity_from_imds_is_refreshed_when_it_expires() {
 }
 
 #[test]
+fn azure_managed_identity_on_app_service_uses_identity_endpoint_and_header() {
+    let app = Mock::start(|req| {
+        // App Service / Container Apps: the secret header, api-version 2019-08-01.
+        if req.header("x-identity-header") != Some("app-service-identity-header-secret") {
+            return oauth_error(401, "missing or wrong X-IDENTITY-HEADER");
+        }
+        let q = form(req.query().unwrap_or("").as_bytes());
+        if req.method != "GET" || req.path() != "/msi/token" || field(&q, "api-version") != Some("2019-08-01") || field(&q, "resource") != Some("https://cognitiveservices.azure.com") || field(&q, "client_id") != Some("user-assigned-1") {
+            return oauth_error(400, "bad request");
+        }
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        json(200, json!({"access_token": "app-service-access-token", "expires_on": (now + 3600).to_string(), "resource": "https://cognitiveservices.azure.com", "token_type": "Bearer", "client_id": "user-assigned-1"}))
+    });
+    let azure = azure_mock(Arc::new(std::sync::Mutex::new(None)));
+    let section = format!("  providers:\n    azure: {{ keys: [{{ name: uai, endpoint: \"{}\", entra: {{ managed_identity: true, client_id: user-assigned-1 }} }}] }}\n", azure.url());
+    let endpoint = format!("{}/msi/token", app.url());
+    let mut gw = Gateway::start(&section, "", &[("IDENTITY_ENDPOINT", &endpoint), ("IDENTITY_HEADER", "app-service-identity-header-secret")]);
+    gw.add_secret("app-service-identity-header-secret");
+    gw.add_secret("app-service-access-token");
+    for _ in 0..2 {
+        assert_eq!(az_call(gw.port).status, 200);
+    }
+    assert_eq!(app.count(), 1, "cached");
+    assert!(azure.take().iter().all(|r| r.header("authorization") == Some("Bearer app-service-access-token") && r.header("api-key").is_none()));
+}
+
+#[test]
 fn a_token_endpoint_that_is_down_is_a_503_on_both_routes() {
     let azure = azure_mock(Arc::new(std::sync::Mutex::new(None)));
     let closed = free_port();
