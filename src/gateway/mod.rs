@@ -10,7 +10,8 @@
 //!   copy, and errors answered when proxying fails;
 //! * [`logging`]: the record, metrics and spend.
 //!
-//! [`live`] holds the configuration snapshots and hot reload.
+//! [`live`] holds the configuration snapshots and hot reload; [`drain`]
+//! the graceful upgrade and stop.
 
 use crate::governance::key_pool::KeyHealth;
 use crate::governance::shared_counters::SharedCounters;
@@ -31,6 +32,7 @@ use std::time::Duration;
 
 mod admission;
 mod ctx;
+pub mod drain;
 pub mod live;
 mod logging;
 mod openai;
@@ -115,7 +117,8 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
-    async fn response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+    async fn response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+        drain::close_when_draining(session);
         self.client_response_head(resp, ctx);
         Ok(())
     }
