@@ -4,11 +4,8 @@
 mod cli;
 
 use pingora::prelude::*;
-<<<<<<< HEAD
-=======
-use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::configuration::ServerConf;
 use pingora::proxy::http_proxy;
->>>>>>> main
 use pingora::listeners::ListenerConfig;
 use pingora::protocols::l4::stream::{L4BufferSettings, DEFAULT_L4_WRITE_BUFFER_SIZE};
 use pingora::services::listening::Service;
