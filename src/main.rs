@@ -1,7 +1,10 @@
-//! `tollgate -c conf/tollgate.yaml` (Pingora's `-d`, `-u` and `-t` work too).
+//! `tollgate -c conf/tollgate.yaml` (Pingora's `-d`, `-u` and `-t` work too;
+//! `tollgate check -c FILE` prints what would be served: see cli.rs).
+
+mod cli;
 
 use pingora::prelude::*;
-use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::configuration::ServerConf;
 use pingora::proxy::http_proxy;
 use pingora::listeners::ListenerConfig;
 use pingora::protocols::l4::stream::{L4BufferSettings, DEFAULT_L4_WRITE_BUFFER_SIZE};
@@ -21,7 +24,7 @@ use tollgate::governance::virtual_keys::{SpendPersistence, VirtualKeys};
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let opt = Opt::parse_args();
+    let opt = cli::parse();
     let Some(conf_path) = opt.conf.clone() else {
         eprintln!("tollgate: no configuration file given; run `tollgate -c conf/tollgate.yaml`");
         std::process::exit(2);

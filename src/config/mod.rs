@@ -18,8 +18,10 @@ use crate::observe::prices::PriceTable;
 use crate::providers::Provider;
 
 pub mod glob;
+pub mod identity;
 pub mod providers;
 pub mod redis;
+mod summary;
 pub mod virtual_keys;
 
 pub use providers::{KeyConf, ProviderConf};

@@ -1,10 +1,12 @@
 //! `tollgate.providers`: base URLs, Vertex project and location, and the
 //! key pools (literal or `env.VAR` values, weights, model allow-lists, Azure
-//! endpoints and api-versions, Vertex service accounts).
+//! endpoints and api-versions, cloud identities: `config::identity`).
 
 use super::{resolve_secret, ConfigError, Parse};
 use crate::net::BaseUrl;
-use crate::providers::vertex::{is_resource_segment, oauth::ServiceAccount};
+use super::identity::{key_identity, IdentityError, RawIdentity};
+use crate::providers::identity::Identity;
+use crate::providers::vertex::is_resource_segment;
 use crate::providers::Provider;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -18,6 +20,9 @@ pub(super) struct RawProvider {
     base_url: Option<String>,
     project: Option<String>,
     location: Option<String>,
+    /// Vertex: one key named `adc` with Application Default Credentials.
+    #[serde(default)]
+    adc: bool,
     #[serde(default)]
     keys: Vec<RawKey>,
 }
@@ -33,6 +38,9 @@ struct RawKey {
     api_version: Option<String>,
     service_account_file: Option<String>,
     #[serde(default)]
+    adc: bool,
+    entra: Option<serde_yaml::Value>,
+    #[serde(default)]
     optional: bool,
 }
 
@@ -47,9 +55,10 @@ pub struct KeyConf {
     pub endpoint: Option<BaseUrl>,
     /// Azure: replaces the client's `api-version` when set.
     pub api_version: Option<String>,
-    /// Vertex: OAuth from this service account instead of an API key
-    /// (`value` is then empty).
-    pub service_account: Option<ServiceAccount>,
+    /// OAuth access tokens from this identity instead of a static key
+    /// (`value` is then empty): a Google service account or ADC (vertex), an
+    /// Entra ID identity (azure).
+    pub identity: Option<Identity>,
 }
 
 impl fmt::Debug for KeyConf {
@@ -61,7 +70,7 @@ impl fmt::Debug for KeyConf {
             .field("models", &self.models)
             .field("endpoint", &self.endpoint)
             .field("api_version", &self.api_version)
-            .field("service_account", &self.service_account)
+            .field("identity", &self.identity)
             .finish()
     }
 }
@@ -120,8 +129,18 @@ pub(super) fn parse(raw: BTreeMap<String, RawProvider>, p: &Parse<'_>) -> Result
                 }
             }
         }
+        let mut raw_keys = rp.keys;
+        if rp.adc {
+            if provider != Provider::Vertex {
+                return Err(err(&format!("{pkey}.adc"), "applies to vertex only".into()));
+            }
+            if !raw_keys.is_empty() {
+                return Err(err(&format!("{pkey}.adc"), "with `keys`, set `adc: true` on a key instead".into()));
+            }
+            raw_keys.push(RawKey { name: Some("adc".into()), value: None, weight: None, models: None, endpoint: None, api_version: None, service_account_file: None, adc: true, entra: None, optional: false });
+        }
         let mut keys = Vec::new();
-        for (i, rk) in rp.keys.into_iter().enumerate() {
+        for (i, rk) in raw_keys.into_iter().enumerate() {
             let kkey = format!("{pkey}.keys[{i}]");
             let name = rk
                 .name
@@ -130,25 +149,29 @@ pub(super) fn parse(raw: BTreeMap<String, RawProvider>, p: &Parse<'_>) -> Result
             if keys.iter().any(|k: &KeyConf| k.name == name) {
                 return Err(err(&format!("{kkey}.name"), format!("`{name}` is used twice")));
             }
-            let service_account = match (&rk.service_account_file, &rk.value) {
-                (Some(_), _) if provider != Provider::Vertex => {
-                    return Err(err(&format!("{kkey}.service_account_file"), "applies to vertex keys only".into()))
-                }
-                (Some(_), Some(_)) => {
-                    return Err(err(&kkey, "set either `value` or `service_account_file`, not both".into()))
-                }
-                (Some(path), None) => Some(
-                    ServiceAccount::load(path)
-                        .map_err(|m| err(&format!("{kkey}.service_account_file"), m))?,
-                ),
-                (None, _) => None,
+            let raw_identity = RawIdentity {
+                service_account_file: rk.service_account_file.as_deref(),
+                adc: rk.adc,
+                entra: rk.entra.as_ref(),
+                has_value: rk.value.is_some(),
             };
-            let raw_value = match (&service_account, rk.value) {
+            let identity = match key_identity(provider, &raw_identity, &kkey, p) {
+                Ok(id) => id,
+                Err(IdentityError::Bad(k, m)) => return Err(err(&k, m)),
+                Err(IdentityError::MissingEnv(_, var)) if rk.optional => {
+                    log::warn!("{file}: `{kkey}` ({name}) skipped: environment variable {var} is not set");
+                    continue;
+                }
+                Err(IdentityError::MissingEnv(k, var)) => {
+                    return Err(err(&k, format!("environment variable {var} is not set or empty (mark the key `optional: true` to skip it)")))
+                }
+            };
+            let raw_value = match (&identity, rk.value) {
                 (Some(_), _) => String::new(),
                 (None, Some(v)) => v,
                 (None, None) => return Err(err(&format!("{kkey}.value"), "is required".into())),
             };
-            let value = if service_account.is_some() { Ok(String::new()) } else { resolve_secret(&raw_value, env) };
+            let value = if identity.is_some() { Ok(String::new()) } else { resolve_secret(&raw_value, env) };
             let value = match value {
                 Ok(v) => v,
                 Err(var) if rk.optional => {
@@ -216,13 +239,19 @@ pub(super) fn parse(raw: BTreeMap<String, RawProvider>, p: &Parse<'_>) -> Result
                 models: rk.models,
                 endpoint,
                 api_version: rk.api_version,
-                service_account,
+                identity,
             });
         }
-        // OAuth credentials belong to the service account's project.
-        let project = rp.project.or_else(|| {
-            keys.iter().find_map(|k| k.service_account.as_ref().and_then(|sa| sa.project_id.clone()))
-        });
+        // OAuth credentials belong to the service account's project; for
+        // other Google identities, as in Google's libraries, the project is
+        // GOOGLE_CLOUD_PROJECT's.
+        let project = rp.project.or_else(|| keys.iter().find_map(|k| k.identity.as_ref().and_then(|id| id.project_id().map(str::to_string))));
+        let project = match project {
+            None if provider == Provider::Vertex && keys.iter().any(|k| k.identity.is_some()) => {
+                ["GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT"].iter().find_map(|v| env(v).filter(|p| is_resource_segment(p)))
+            }
+            p => p,
+        };
         providers.insert(
             provider,
             ProviderConf {

@@ -127,8 +127,10 @@ impl Gateway {
             Some(k) => {
                 METRICS.key_healthy.with_label_values(&[provider.name(), &k.name]).set(1);
                 ctx.cred.key_name = Some(k.name.clone());
-                // A service-account key's token is minted in upstream_peer.
-                ctx.cred.inject = match k.service_account {
+                // An identity key's token is fetched when connecting
+                // (`Gateway::identity_token`).
+                ctx.cred.quota_project = None;
+                ctx.cred.inject = match k.identity {
                     Some(_) => None,
                     None => Some(provider.auth_header(&k.value)),
                 };
@@ -161,7 +163,7 @@ impl Gateway {
             query: query.as_deref(),
             conf,
             key,
-            vertex_oauth: key.is_some_and(|k| k.service_account.is_some()),
+            vertex_oauth: key.is_some_and(|k| k.identity.is_some()),
         })
         .map_err(|m| (GatewayError::ProviderNotConfigured, m.to_string()))?;
         ctx.target.upstream = Some(up);

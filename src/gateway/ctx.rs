@@ -61,6 +61,11 @@ pub(super) struct Credential {
     pub virtual_key: Option<String>,
     /// The client's credential header was a virtual key: never forward it.
     pub client_is_vk: bool,
+    /// The key is a cloud identity and no access token could be obtained.
+    pub token_failed: bool,
+    /// `x-goog-user-project` to send: the quota project of Google user
+    /// credentials (ADC `authorized_user`), as Google's libraries send it.
+    pub quota_project: Option<String>,
 }
 
 /// How it went.

@@ -15,36 +15,41 @@
 use crate::config::Config;
 use crate::governance::virtual_keys::VirtualKeys;
 use crate::observe::metrics::METRICS;
-use crate::providers::vertex::oauth::TokenSource;
+use crate::providers::identity::TokenSource;
+use crate::providers::Provider;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 /// What a reload replaces: the configuration and what is derived from it.
 pub struct Live {
     pub config: Arc<Config>,
-    /// Vertex service-account token sources by key name.
-    pub token_sources: HashMap<String, Arc<TokenSource>>,
+    /// Token sources of the keys that are cloud identities (Vertex service
+    /// accounts and ADC, Azure Entra ID), by provider and key name.
+    pub token_sources: HashMap<(Provider, String), Arc<TokenSource>>,
     /// Some virtual key restricts models: requests need their model known.
     pub vk_models: bool,
 }
 
 impl Live {
     /// Build from `config`, keeping the token sources (and their cached
-    /// tokens) of `previous` for service-account keys that did not change.
+    /// tokens) of `previous` for identity keys that did not change.
     pub fn new(config: Arc<Config>, previous: Option<&Live>) -> Live {
         let mut token_sources = HashMap::new();
-        for c in config.providers.values() {
+        for (p, c) in &config.providers {
             for k in &c.keys {
-                let Some(sa) = &k.service_account else { continue };
-                let kept = previous
-                    .and_then(|p| p.token_sources.get(&k.name))
-                    .filter(|ts| ts.account() == sa)
-                    .cloned();
-                token_sources.insert(k.name.clone(), kept.unwrap_or_else(|| Arc::new(TokenSource::new(sa.clone()))));
+                let Some(id) = &k.identity else { continue };
+                let at = (*p, k.name.clone());
+                let kept = previous.and_then(|prev| prev.token_sources.get(&at)).filter(|ts| ts.identity() == id).cloned();
+                token_sources.insert(at, kept.unwrap_or_else(|| Arc::new(TokenSource::new(id.clone()))));
             }
         }
         let vk_models = config.virtual_keys.iter().any(|k| k.models.is_some());
         Live { config, token_sources, vk_models }
+    }
+
+    /// The token source of `provider`'s key `name`, when it is an identity.
+    pub fn token_source(&self, provider: Provider, name: &str) -> Option<&Arc<TokenSource>> {
+        self.token_sources.get(&(provider, name.to_string()))
     }
 }
 
@@ -221,6 +226,21 @@ mod tests {
         assert!(!vks.is_empty(), "virtual keys replaced");
         // The snapshot taken before the reload is unchanged.
         assert!(!before.config.require_virtual_key);
+    }
+
+    #[test]
+    fn identity_token_sources_survive_a_reload_unless_the_identity_changed() {
+        let load = |secret: &str| {
+            let y = format!("tollgate:\n  listen: 127.0.0.1:1\n  providers:\n    azure: {{ keys: [{{ name: sp, endpoint: 'https://r', entra: {{ tenant_id: t, client_id: c, client_secret: {secret} }} }}] }}\n    openai: {{ keys: [{{ name: sp, value: sk-a }}] }}\n");
+            Arc::new(Config::from_yaml(&y, "t.yaml", &|_| None).unwrap())
+        };
+        let first = Live::new(load("secret-1"), None);
+        let ts = first.token_source(Provider::Azure, "sp").unwrap().clone();
+        assert!(first.token_source(Provider::OpenAi, "sp").is_none(), "a static key has no token source");
+        let same = Live::new(load("secret-1"), Some(&first));
+        assert!(Arc::ptr_eq(&ts, same.token_source(Provider::Azure, "sp").unwrap()), "cached token kept");
+        let changed = Live::new(load("secret-2"), Some(&same));
+        assert!(!Arc::ptr_eq(&ts, changed.token_source(Provider::Azure, "sp").unwrap()), "new secret, new source");
     }
 
     #[test]

@@ -193,7 +193,7 @@ impl Gateway {
         // Where it goes.
         let conf = config.provider(provider);
         let key = ctx.cred.key_name.as_ref().and_then(|n| conf.and_then(|c| c.keys.iter().find(|k| &k.name == n)));
-        let oauth = key.is_some_and(|k| k.service_account.is_some());
+        let oauth = provider == Provider::Vertex && key.is_some_and(|k| k.identity.is_some());
         let api_version = key.and_then(|k| k.api_version.clone()).or(p.api_version).unwrap_or_else(|| AZURE_DEFAULT_API_VERSION.to_string());
         let project = conf.and_then(|c| c.project.clone());
         let location = conf.and_then(|c| c.location.clone()).unwrap_or_else(|| "global".to_string());

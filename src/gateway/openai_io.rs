@@ -112,7 +112,7 @@ pub(super) struct Upstream {
 impl Gateway {
     /// Send the request and relay the answer. Always answers the client
     /// (`Ok(true)`) unless writing to it failed.
-    pub(super) async fn run_exchange(&self, sink: &mut dyn Sink, ctx: &mut Ctx, req: Upstream, mut mode: Mode) -> Result<()> {
+    pub(super) async fn run_exchange(&self, sink: &mut dyn Sink, ctx: &mut Ctx, mut req: Upstream, mut mode: Mode) -> Result<()> {
         let (mut http, peer) = match self.connect(ctx).await {
             Ok(c) => c,
             Err((kind, msg)) => {
@@ -120,6 +120,21 @@ impl Gateway {
                 return self.sink_refuse(sink, ctx, kind, &msg).await;
             }
         };
+        // The credential and host of the key finally used: an identity's
+        // token is fetched while connecting, and a connect failure may have
+        // moved the request to another key (and Azure endpoint).
+        if let Some(up) = &ctx.target.upstream {
+            req.head.insert_header("host", up.authority.as_str())?;
+        }
+        if let Some((name, value)) = &ctx.cred.inject {
+            for h in crate::routes::credentials::CLIENT_CREDENTIAL_HEADERS {
+                req.head.remove_header(h);
+            }
+            req.head.insert_header(*name, value.as_str())?;
+        }
+        if let Some(q) = &ctx.cred.quota_project {
+            req.head.insert_header("x-goog-user-project", q.as_str())?;
+        }
         let deadline = ctx.timing.start + ctx.live.config.timeouts.total;
         let authority = ctx.target.upstream.as_ref().map_or(String::new(), |u| u.authority.clone());
         let sent = async {
@@ -186,15 +201,7 @@ impl Gateway {
     /// failure (nothing was sent), up to `connect_retries` times.
     async fn connect(&self, ctx: &mut Ctx) -> std::result::Result<(HttpSession, HttpPeer), (GatewayError, String)> {
         loop {
-            if ctx.cred.inject.is_none() {
-                if let Some(ts) = ctx.cred.key_name.as_ref().and_then(|n| ctx.live.token_sources.get(n)) {
-                    let token = ts.token(&self.connector, &self.resolver, &ctx.live.config.timeouts).await.map_err(|e| {
-                        log::error!("vertex: cannot obtain an access token: {e}");
-                        (GatewayError::UpstreamUnreachable, "cannot obtain a Vertex access token".to_string())
-                    })?;
-                    ctx.cred.inject = Some(("authorization", format!("Bearer {token}")));
-                }
-            }
+            self.identity_token(ctx).await.map_err(|m| (GatewayError::CredentialUnavailable, m))?;
             let up = ctx.target.upstream.clone().ok_or((GatewayError::Internal, "no upstream planned".to_string()))?;
             let addr = self.resolver.resolve(&up.host, up.port, ctx.cred.connect_attempts).await;
             let attempt = match addr {

@@ -27,7 +27,7 @@ impl Gateway {
         if let (Some(provider), Some(key), false) = (ctx.target.provider, ctx.cred.key_name.as_deref(), ctx.cred.keep_client) {
             let retry_after = resp.headers.get("retry-after").and_then(|v| v.to_str().ok());
             if resp.status.as_u16() == 401 {
-                if let Some(ts) = ctx.live.token_sources.get(key) {
+                if let Some(ts) = ctx.live.token_source(provider, key) {
                     ts.invalidate().await;
                 }
             }
@@ -74,9 +74,9 @@ impl Gateway {
     }
 
     pub(super) async fn answer_failure(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
-        let kind = GatewayError::from_proxy_error(e);
+        let kind = if ctx.cred.token_failed { Some(GatewayError::CredentialUnavailable) } else { GatewayError::from_proxy_error(e) };
         if let Some(k) = kind {
-            if matches!(k, GatewayError::UpstreamUnreachable | GatewayError::UpstreamTimeout | GatewayError::UpstreamError) {
+            if matches!(k, GatewayError::UpstreamUnreachable | GatewayError::UpstreamTimeout | GatewayError::UpstreamError | GatewayError::CredentialUnavailable) {
                 METRICS.upstream_errors.with_label_values(&[ctx.provider_label(), k.kind()]).inc();
             }
         }
@@ -91,6 +91,7 @@ impl Gateway {
         let code = match kind {
             Some(k) if !already_answered => {
                 let msg = match k {
+                    GatewayError::CredentialUnavailable => e.context.as_ref().map_or_else(|| k.describe().to_string(), |c| c.to_string()),
                     GatewayError::UpstreamUnreachable | GatewayError::UpstreamTimeout | GatewayError::UpstreamError => {
                         format!("{} ({})", k.describe(), ctx.target.upstream.as_ref().map_or("-", |u| u.authority.as_str()))
                     }

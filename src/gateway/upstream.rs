@@ -15,15 +15,7 @@ use std::time::Instant;
 
 impl Gateway {
     pub(super) async fn pick_peer(&self, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        if ctx.cred.inject.is_none() && !ctx.cred.keep_client {
-            if let Some(ts) = ctx.cred.key_name.as_ref().and_then(|n| ctx.live.token_sources.get(n)) {
-                let token = ts.token(&self.connector, &self.resolver, &ctx.live.config.timeouts).await.map_err(|e| {
-                    log::error!("vertex: cannot obtain an access token for key {}: {e}", ctx.cred.key_name.as_deref().unwrap_or(""));
-                    upstream_error(ErrorType::ConnectError, "cannot obtain a Vertex access token".to_string())
-                })?;
-                ctx.cred.inject = Some(("authorization", format!("Bearer {token}")));
-            }
-        }
+        self.identity_token(ctx).await.map_err(|m| upstream_error(ErrorType::ConnectError, m))?;
         let up = ctx.target.upstream.as_ref().ok_or_else(|| Error::explain(ErrorType::InternalError, "no upstream planned"))?;
         let addr = self
             .resolver
@@ -42,6 +34,31 @@ impl Gateway {
         let peer = build_peer(up, addr, &timeouts);
         ctx.timing.overhead += t.elapsed();
         Ok(Box::new(peer))
+    }
+
+    /// For a key that is a cloud identity (Vertex service account or ADC,
+    /// Azure Entra ID): its access token, cached or fetched now, becomes the
+    /// credential to inject as `Authorization: Bearer`. `Err` with the
+    /// client's message (the cause is logged, without secrets) when none can
+    /// be obtained; `ctx.cred.token_failed` is then set.
+    pub(super) async fn identity_token(&self, ctx: &mut Ctx) -> std::result::Result<(), String> {
+        if ctx.cred.inject.is_some() || ctx.cred.keep_client {
+            return Ok(());
+        }
+        let (Some(provider), Some(name)) = (ctx.target.provider, ctx.cred.key_name.clone()) else { return Ok(()) };
+        let Some(ts) = ctx.live.token_source(provider, &name).cloned() else { return Ok(()) };
+        match ts.token(&self.connector, &self.resolver, &ctx.live.config.timeouts).await {
+            Ok(token) => {
+                ctx.cred.inject = Some(("authorization", format!("Bearer {token}")));
+                ctx.cred.quota_project = ts.identity().quota_project().map(str::to_string);
+                Ok(())
+            }
+            Err(e) => {
+                log::error!("{}: cannot obtain an access token for key {name} ({}): {e}", provider.name(), ts.identity().describe());
+                ctx.cred.token_failed = true;
+                Err(format!("cannot obtain an access token for the {} key `{name}` (its token endpoint failed; see the gateway log)", provider.name()))
+            }
+        }
     }
 
     pub(super) fn retry_connect(&self, session: &mut Session, ctx: &mut Ctx, mut e: Box<Error>) -> Box<Error> {
@@ -86,6 +103,9 @@ impl Gateway {
             &UpstreamAuth { inject, keep_client_credentials: ctx.cred.keep_client },
             session.is_upgrade_req(),
         );
+        if let Some(q) = &ctx.cred.quota_project {
+            upstream_request.insert_header("x-goog-user-project", q.as_str())?;
+        }
         if ctx.target.sent_continue {
             upstream_request.remove_header("expect");
         }

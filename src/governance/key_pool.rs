@@ -104,7 +104,7 @@ mod tests {
             models: models.map(|m| m.iter().map(|s| s.to_string()).collect()),
             endpoint: None,
             api_version: None,
-            service_account: None,
+            identity: None,
         }
     }
 

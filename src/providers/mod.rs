@@ -4,14 +4,17 @@
 //!
 //! [`Provider::spec`] is the table of what differs; a provider file holds
 //! its [`Spec`] and the rules only it has (Azure's `api-version`, Vertex's
-//! hosts, paths and OAuth). Adding a provider is one file, one variant and
-//! one table entry.
+//! hosts, paths and OAuth). [`identity`] fetches and caches OAuth tokens
+//! for keys that are cloud identities (Google service accounts and ADC,
+//! Azure Entra ID). Adding a provider is one file, one variant and one
+//! table entry.
 
 use crate::net::BaseUrl;
 
 pub mod anthropic;
 pub mod azure;
 pub mod gemini;
+pub mod identity;
 pub mod ollama;
 pub mod openai;
 pub mod openai_compatible;

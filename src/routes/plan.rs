@@ -100,7 +100,7 @@ mod tests {
         let u = plan_upstream(&PlanInput { provider: Provider::Vertex, remainder: "/v1beta1/publishers/google/models/g:generateContent", query: None, conf: Some(&v2), key: None, vertex_oauth: false }).unwrap();
         assert_eq!(u.host, "aiplatform.googleapis.com");
 
-        let key = KeyConf { name: "k".into(), value: "v".into(), weight: 1, models: None, endpoint: Some(BaseUrl::parse("https://res.openai.azure.com").unwrap()), api_version: Some("2024-10-21".into()), service_account: None };
+        let key = KeyConf { name: "k".into(), value: "v".into(), weight: 1, models: None, endpoint: Some(BaseUrl::parse("https://res.openai.azure.com").unwrap()), api_version: Some("2024-10-21".into()), identity: None };
         let u = plan_upstream(&PlanInput { provider: Provider::Azure, remainder: "/openai/deployments/d/chat/completions", query: Some("api-version=2024-02-01"), conf: None, key: Some(&key), vertex_oauth: false }).unwrap();
         assert_eq!(u.authority, "res.openai.azure.com");
         assert_eq!(u.path_and_query, "/openai/deployments/d/chat/completions?api-version=2024-10-21");

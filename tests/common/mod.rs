@@ -534,6 +534,7 @@ pub fn config_secrets(yaml: &str, env: &[(String, String)]) -> Vec<String> {
         for (_, p) in ps {
             for k in p["keys"].as_sequence().into_iter().flatten() {
                 out.extend(k["value"].as_str().and_then(resolve));
+                out.extend(k["entra"]["client_secret"].as_str().and_then(resolve));
             }
         }
     }
@@ -705,6 +706,16 @@ impl Gateway {
         let text = std::fs::read_to_string(&p).unwrap();
         assert!(text.contains(old), "{old:?} not in config");
         std::fs::write(&p, text.replace(old, new)).unwrap();
+    }
+
+    /// One more secret this gateway must never show (an access token a mock
+    /// token endpoint hands out, a refresh token in a credentials file):
+    /// checked in every response read here and in its records, logs and
+    /// metrics when it is dropped.
+    pub fn add_secret(&mut self, s: &str) {
+        assert!(s.len() >= 8, "secrets shorter than 8 bytes would match by accident");
+        self.secrets.push(s.to_string());
+        SECRETS.lock().unwrap().push(s.to_string());
     }
 
     pub fn pid(&self) -> u32 {

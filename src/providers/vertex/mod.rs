@@ -6,6 +6,7 @@
 
 use super::{AuthForm, Provider, Spec};
 
+pub mod adc;
 pub mod oauth;
 
 pub const SPEC: Spec = Spec {

@@ -1,24 +1,17 @@
-//! Vertex AI OAuth credentials from a service-account JSON file: the gateway
-//! signs a JWT (RS256) and exchanges it at the account's `token_uri` for an
-//! access token, caches it, refreshes it before expiry and after a 401.
+//! Google OAuth credentials from JSON files: a service account (the gateway
+//! signs a JWT, RS256, and exchanges it at the account's `token_uri`) or a
+//! gcloud `authorized_user` (a refresh token exchanged at its `token_uri`).
+//! Caching and refresh are [`crate::providers::identity::TokenSource`]'s.
 
-use crate::net::{build_peer, BaseUrl, Resolver, Timeouts, Upstream};
-use bytes::Bytes;
+use crate::net::BaseUrl;
+use crate::providers::identity::{form, TokenRequest};
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Private};
 use openssl::sign::Signer;
-use pingora::connectors::http::Connector;
-use pingora::http::RequestHeader;
 use serde::Deserialize;
 use std::fmt;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::Mutex;
 
 pub const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
-/// A cached token is replaced this long before it expires.
-const REFRESH_MARGIN: Duration = Duration::from_secs(300);
-/// Token responses are small; anything bigger is refused.
-const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
 
 /// The fields of a service-account key file the gateway uses.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -92,93 +85,60 @@ pub fn b64url(data: &[u8]) -> String {
         .replace('/', "_")
 }
 
-#[derive(Deserialize)]
-struct TokenResponse {
-    access_token: String,
+impl ServiceAccount {
+    /// The JWT-bearer exchange at the account's `token_uri`.
+    pub fn token_request(&self, now: u64) -> Result<TokenRequest, String> {
+        let assertion = self.assertion(now)?;
+        let url = BaseUrl::parse(&self.token_uri)?;
+        Ok(TokenRequest {
+            method: "POST",
+            url,
+            path_and_query: String::new(),
+            headers: vec![],
+            form: Some(form(&[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", &assertion)])),
+        })
+    }
+}
+
+/// `gcloud auth application-default login` credentials (`"type":
+/// "authorized_user"`): a refresh token exchanged for access tokens.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+pub struct AuthorizedUser {
+    pub client_id: String,
+    pub client_secret: String,
+    pub refresh_token: String,
+    #[serde(default = "default_token_uri")]
+    pub token_uri: String,
     #[serde(default)]
-    expires_in: Option<u64>,
+    pub quota_project_id: Option<String>,
 }
 
-/// Mints and caches access tokens for one service account.
-pub struct TokenSource {
-    sa: ServiceAccount,
-    cached: Mutex<Option<(String, Instant)>>,
+impl fmt::Debug for AuthorizedUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthorizedUser")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .field("refresh_token", &"<redacted>")
+            .field("token_uri", &self.token_uri)
+            .finish()
+    }
 }
 
-impl TokenSource {
-    pub fn new(sa: ServiceAccount) -> Self {
-        TokenSource { sa, cached: Mutex::new(None) }
-    }
-
-    /// The service account tokens are minted for.
-    pub fn account(&self) -> &ServiceAccount {
-        &self.sa
-    }
-
-    /// A valid access token, minting one when none is cached or it is
-    /// about to expire. Concurrent callers wait for one exchange.
-    pub async fn token(&self, connector: &Connector, resolver: &Resolver, timeouts: &Timeouts) -> Result<String, String> {
-        let mut cached = self.cached.lock().await;
-        if let Some((tok, exp)) = cached.as_ref() {
-            if Instant::now() + REFRESH_MARGIN < *exp {
-                return Ok(tok.clone());
-            }
-        }
-        let (tok, ttl) = self.exchange(connector, resolver, timeouts).await?;
-        *cached = Some((tok.clone(), Instant::now() + ttl));
-        Ok(tok)
-    }
-
-    /// Drop the cached token (the provider answered 401).
-    pub async fn invalidate(&self) {
-        *self.cached.lock().await = None;
-    }
-
-    async fn exchange(&self, connector: &Connector, resolver: &Resolver, timeouts: &Timeouts) -> Result<(String, Duration), String> {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-        let assertion = self.sa.assertion(now)?;
-        let body = format!("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={assertion}");
-        let base = BaseUrl::parse(&self.sa.token_uri)?;
-        let up = Upstream::at(&base, if base.path.is_empty() { "/" } else { "" });
-        let addr = resolver.resolve(&up.host, up.port, 0).await.map_err(|e| e.0)?;
-        let peer = build_peer(&up, addr, timeouts);
-        let (mut http, _reused) = connector
-            .get_http_session(&peer)
-            .await
-            .map_err(|e| format!("token endpoint {}: {e}", up.authority))?;
-        http.set_read_timeout(Some(Duration::from_secs(30)));
-        let mut req = RequestHeader::build("POST", up.path_and_query.as_bytes(), None).map_err(|e| e.to_string())?;
-        for (k, v) in [
-            ("host", up.authority.as_str()),
-            ("content-type", "application/x-www-form-urlencoded"),
-            ("content-length", &body.len().to_string()),
-            ("accept", "application/json"),
-        ] {
-            req.insert_header(k.to_string(), v).map_err(|e| e.to_string())?;
-        }
-        let fail = |e: pingora::BError| format!("token endpoint {}: {e}", up.authority);
-        http.write_request_header(Box::new(req)).await.map_err(fail)?;
-        http.write_request_body(Bytes::from(body), true).await.map_err(fail)?;
-        http.finish_request_body().await.map_err(fail)?;
-        http.read_response_header().await.map_err(fail)?;
-        let status = http.response_header().map_or(0, |r| r.status.as_u16());
-        let mut resp = Vec::new();
-        while let Some(chunk) = http.read_response_body().await.map_err(fail)? {
-            resp.extend_from_slice(&chunk);
-            if resp.len() > MAX_TOKEN_RESPONSE {
-                return Err(format!("token endpoint {}: response too large", up.authority));
-            }
-        }
-        if status != 200 {
-            // The body is Google's error JSON; it holds no secret of ours.
-            let snippet: String = String::from_utf8_lossy(&resp).chars().take(200).collect();
-            return Err(format!("token endpoint {} answered {status}: {snippet}", up.authority));
-        }
-        let t: TokenResponse = serde_json::from_slice(&resp).map_err(|e| format!("token endpoint {}: bad JSON: {e}", up.authority))?;
-        if t.access_token.is_empty() || t.access_token.bytes().any(|b| !b.is_ascii_graphic()) {
-            return Err(format!("token endpoint {}: unusable access_token", up.authority));
-        }
-        Ok((t.access_token, Duration::from_secs(t.expires_in.unwrap_or(3600).clamp(60, 86_400))))
+impl AuthorizedUser {
+    /// The `refresh_token` grant at `token_uri`.
+    pub fn token_request(&self) -> Result<TokenRequest, String> {
+        Ok(TokenRequest {
+            method: "POST",
+            url: BaseUrl::parse(&self.token_uri)?,
+            path_and_query: String::new(),
+            headers: vec![],
+            form: Some(form(&[
+                ("grant_type", "refresh_token"),
+                ("client_id", &self.client_id),
+                ("client_secret", &self.client_secret),
+                ("refresh_token", &self.refresh_token),
+            ])),
+        })
     }
 }
 

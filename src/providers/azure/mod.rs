@@ -1,9 +1,12 @@
 //! Azure OpenAI and Azure AI Foundry: the base is the key's `endpoint`,
 //! the key goes in `api-key`, and `api-version` follows SPEC 1.1. Foundry's
-//! Anthropic models answer in Anthropic's shape.
+//! Anthropic models answer in Anthropic's shape. Keys may be Entra ID
+//! identities instead ([`entra`]): `Authorization: Bearer` replaces `api-key`.
 
 use super::{anthropic_messages_path, openai_like_path, ApiFamily, AuthForm, Provider, Spec};
 use crate::net::query::query_without;
+
+pub mod entra;
 
 pub const SPEC: Spec = Spec {
     name: "azure",
