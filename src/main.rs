@@ -85,6 +85,12 @@ fn main() {
         gateway.jobs.set_store(Arc::new(store));
     }
     let workers = JobWorkers { gateway: gateway.clone(), workers: config.async_jobs.workers, redis: redis_jobs };
+    // Traces (tollgate.otel): the exporter starts in the serving process
+    // (after Pingora daemonized), before the proxy takes requests.
+    let otel = config
+        .otel
+        .clone()
+        .map(|s| server.add_service(background_service("otel exporter", tollgate::observe::trace::TraceService(s))));
     let mut proxy = http_proxy_service(&server.configuration, gateway);
     // Plain HTTP downstream: Pingora's default 64 KiB L4 read buffer (tokio's
     // BufReader, zero-filled at accept) only pays off under TLS's 16 KiB
@@ -93,7 +99,10 @@ fn main() {
     proxy.add_listener(
         ListenerConfig::tcp(config.listen.to_string()).l4_buffer(L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE)),
     );
-    server.add_service(proxy);
+    let proxy = server.add_service(proxy);
+    if let Some(otel) = &otel {
+        proxy.add_dependency(otel);
+    }
 
     if let Some(addr) = config.metrics_listen {
         let mut metrics = Service::new("metrics".to_string(), tollgate::observe::metrics::MetricsApp);
@@ -109,8 +118,9 @@ fn main() {
     server.add_service(background_service("config reload", Reloader { live, path: conf_path.clone() }));
     log::info!("tollgate listening on {} (config {conf_path})", config.listen);
     server.run(RunArgs::default());
-    // Drained: write out the last records and spend.
+    // Drained: write out the last records, spans and spend.
     access_log.flush();
+    tollgate::observe::trace::shutdown();
     if let Some(p) = final_flush {
         p.flush();
     }

@@ -112,7 +112,7 @@ pub(super) struct Upstream {
 impl Gateway {
     /// Send the request and relay the answer. Always answers the client
     /// (`Ok(true)`) unless writing to it failed.
-    pub(super) async fn run_exchange(&self, sink: &mut dyn Sink, ctx: &mut Ctx, req: Upstream, mut mode: Mode) -> Result<()> {
+    pub(super) async fn run_exchange(&self, sink: &mut dyn Sink, ctx: &mut Ctx, mut req: Upstream, mut mode: Mode) -> Result<()> {
         let (mut http, peer) = match self.connect(ctx).await {
             Ok(c) => c,
             Err((kind, msg)) => {
@@ -120,6 +120,9 @@ impl Gateway {
                 return self.sink_refuse(sink, ctx, kind, &msg).await;
             }
         };
+        if let Some(t) = &ctx.trace {
+            super::upstream::set_trace_headers(&mut req.head, t);
+        }
         let deadline = ctx.timing.start + ctx.live.config.timeouts.total;
         let authority = ctx.target.upstream.as_ref().map_or(String::new(), |u| u.authority.clone());
         let sent = async {
@@ -197,11 +200,17 @@ impl Gateway {
             }
             let up = ctx.target.upstream.clone().ok_or((GatewayError::Internal, "no upstream planned".to_string()))?;
             let addr = self.resolver.resolve(&up.host, up.port, ctx.cred.connect_attempts).await;
+            if let Some(t) = ctx.trace.as_mut() {
+                t.upstream_attempt(&super::upstream::outgoing(&up));
+            }
             let attempt = match addr {
                 Ok(addr) => {
                     let peer = build_peer(&up, addr, &ctx.live.config.timeouts);
                     match self.connector.get_http_session(&peer).await {
-                        Ok((mut http, _reused)) => {
+                        Ok((mut http, reused)) => {
+                            if let Some(t) = &ctx.trace {
+                                t.connected(reused);
+                            }
                             let t = &ctx.live.config.timeouts;
                             http.set_read_timeout(Some(t.read));
                             http.set_write_timeout(Some(t.write));
@@ -213,6 +222,9 @@ impl Gateway {
                 Err(e) => (GatewayError::UpstreamUnreachable, e.0),
             };
             ctx.cred.connect_attempts += 1;
+            if let Some(t) = &ctx.trace {
+                t.connect_failed(attempt.0.kind());
+            }
             log::warn!("/openai: connect to {} failed: {}", up.authority, attempt.1);
             if ctx.cred.connect_attempts > ctx.live.config.connect_retries {
                 return Err((attempt.0, format!("{} ({})", attempt.0.describe(), up.authority)));
