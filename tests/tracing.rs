@@ -179,8 +179,13 @@ fn provider_mock() -> Mock {
 }
 
 fn gateway(mock: &Mock, collector_port: u16, dead_port: u16) -> Gateway {
+    gateway_with(mock, collector_port, dead_port, "")
+}
+
+/// `otel_extra`: more lines of the `otel:` block (4-space indent).
+fn gateway_with(mock: &Mock, collector_port: u16, dead_port: u16, otel_extra: &str) -> Gateway {
     let section = format!(
-        "  providers:\n    openai: {{ base_url: \"{m}\", keys: [{{ name: main, value: env.OPENAI_KEY }}] }}\n    anthropic: {{ base_url: \"{m}\", keys: [{{ name: ant, value: env.ANTHROPIC_KEY }}] }}\n    gemini: {{ base_url: \"http://127.0.0.1:{dead_port}\", keys: [{{ name: g, value: env.ANTHROPIC_KEY }}] }}\n  connect_retries: 1\n  virtual_keys:\n    - {{ name: team-a, secret: env.TEAM_VK }}\n  otel:\n    endpoint: \"http://127.0.0.1:{collector_port}\"\n    service_name: tollgate-test\n    scheduled_delay_ms: 100\n    headers: {{ x-collector-token: env.COLLECTOR_TOKEN }}\n",
+        "  providers:\n    openai: {{ base_url: \"{m}\", keys: [{{ name: main, value: env.OPENAI_KEY }}] }}\n    anthropic: {{ base_url: \"{m}\", keys: [{{ name: ant, value: env.ANTHROPIC_KEY }}] }}\n    gemini: {{ base_url: \"http://127.0.0.1:{dead_port}\", keys: [{{ name: g, value: env.ANTHROPIC_KEY }}] }}\n  connect_retries: 1\n  virtual_keys:\n    - {{ name: team-a, secret: env.TEAM_VK }}\n  otel:\n    endpoint: \"http://127.0.0.1:{collector_port}\"\n    service_name: tollgate-test\n    scheduled_delay_ms: 100\n    headers: {{ x-collector-token: env.COLLECTOR_TOKEN }}\n{otel_extra}",
         m = mock.url()
     );
     Gateway::start(&section, "", &[("OPENAI_KEY", OPENAI_KEY), ("ANTHROPIC_KEY", ANTHROPIC_KEY), ("TEAM_VK", TEAM_VK), ("COLLECTOR_TOKEN", COLLECTOR_TOKEN)])
@@ -392,7 +397,9 @@ fn openai_route_translated_request_is_traced_and_propagated() {
 fn dead_collector_changes_nothing_for_clients_and_drops_are_counted() {
     let mock = provider_mock();
     let dead = free_port();
-    let gw = gateway(&mock, dead, free_port());
+    // A queue of one span: while the exporter is stuck retrying, spans are
+    // refused and counted.
+    let gw = gateway_with(&mock, dead, free_port(), "    max_queue_size: 1\n    max_export_batch_size: 1\n");
     for i in 0..5 {
         let r = post_json(
             gw.port,
@@ -409,6 +416,10 @@ fn dead_collector_changes_nothing_for_clients_and_drops_are_counted() {
         thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(gw.metric("tollgate_otel_spans_exported_total", &[]), 0.0);
+    // Ten spans for five requests; at most a few fit a queue of one.
+    assert!(gw.metric("tollgate_otel_spans_dropped_total", &[("reason", "queue_full")]) >= 1.0, "{}", gw.metrics());
+    gw.wait_stderr("otel: export of", 1);
+    assert!(!gw.stderr().contains(COLLECTOR_TOKEN), "the collector header leaked into the log");
 }
 
 #[test]
