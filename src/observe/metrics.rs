@@ -184,12 +184,19 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
         &["op"]
     )
     .expect("register"),
-    otel_spans_dropped: register_int_counter_vec!(
-        "tollgate_otel_spans_dropped_total",
-        "Trace spans not exported, by reason (queue_full: the export queue was full; export_failed: the collector did not take the batch)",
-        &["reason"]
-    )
-    .expect("register"),
+    otel_spans_dropped: {
+        let v = register_int_counter_vec!(
+            "tollgate_otel_spans_dropped_total",
+            "Trace spans not exported, by reason (queue_full: the export queue was full; export_failed: the collector did not take the batch)",
+            &["reason"]
+        )
+        .expect("register");
+        // Both series exist from the start (0), for alerts on their rate.
+        for reason in ["queue_full", "export_failed"] {
+            v.with_label_values(&[reason]);
+        }
+        v
+    },
     otel_spans_exported: register_int_counter!(
         "tollgate_otel_spans_exported_total",
         "Trace spans the OTLP collector accepted"
