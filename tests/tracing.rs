@@ -394,6 +394,25 @@ fn openai_route_translated_request_is_traced_and_propagated() {
 }
 
 #[test]
+fn capture_content_puts_prompt_and_translated_answer_on_the_span() {
+    let collector = Collector::start();
+    let mock = provider_mock();
+    let gw = gateway_with(&mock, collector.port, free_port(), "    capture_content: true\n");
+    let r = post_json(
+        gw.port,
+        "/openai/chat/completions",
+        &[("x-request-id", "otel-content-1")],
+        &json!({"model": "anthropic/claude-haiku-4-5", "messages": [{"role": "user", "content": "Say hi"}]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (server, _) = collector.request("otel-content-1");
+    let input: Value = serde_json::from_str(server.attr("gen_ai.input.messages").as_str().expect("input captured")).unwrap();
+    assert_eq!(input, json!([{"role": "user", "content": "Say hi"}]));
+    let output = server.attr("gen_ai.output.messages").as_str().expect("output captured");
+    assert!(output.contains("\"Hi\""), "{output}");
+}
+
+#[test]
 fn dead_collector_changes_nothing_for_clients_and_drops_are_counted() {
     let mock = provider_mock();
     let dead = free_port();

@@ -164,7 +164,14 @@ impl Gateway {
                     Err(()) => Err(crate::translate::TranslateError::bad_upstream("the provider's answer was cut or is not JSON")),
                 };
                 match out {
-                    Ok(v) => json(sink, 200, v.to_string().as_bytes(), &ctx.request_id, None).await?,
+                    Ok(v) => {
+                        if let Some(t) = ctx.trace.as_ref().filter(|_| crate::observe::trace::capture_content()) {
+                            if let Some(out) = ["choices", "output"].iter().find_map(|k| v.get(*k)) {
+                                t.content("gen_ai.output.messages", &out.to_string());
+                            }
+                        }
+                        json(sink, 200, v.to_string().as_bytes(), &ctx.request_id, None).await?
+                    }
                     Err(e) => {
                         ctx.outcome.error = Some(GatewayError::UpstreamError);
                         json(sink, e.status, e.to_openai().to_string().as_bytes(), &ctx.request_id, None).await?
