@@ -6,7 +6,7 @@
 //!   I/O); async jobs and spend in SQLite (or jobs in Redis).
 //! * `providers` — one file per provider: base URL, auth form, path rules,
 //!   usage family, price fallback (Vertex with its OAuth).
-//! * `observe` — usage scanner, prices, metrics, access records.
+//! * `observe` — usage scanner, prices, metrics, access records, traces.
 //! * `config` — the `tollgate:` section, one file per section.
 //! * `governance` — virtual keys, limits (local and Redis), key pools.
 //! * `routes` — plain decisions over a request: prefix, path safety,

@@ -99,12 +99,19 @@ fn main() {
         gateway.jobs.set_store(Arc::new(store));
     }
     let workers = JobWorkers { gateway: gateway.clone(), workers: config.async_jobs.workers, redis: redis_jobs };
-    // The last records and spend, written once the server has drained
+    // Traces (tollgate.otel): the exporter starts in the serving process
+    // (after Pingora daemonized), before the proxy takes requests.
+    let otel = config
+        .otel
+        .clone()
+        .map(|s| server.add_service(background_service("otel exporter", tollgate::observe::trace::TraceService(s))));
+    // The last records, spans and spend, written once the server has drained
     // (by the drain when it ends the process, else after `run` returns).
     let final_flush = persistence.clone();
     let log_at_exit = access_log.clone();
     let finish: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
         log_at_exit.flush();
+        tollgate::observe::trace::shutdown();
         if let Some(p) = &final_flush {
             p.flush();
         }
@@ -120,7 +127,10 @@ fn main() {
     proxy.add_listener(
         ListenerConfig::tcp(config.listen.to_string()).l4_buffer(L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE)),
     );
-    server.add_service(proxy);
+    let proxy = server.add_service(proxy);
+    if let Some(otel) = &otel {
+        proxy.add_dependency(otel);
+    }
 
     if let Some(addr) = config.metrics_listen {
         let mut metrics = Service::new("metrics".to_string(), tollgate::observe::metrics::MetricsApp);

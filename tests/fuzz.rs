@@ -290,7 +290,7 @@ fn azure_key(endpoint: Option<&str>, api_version: Option<&str>) -> KeyConf {
         models: None,
         endpoint: endpoint.map(base),
         api_version: api_version.map(str::to_string),
-        service_account: None,
+        identity: None,
     }
 }
 

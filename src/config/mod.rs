@@ -4,7 +4,7 @@
 //! read by Pingora (`ServerConf`); this module reads only the gateway's section
 //! and validates it completely at start, so a bad file fails with the key and
 //! the file named, never at the first request. Each section is parsed and
-//! validated in its own file: `providers`, `virtual_keys`, `redis`.
+//! validated in its own file: `providers`, `virtual_keys`, `redis`, `otel`.
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -19,6 +19,7 @@ use crate::providers::Provider;
 
 pub mod glob;
 pub mod identity;
+pub mod otel;
 pub mod providers;
 pub mod redis;
 mod summary;
@@ -100,6 +101,7 @@ struct RawGateway {
     store: Option<RawStore>,
     #[serde(default, rename = "async")]
     async_jobs: RawAsync,
+    otel: Option<otel::RawOtel>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -170,6 +172,8 @@ pub struct Config {
     pub store_path: std::path::PathBuf,
     /// Async inference (SPEC 9).
     pub async_jobs: AsyncJobs,
+    /// OpenTelemetry traces (`tollgate.otel`); `None` is off.
+    pub otel: Option<crate::observe::trace::TraceSettings>,
 }
 
 /// `tollgate.async`.
@@ -286,6 +290,7 @@ impl Config {
             return Err(err("tollgate.require_virtual_key", "is true but no virtual_keys are configured".into()));
         }
         let redis = redis::parse(raw.redis, &p)?;
+        let otel = otel::parse(raw.otel, &p)?;
         if raw.state_file.is_some() {
             return Err(err(
                 "tollgate.state_file",
@@ -347,6 +352,7 @@ impl Config {
             openai_compat: OpenAiCompat { default_max_tokens, azure_endpoint_allowlist },
             store_path,
             async_jobs: AsyncJobs { workers, result_ttl_s, max_result_ttl_s },
+            otel,
         })
     }
 }

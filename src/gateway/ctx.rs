@@ -3,6 +3,7 @@
 use super::live::Live;
 use crate::errors::GatewayError;
 use crate::net::Upstream;
+use crate::observe::trace::RequestTrace;
 use crate::observe::usage::{Usage, UsageScanner};
 use crate::providers::Provider;
 use crate::routes::genai::VertexRule;
@@ -18,6 +19,9 @@ pub struct Ctx {
     pub(super) target: Target,
     pub(super) cred: Credential,
     pub(super) outcome: Outcome,
+    /// The request's spans; `None` when tracing is off or not started
+    /// (health checks).
+    pub(super) trace: Option<RequestTrace>,
 }
 
 /// When things happened.
@@ -91,6 +95,7 @@ impl Ctx {
             target: Target::default(),
             cred: Credential::default(),
             outcome: Outcome::default(),
+            trace: None,
         }
     }
 

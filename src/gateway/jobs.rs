@@ -267,9 +267,19 @@ impl Gateway {
         ctx.request_id = format!("{}-run", job.id.0);
         ctx.target.route = Some(RouteName::OpenAiCompat);
         ctx.outcome.job_id = Some(job.id.0.clone());
+        if let Some(tracer) = crate::observe::trace::tracer() {
+            let path = format!("/openai/{}", if job.endpoint == "responses" { "responses" } else { "chat/completions" });
+            let t = crate::observe::trace::RequestTrace::start_job(tracer, &path, &ctx.request_id, &job.id.0);
+            t.routed(&path);
+            ctx.trace = Some(t);
+        }
         let mut sink = JobSink::new(MAX_RESULT);
         let result = match serde_json::from_slice::<JobRequest>(&job.request) {
             Ok(r) => {
+                if let (Some(t), Some(p)) = (ctx.trace.as_mut(), crate::providers::Provider::from_name(&r.prepared.provider)) {
+                    let op = crate::observe::trace::span::operation_for(r.prepared.endpoint.openai_path());
+                    t.target(p, op, Some(&r.prepared.model));
+                }
                 ctx.cred.virtual_key = r.virtual_key;
                 let outcome = self.execute_openai(&mut sink, &mut ctx, r.prepared).await;
                 match (outcome, sink.status) {

@@ -7,7 +7,7 @@
 //! in-flight streams are untouched. A file that does not validate is refused
 //! with a log line and the running configuration stays.
 //!
-//! Settings bound at start (listen addresses, access log, state file, redis and
+//! Settings bound at start (listen addresses, access log, state file, redis, otel and
 //! Pingora's own top-level settings) need a restart or a graceful upgrade
 //! (`systemctl reload`); a reload that changes them says so in the log and
 //! keeps the old values.
@@ -134,6 +134,7 @@ fn keep_start_bound(old: &Config, new: &mut Config) -> Vec<&'static str> {
     keep("redis", &old.redis, &mut new.redis, &mut changed);
     keep("store.path", &old.store_path, &mut new.store_path, &mut changed);
     keep("async.workers", &old.async_jobs.workers, &mut new.async_jobs.workers, &mut changed);
+    keep("otel", &old.otel, &mut new.otel, &mut changed);
     changed
 }
 

@@ -4,6 +4,7 @@
 use super::{Ctx, Gateway};
 use crate::observe::access_log::{rfc3339, Record};
 use crate::observe::metrics::{method_label, METRICS};
+use crate::observe::trace::Finish;
 use crate::providers::Provider;
 use crate::routes::credentials::redact_query;
 use crate::routes::RouteName;
@@ -102,6 +103,18 @@ impl Gateway {
             user_agent: facts.user_agent,
             async_job_id: ctx.outcome.job_id.clone(),
         };
+
+        if let Some(t) = ctx.trace.take() {
+            t.credentials(ctx.cred.virtual_key.as_deref(), ctx.cred.key_name.as_deref());
+            t.finish(&Finish {
+                status,
+                error: rec.error.as_deref(),
+                response_model: usage.as_ref().and_then(|u| u.model.as_deref()),
+                tokens: tokens.map(|u| (u.input_tokens, u.output_tokens, u.cached_tokens)),
+                finish_reasons: ctx.outcome.scanner.as_ref().map_or(&[], |s| s.finish_reasons()),
+                cost_usd: cost,
+            });
+        }
 
         // Metrics.
         let plabel = ctx.provider_label();

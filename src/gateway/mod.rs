@@ -108,6 +108,22 @@ impl ProxyHttp for Gateway {
         self.retry_connect(session, ctx, e)
     }
 
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        reused: bool,
+        _peer: &HttpPeer,
+        #[cfg(unix)] _fd: std::os::unix::io::RawFd,
+        #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
+        _digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let Some(t) = &ctx.trace {
+            t.connected(reused);
+        }
+        Ok(())
+    }
+
     async fn upstream_request_filter(&self, session: &mut Session, upstream_request: &mut RequestHeader, ctx: &mut Ctx) -> Result<()> {
         self.rewrite_upstream_request(session, upstream_request, ctx)
     }

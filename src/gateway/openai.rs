@@ -12,6 +12,7 @@ use super::sink::Sink;
 use super::{Ctx, Gateway};
 use crate::errors::GatewayError;
 use crate::net::{BaseUrl, Upstream};
+use crate::observe::trace::{self, span::operation_for};
 use crate::providers::{vertex, Provider};
 use crate::routes::headers;
 use crate::routes::openai::{self as route, Endpoint, PathInput};
@@ -88,6 +89,14 @@ impl Gateway {
         req["model"] = Value::String(native.clone());
         ctx.target.provider = Some(provider);
         ctx.target.model = Some(native.clone());
+        if let Some(t) = ctx.trace.as_mut() {
+            t.target(provider, operation_for(endpoint.openai_path()), Some(&native));
+            if trace::capture_content() {
+                if let Some(input) = ["messages", "input"].iter().find_map(|k| req.get(*k)) {
+                    t.content("gen_ai.input.messages", &input.to_string());
+                }
+            }
+        }
 
         // Who is calling, and may they.
         match self.check_virtual_key(session, ctx, provider) {

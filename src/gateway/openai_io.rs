@@ -135,6 +135,9 @@ impl Gateway {
         if let Some(q) = &ctx.cred.quota_project {
             req.head.insert_header("x-goog-user-project", q.as_str())?;
         }
+        if let Some(t) = &ctx.trace {
+            super::upstream::set_trace_headers(&mut req.head, t);
+        }
         let deadline = ctx.timing.start + ctx.live.config.timeouts.total;
         let authority = ctx.target.upstream.as_ref().map_or(String::new(), |u| u.authority.clone());
         let sent = async {
@@ -176,7 +179,14 @@ impl Gateway {
                     Err(()) => Err(crate::translate::TranslateError::bad_upstream("the provider's answer was cut or is not JSON")),
                 };
                 match out {
-                    Ok(v) => json(sink, 200, v.to_string().as_bytes(), &ctx.request_id, None).await?,
+                    Ok(v) => {
+                        if let Some(t) = ctx.trace.as_ref().filter(|_| crate::observe::trace::capture_content()) {
+                            if let Some(out) = ["choices", "output"].iter().find_map(|k| v.get(*k)) {
+                                t.content("gen_ai.output.messages", &out.to_string());
+                            }
+                        }
+                        json(sink, 200, v.to_string().as_bytes(), &ctx.request_id, None).await?
+                    }
                     Err(e) => {
                         ctx.outcome.error = Some(GatewayError::UpstreamError);
                         json(sink, e.status, e.to_openai().to_string().as_bytes(), &ctx.request_id, None).await?
@@ -204,11 +214,17 @@ impl Gateway {
             self.identity_token(ctx).await.map_err(|m| (GatewayError::CredentialUnavailable, m))?;
             let up = ctx.target.upstream.clone().ok_or((GatewayError::Internal, "no upstream planned".to_string()))?;
             let addr = self.resolver.resolve(&up.host, up.port, ctx.cred.connect_attempts).await;
+            if let Some(t) = ctx.trace.as_mut() {
+                t.upstream_attempt(&super::upstream::outgoing(&up));
+            }
             let attempt = match addr {
                 Ok(addr) => {
                     let peer = build_peer(&up, addr, &ctx.live.config.timeouts);
                     match self.connector.get_http_session(&peer).await {
-                        Ok((mut http, _reused)) => {
+                        Ok((mut http, reused)) => {
+                            if let Some(t) = &ctx.trace {
+                                t.connected(reused);
+                            }
                             let t = &ctx.live.config.timeouts;
                             http.set_read_timeout(Some(t.read));
                             http.set_write_timeout(Some(t.write));
@@ -220,6 +236,9 @@ impl Gateway {
                 Err(e) => (GatewayError::UpstreamUnreachable, e.0),
             };
             ctx.cred.connect_attempts += 1;
+            if let Some(t) = &ctx.trace {
+                t.connect_failed(attempt.0.kind());
+            }
             log::warn!("/openai: connect to {} failed: {}", up.authority, attempt.1);
             if ctx.cred.connect_attempts > ctx.live.config.connect_retries {
                 return Err((attempt.0, format!("{} ({})", attempt.0.describe(), up.authority)));

@@ -7,6 +7,8 @@ use super::reply::write_json;
 use super::{Ctx, Gateway};
 use crate::errors::GatewayError;
 use crate::observe::metrics::METRICS;
+use crate::observe::trace::span::{operation_for, route_template, Incoming};
+use crate::observe::trace::{self, RequestTrace};
 use crate::providers::{azure, gemini, Provider};
 use crate::routes::genai::{self, VertexRule};
 use crate::routes::path::{validate_remainder, PathError};
@@ -59,6 +61,9 @@ impl Gateway {
             _ => {}
         }
 
+        if let Some(tracer) = trace::tracer() {
+            ctx.trace = Some(start_trace(tracer, session, &path, &ctx.request_id, ctx.timing.start_wall));
+        }
         let limit = ctx.live.config.max_header_bytes;
         if headers::head_size(session.req_header()) as u64 > limit {
             let msg = format!("request headers exceed the limit of {limit} bytes");
@@ -69,6 +74,9 @@ impl Gateway {
         };
         ctx.target.route = Some(route_name);
         ctx.target.remainder = remainder.to_string();
+        if let Some(t) = &ctx.trace {
+            t.routed(&route_template(route_name.prefix(), remainder));
+        }
         match validate_remainder(remainder) {
             Ok(()) => {}
             Err(PathError::Invalid(why)) => return self.refuse(session, ctx, GatewayError::InvalidPath, why).await,
@@ -117,7 +125,9 @@ impl Gateway {
         };
         let needs_body_model = (route_name == RouteName::GenAi && ctx.target.vertex_rule.is_none())
             || ctx.live.vk_models
-            || ctx.live.config.provider(provider).is_some_and(|c| c.keys.iter().any(|k| k.models.is_some()));
+            || ctx.live.config.provider(provider).is_some_and(|c| c.keys.iter().any(|k| k.models.is_some()))
+            // Traces name the requested model (gen_ai.request.model).
+            || (ctx.trace.is_some() && operation_for(remainder).is_some());
         let mut busy = t0.elapsed();
         if needs_body_model && has_body(session) {
             if let Some(first) = peek_first_chunk(session, ctx).await? {
@@ -140,6 +150,9 @@ impl Gateway {
             };
         }
 
+        if let Some(t) = ctx.trace.as_mut() {
+            t.target(provider, operation_for(remainder), ctx.target.model.as_deref());
+        }
         match self.check_virtual_key(session, ctx, provider) {
             Err(r) => return self.reject(session, ctx, r).await,
             Ok(Some(vk)) => {
@@ -169,6 +182,22 @@ impl Gateway {
         }
         Ok(())
     }
+}
+
+/// The SERVER span for the client's request (tracing on).
+fn start_trace(tracer: &opentelemetry_sdk::trace::SdkTracer, session: &Session, path: &str, request_id: &str, start: SystemTime) -> RequestTrace {
+    let req = session.req_header();
+    RequestTrace::start(
+        tracer,
+        &Incoming {
+            method: req.method.as_str(),
+            path,
+            headers: &req.headers,
+            request_id,
+            client_ip: session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string()),
+            start,
+        },
+    )
 }
 
 fn new_request_id() -> String {

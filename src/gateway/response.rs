@@ -21,6 +21,9 @@ impl Gateway {
         if ctx.timing.ttfb.is_none() && !resp.status.is_informational() {
             ctx.timing.ttfb = Some(ctx.timing.start.elapsed());
         }
+        if let (Some(t), false) = (&ctx.trace, resp.status.is_informational()) {
+            t.upstream_response(resp.status.as_u16());
+        }
         // A configured key the provider refused or rate-limited rests; the
         // answer itself goes to the client unchanged (a sent request is
         // never replayed).

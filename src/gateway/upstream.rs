@@ -6,7 +6,9 @@
 use super::reply::{total_timeout, upstream_error};
 use super::{Ctx, Gateway};
 use crate::governance::key_pool;
-use crate::net::build_peer;
+use crate::net::{build_peer, Upstream};
+use crate::observe::trace::span::Outgoing;
+use crate::observe::trace::{propagation, RequestTrace};
 use crate::routes::headers::{self, UpstreamAuth};
 use pingora::prelude::*;
 use pingora::proxy::Session;
@@ -30,6 +32,9 @@ impl Gateway {
         let mut timeouts = ctx.live.config.timeouts.clone();
         timeouts.read = timeouts.read.min(remaining);
         timeouts.write = timeouts.write.min(remaining);
+        if let Some(tr) = ctx.trace.as_mut() {
+            tr.upstream_attempt(&outgoing(up));
+        }
         let t = Instant::now();
         let peer = build_peer(up, addr, &timeouts);
         ctx.timing.overhead += t.elapsed();
@@ -65,6 +70,9 @@ impl Gateway {
         // Nothing was sent: safe to retry, on another key when there is one
         // (Azure keys carry their own endpoints).
         ctx.cred.connect_attempts += 1;
+        if let Some(t) = &ctx.trace {
+            t.connect_failed(e.etype().as_str());
+        }
         if ctx.cred.connect_attempts <= ctx.live.config.connect_retries {
             if let (Some(provider), Some(name)) = (ctx.target.provider, ctx.cred.key_name.clone()) {
                 if !ctx.cred.keep_client {
@@ -109,7 +117,28 @@ impl Gateway {
         if ctx.target.sent_continue {
             upstream_request.remove_header("expect");
         }
+        if let Some(t) = &ctx.trace {
+            set_trace_headers(upstream_request, t);
+        }
         ctx.timing.overhead += t.elapsed();
         Ok(())
+    }
+}
+
+/// The CLIENT span's view of the planned upstream.
+pub(super) fn outgoing(up: &Upstream) -> Outgoing<'_> {
+    let path = up.path_and_query.split('?').next().unwrap_or("/");
+    Outgoing { scheme: if up.tls { "https" } else { "http" }, host: &up.host, port: up.port, path }
+}
+
+/// The provider's `traceparent`/`tracestate`: the gateway's CLIENT span,
+/// replacing the client's (tracing on; headers pass untouched when off).
+pub(super) fn set_trace_headers(req: &mut RequestHeader, t: &RequestTrace) {
+    let headers = t.propagation_headers();
+    if !headers.iter().any(|(k, _)| *k == propagation::TRACESTATE) {
+        req.remove_header(propagation::TRACESTATE);
+    }
+    for (k, v) in headers {
+        let _ = req.insert_header(k, v);
     }
 }

@@ -5,8 +5,8 @@
 //! from fixed sets; models and virtual keys fold into `other` past a cap.
 
 use prometheus::{
-    register_histogram_vec, register_int_counter_vec, register_int_gauge, register_int_gauge_vec, register_counter_vec, register_gauge_vec, GaugeVec, IntGaugeVec,
-    CounterVec, HistogramVec, IntCounterVec, IntGauge,
+    register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge, register_int_gauge_vec, register_counter_vec, register_gauge_vec, GaugeVec, IntGaugeVec,
+    CounterVec, HistogramVec, IntCounter, IntCounterVec, IntGauge,
 };
 use std::collections::HashSet;
 use std::sync::{LazyLock, Mutex};
@@ -44,6 +44,8 @@ pub struct Metrics {
     pub vk_budget: GaugeVec,
     pub config_reloads: IntCounterVec,
     pub redis_errors: IntCounterVec,
+    pub otel_spans_dropped: IntCounterVec,
+    pub otel_spans_exported: IntCounter,
     models: LabelCap,
 }
 
@@ -180,6 +182,24 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
         "tollgate_redis_errors_total",
         "Failed calls to the shared-counter Redis by operation (admit, record); local counters were used instead",
         &["op"]
+    )
+    .expect("register"),
+    otel_spans_dropped: {
+        let v = register_int_counter_vec!(
+            "tollgate_otel_spans_dropped_total",
+            "Trace spans not exported, by reason (queue_full: the export queue was full; export_failed: the collector did not take the batch)",
+            &["reason"]
+        )
+        .expect("register");
+        // Both series exist from the start (0), for alerts on their rate.
+        for reason in ["queue_full", "export_failed"] {
+            v.with_label_values(&[reason]);
+        }
+        v
+    },
+    otel_spans_exported: register_int_counter!(
+        "tollgate_otel_spans_exported_total",
+        "Trace spans the OTLP collector accepted"
     )
     .expect("register"),
     models: LabelCap::new(MODEL_LABEL_CAP),

@@ -6,3 +6,4 @@ pub mod access_log;
 pub mod metrics;
 pub mod prices;
 pub mod usage;
+pub mod trace;

@@ -58,7 +58,13 @@ struct Raw {
     // Vertex embeddings (`predictions[].embeddings.statistics.token_count`)
     predict_tokens: u64,
     seen: bool,
+    /// Finish (stop) reasons, one per choice or candidate, at most
+    /// [`MAX_FINISH_REASONS`].
+    finish_reasons: Vec<String>,
 }
+
+/// Finish reasons kept per response (one per choice; `n` is small).
+const MAX_FINISH_REASONS: usize = 8;
 
 impl Raw {
     fn apply(&mut self, family: ApiFamily, path: &[&str], v: Scalar<'_>) {
@@ -78,6 +84,14 @@ impl Raw {
                 };
                 if is_model && !s.is_empty() {
                     self.model = Some(String::from_utf8_lossy(s).into_owned());
+                }
+                let is_finish = match family {
+                    ApiFamily::OpenAi => path == ["choices", "[]", "finish_reason"],
+                    ApiFamily::Anthropic => path == ["stop_reason"] || path == ["delta", "stop_reason"],
+                    ApiFamily::Gemini => path == ["candidates", "[]", "finishReason"],
+                };
+                if is_finish && !s.is_empty() && s.len() <= 64 && self.finish_reasons.len() < MAX_FINISH_REASONS {
+                    self.finish_reasons.push(String::from_utf8_lossy(s).into_owned());
                 }
                 return;
             }
@@ -513,6 +527,12 @@ impl UsageScanner {
     /// What was seen so far (valid mid-stream).
     pub fn usage(&self) -> &Usage {
         &self.usage
+    }
+
+    /// Finish reasons seen so far (`stop`, `end_turn`, `STOP`, …), one per
+    /// choice or candidate, as the provider names them.
+    pub fn finish_reasons(&self) -> &[String] {
+        &self.raw.finish_reasons
     }
 
     /// End of body: flush the decoder and the last event.

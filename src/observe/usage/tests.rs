@@ -254,3 +254,29 @@ fn line_ends_lf_cr_and_crlf_split_across_chunks_all_frame_events() {
         }
     }
 }
+
+#[test]
+fn finish_reasons_per_family() {
+    let mut s = UsageScanner::new(ApiFamily::OpenAi, Some("application/json"), None);
+    s.feed(OPENAI_CHAT_JSON.as_bytes());
+    s.finish();
+    assert_eq!(s.finish_reasons(), ["stop"]);
+    let mut s = UsageScanner::new(ApiFamily::Anthropic, Some("text/event-stream"), None);
+    for e in [
+        r#"{"type":"message_start","message":{"model":"claude","stop_reason":null,"usage":{"input_tokens":3}}}"#,
+        r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":2}}"#,
+    ] {
+        s.feed(format!("data: {e}\n\n").as_bytes());
+    }
+    s.finish();
+    assert_eq!(s.finish_reasons(), ["end_turn"]);
+    let mut s = UsageScanner::new(ApiFamily::Gemini, Some("application/json"), None);
+    s.feed(br#"{"candidates":[{"finishReason":"STOP"},{"finishReason":"MAX_TOKENS"}],"modelVersion":"g"}"#);
+    s.finish();
+    assert_eq!(s.finish_reasons(), ["STOP", "MAX_TOKENS"]);
+    // A text that only looks like one is not.
+    let mut s = UsageScanner::new(ApiFamily::OpenAi, Some("application/json"), None);
+    s.feed(br#"{"choices":[{"message":{"content":"finish_reason stop"}}]}"#);
+    s.finish();
+    assert!(s.finish_reasons().is_empty());
+}
