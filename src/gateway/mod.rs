@@ -40,6 +40,7 @@ pub mod jobs;
 mod reply;
 mod request;
 mod response;
+pub mod tls;
 mod upstream;
 
 pub use ctx::Ctx;
