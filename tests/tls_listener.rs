@@ -44,13 +44,23 @@ impl Tls {
 
     /// A new server certificate and key (a renewal), written over the files.
     fn issue(&self) -> X509 {
+        let renewal = self.renewal();
+        self.install(&renewal);
+        renewal.0
+    }
+
+    /// A new server certificate, its PEM chain and its key.
+    fn renewal(&self) -> (X509, Vec<u8>, Vec<u8>) {
         let k = key();
         let leaf = cert("localhost", &k, Some((&self.ca, &self.ca_key)), false, &["localhost"]);
         let mut chain = leaf.to_pem().unwrap();
         chain.extend(self.ca.to_pem().unwrap());
+        (leaf, chain, k.private_key_to_pem_pkcs8().unwrap())
+    }
+
+    fn install(&self, (_, chain, key): &(X509, Vec<u8>, Vec<u8>)) {
         std::fs::write(&self.cert_path, chain).unwrap();
-        std::fs::write(&self.key_path, k.private_key_to_pem_pkcs8().unwrap()).unwrap();
-        leaf
+        std::fs::write(&self.key_path, key).unwrap();
     }
 
     fn section(&self, mock: &Mock) -> String {
@@ -90,6 +100,10 @@ fn provider() -> Mock {
             s.write_all(&[b"echo:".as_slice(), &buf[..n]].concat()).unwrap();
             let _ = s.read(&mut buf);
         })),
+        _ if String::from_utf8_lossy(&req.body).contains("\"slow\":true") => Reply::Sse {
+            events: (0..8).map(|i| json!({"object": "chat.completion.chunk", "i": i}).to_string()).collect(),
+            delay: Duration::from_millis(500),
+        },
         _ if String::from_utf8_lossy(&req.body).contains("\"stream\":true") => Reply::Sse {
             events: (0..5).map(|i| json!({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": format!("t{i}")}}]}).to_string()).collect(),
             delay: Duration::from_millis(200),
@@ -287,7 +301,7 @@ fn http2_by_alpn_with_curl() {
     let out = child.wait_with_output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("chat.completion"), "{}", String::from_utf8_lossy(&out.stdout));
     let up = mock.take();
-    assert_eq!(up.len(), 2);
+    assert_eq!(up.len(), 2, "{up:#?}");
     assert!(up.iter().all(|r| r.body == body.as_bytes()), "{up:?}");
     assert!(up[1].header("content-length").is_none() && up[1].header("transfer-encoding") == Some("chunked"), "{:?}", up[1].head);
 
@@ -337,10 +351,11 @@ fn sighup_serves_a_renewed_certificate_and_keeps_open_connections() {
     let mut kept = BufReader::new(tls_connect(&client, gw.port).unwrap());
     kept.get_mut().write_all(&request_bytes("GET", "/openai_passthrough/v1/models", &[], "", false)).unwrap();
     assert_eq!(read_response(&mut kept).unwrap().status, 200);
+    let renewal = tls.renewal();
     let c2 = client.clone();
     let port = gw.port;
     let stream = std::thread::spawn(move || {
-        let body = json!({"model": "gpt-4o", "stream": true, "messages": []}).to_string();
+        let body = json!({"model": "gpt-4o", "stream": true, "slow": true, "messages": []}).to_string();
         tls_raw_request(&c2, port, &request_bytes("POST", "/openai_passthrough/v1/chat/completions", &[], &body, true)).unwrap()
     });
     while mock.sent_events.lock().unwrap().is_empty() {
@@ -348,10 +363,11 @@ fn sighup_serves_a_renewed_certificate_and_keeps_open_connections() {
     }
 
     // Renewal: new key, new certificate, then SIGHUP.
-    let renewed = tls.issue();
+    tls.install(&renewal);
+    let renewed = renewal.0;
     gw.signal("HUP");
     gw.wait_stderr("TLS certificate from", 1);
-    assert!(mock.sent_events.lock().unwrap().len() < 5, "the stream ended before the reload");
+    assert!(mock.sent_events.lock().unwrap().len() < 8, "the stream ended before the reload");
     assert_eq!(served(&client), renewed.to_der().unwrap(), "new connections get the renewed certificate");
     let r = tls_raw_request(&client, gw.port, &request_bytes("GET", "/openai_passthrough/v1/models", &[], "", true)).unwrap();
     assert_eq!(r.status, 200);
@@ -360,7 +376,7 @@ fn sighup_serves_a_renewed_certificate_and_keeps_open_connections() {
     assert_eq!(read_response(&mut kept).unwrap().status, 200, "the open connection was dropped");
     assert_eq!(kept.get_ref().ssl().peer_certificate().unwrap().to_der().unwrap(), first.to_der().unwrap());
     let r = stream.join().unwrap();
-    assert_eq!(sse_data(&r.body).len(), 5, "the stream in progress was cut: {}", r.text());
+    assert_eq!(sse_data(&r.body).len(), 8, "the stream in progress was cut: {}", r.text());
     assert_eq!(gw.metric("tollgate_config_reloads_total", &[("result", "success")]), 1.0);
 
     // A broken certificate file, then a key that is not the certificate's:

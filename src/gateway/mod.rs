@@ -95,7 +95,14 @@ impl ProxyHttp for Gateway {
         self.route_request(session, ctx).await
     }
 
-    async fn request_body_filter(&self, session: &mut Session, _body: &mut Option<Bytes>, _end: bool, ctx: &mut Ctx) -> Result<()> {
+    async fn request_body_filter(&self, session: &mut Session, body: &mut Option<Bytes>, end: bool, ctx: &mut Ctx) -> Result<()> {
+        // An HTTP/2 client may end its body with an empty DATA frame.
+        // Pingora would write that to an HTTP/1.1 provider as a chunk of
+        // size 0, the chunked terminator, and then the terminator again:
+        // stray bytes the provider reads as the next request.
+        if end && body.as_ref().is_some_and(|b| b.is_empty()) {
+            *body = None;
+        }
         self.limit_request_body(session, ctx)
     }
 
