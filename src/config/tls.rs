@@ -119,4 +119,4 @@ pub(super) fn parse(raw: Option<RawTls>, p: &Parse) -> Result<Option<TlsConf>, C
 
 #[cfg(test)]
 #[path = "tls_tests.rs"]
-mod tests;
+pub(crate) mod tests;

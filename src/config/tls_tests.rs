@@ -7,11 +7,11 @@ use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
 use openssl::x509::X509NameBuilder;
 
-fn key() -> PKey<Private> {
+pub(crate) fn key() -> PKey<Private> {
     PKey::from_ec_key(EcKey::generate(&EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap()).unwrap()).unwrap()
 }
 
-fn self_signed(cn: &str, serial: u32, key: &PKey<Private>) -> X509 {
+pub(crate) fn self_signed(cn: &str, serial: u32, key: &PKey<Private>) -> X509 {
     let mut name = X509NameBuilder::new().unwrap();
     name.append_entry_by_text("CN", cn).unwrap();
     let name = name.build();

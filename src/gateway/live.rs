@@ -249,6 +249,43 @@ mod tests {
     }
 
     #[test]
+    fn a_reload_replaces_the_tls_certificate_and_a_bad_one_is_refused() {
+        use crate::config::tls::tests::{key, self_signed};
+        let dir = std::env::temp_dir().join(format!("tollgate-reload-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key_path, conf) = (dir.join("c.pem"), dir.join("k.pem"), dir.join("t.yaml"));
+        let issue = |serial: u32| {
+            let k = key();
+            let c = self_signed("gw", serial, &k);
+            std::fs::write(&cert, c.to_pem().unwrap()).unwrap();
+            std::fs::write(&key_path, k.private_key_to_pem_pkcs8().unwrap()).unwrap();
+            c.to_der().unwrap()
+        };
+        let with_tls = format!("tollgate:\n  listen: 127.0.0.1:1\n  tls: {{ cert: \"{}\", key: \"{}\" }}\n", cert.display(), key_path.display());
+        std::fs::write(&conf, &with_tls).unwrap();
+        let first = issue(1);
+        let live = LiveConfig::new(Arc::new(Config::load(conf.to_str().unwrap()).unwrap()), Arc::new(VirtualKeys::new(vec![])));
+        let certs = live.certificates().expect("tls configured");
+        assert_eq!(certs.current().leaf.to_der().unwrap(), first);
+
+        let second = issue(2);
+        live.reload_from(conf.to_str().unwrap()).unwrap();
+        assert_eq!(certs.current().leaf.to_der().unwrap(), second, "renewed on reload");
+
+        std::fs::write(&cert, b"-----BEGIN CERTIFICATE-----\nbroken").unwrap();
+        let err = live.reload_from(conf.to_str().unwrap()).unwrap_err();
+        assert!(err.contains("tollgate.tls.cert") && err.contains(cert.to_str().unwrap()), "{err}");
+        assert_eq!(certs.current().leaf.to_der().unwrap(), second, "the running certificate stays");
+
+        // Turning TLS off needs a restart: kept, and said.
+        std::fs::write(&conf, "tollgate:\n  listen: 127.0.0.1:1\n").unwrap();
+        live.reload_from(conf.to_str().unwrap()).unwrap();
+        assert!(live.snapshot().config.tls.is_some());
+        assert_eq!(certs.current().leaf.to_der().unwrap(), second);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn a_bad_file_is_refused_and_the_running_config_stays() {
         let vks = Arc::new(VirtualKeys::new(vec![]));
         let live = LiveConfig::new(Arc::new(config("")), vks);
