@@ -437,3 +437,42 @@ fn bad_certificate_files_refuse_the_start() {
         assert!(err.contains(&format!("`{name}`")) && err.contains(file.to_str().unwrap()), "{name}: {err}");
     }
 }
+
+#[test]
+fn graceful_upgrade_keeps_tls_and_reads_the_files_again() {
+    let tls = Tls::new();
+    let first = X509::from_pem(&std::fs::read(&tls.cert_path).unwrap()).unwrap().to_der().unwrap();
+    let mock = provider();
+    let client = tls.client(H2_H1);
+    let mut gw = Gateway::start_tls(&tls.section(&mock), "", &[], Some(tls.client(H1)));
+    // A stream on the old process, across the upgrade.
+    let (c2, port) = (tls.client(H1), gw.port);
+    let stream = std::thread::spawn(move || {
+        let body = json!({"model": "gpt-4o", "stream": true, "slow": true, "messages": []}).to_string();
+        tls_raw_request(&c2, port, &request_bytes("POST", "/openai_passthrough/v1/chat/completions", &[], &body, true)).unwrap()
+    });
+    while mock.sent_events.lock().unwrap().is_empty() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let renewed = tls.issue().to_der().unwrap();
+    let mut old = gw.upgrade();
+    // The new process serves the files as they are now, with h2.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(s) = tls_connect(&client, gw.port) {
+            let der = s.ssl().peer_certificate().unwrap().to_der().unwrap();
+            if der == renewed {
+                assert_eq!(s.ssl().selected_alpn_protocol(), Some(b"h2".as_slice()));
+                break;
+            }
+            assert_eq!(der, first, "an unknown certificate");
+        }
+        assert!(Instant::now() < deadline, "the upgraded process never served the renewed certificate: {}", gw.stderr());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let r = tls_raw_request(&tls.client(H1), gw.port, &request_bytes("GET", "/openai_passthrough/v1/models", &[], "", true)).unwrap();
+    assert_eq!(r.status, 200);
+    let r = stream.join().unwrap();
+    assert_eq!(sse_data(&r.body).len(), 8, "the stream on the old process was cut: {}", r.text());
+    let _ = old.wait();
+}
