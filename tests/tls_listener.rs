@@ -476,3 +476,40 @@ fn graceful_upgrade_keeps_tls_and_reads_the_files_again() {
     assert_eq!(sse_data(&r.body).len(), 8, "the stream on the old process was cut: {}", r.text());
     let _ = old.wait();
 }
+
+#[test]
+fn an_h2_client_that_goes_away_ends_the_provider_stream() {
+    let tls = Tls::new();
+    let mock = provider();
+    let gw = Gateway::start_tls(&tls.section(&mock), "", &[], Some(tls.client(H1)));
+    // Passthrough (Pingora relays) and /openai (the gateway relays itself).
+    for (i, path) in ["/openai_passthrough/v1/chat/completions", "/openai/v1/chat/completions"].into_iter().enumerate() {
+        mock.sent_events.lock().unwrap().clear();
+        let body = json!({"model": "gpt-4o", "stream": true, "slow": true, "messages": []}).to_string();
+        let mut child = Command::new("curl")
+            .args(["-sS", "-N", "--http2", "--cacert"])
+            .arg(&tls.ca_path)
+            .args(["--resolve", &format!("localhost:{}:127.0.0.1", gw.port), "-H", "content-type: application/json", "--data-binary", &body])
+            .arg(format!("https://localhost:{}{path}", gw.port))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        while !line.starts_with("data: ") {
+            line.clear();
+            assert!(out.read_line(&mut line).unwrap() > 0, "no event before the end");
+        }
+        child.kill().unwrap();
+        let _ = child.wait();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while mock.stream_closed.lock().unwrap().len() <= i {
+            assert!(Instant::now() < deadline, "{path}: the provider stream went on after the client left");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(mock.sent_events.lock().unwrap().len() < 8, "{path}: every event was sent");
+        let rec = gw.records(i + 1).into_iter().filter(|r| r["stream"] == true).nth(i).unwrap_or_else(|| panic!("no record for {path}"));
+        assert_eq!(rec["route"], path.split("/v1").next().unwrap());
+    }
+}
