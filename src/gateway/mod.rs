@@ -2,7 +2,8 @@
 //! the modules that decide; each phase group has its own file:
 //!
 //! * [`request`]: `request_filter` (route, validate, virtual key, provider
-//!   key, upstream plan) and `request_body_filter` (size limit);
+//!   key, upstream plan) and `request_body_filter` (size limit; an empty
+//!   last HTTP/2 DATA frame dropped);
 //! * [`upstream`]: `upstream_peer` (peer from the plan, OAuth token),
 //!   `fail_to_connect` (retry on another key), `upstream_request_filter`
 //!   (path, host and credential);
@@ -10,7 +11,8 @@
 //!   copy, and errors answered when proxying fails;
 //! * [`logging`]: the record, metrics and spend.
 //!
-//! [`live`] holds the configuration snapshots and hot reload.
+//! [`live`] holds the configuration snapshots and hot reload; [`tls`] the
+//! client-facing TLS listener's settings and its reloadable certificate.
 
 use crate::governance::key_pool::KeyHealth;
 use crate::governance::shared_counters::SharedCounters;
