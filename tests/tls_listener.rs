@@ -282,6 +282,14 @@ fn http2_by_alpn_with_curl() {
     assert_eq!(up[0].header("authorization"), Some(format!("Bearer {KEY}").as_str()));
     assert_eq!(up[0].header("host"), Some(mock.url().trim_start_matches("http://")));
 
+    // The gateway's own errors (SPEC 5) over h2: JSON, the client's request id.
+    let (status, head, body404, version) = curl(&tls, gw.port, &["-H", "x-request-id: req-h2-404", "BASE/nope"]);
+    assert_eq!((status, version.as_str()), (404, "2"));
+    assert_eq!(head.get("content-type"), Some("application/json"));
+    assert_eq!(head.get("x-tollgate-request-id"), Some("req-h2-404"));
+    let e: serde_json::Value = serde_json::from_str(&body404).unwrap();
+    assert_eq!((e["error"]["type"].as_str(), e["error"]["request_id"].as_str()), (Some("route_not_found"), Some("req-h2-404")));
+
     // A body with a length, and one without (streamed from stdin): the
     // provider gets both whole.
     let body = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}).to_string();
