@@ -28,10 +28,11 @@ unit: deps
 	ulimit -n $$(ulimit -Hn) 2>/dev/null || true; cargo test --release --locked
 
 # Long runs, not part of `make test`: a 10-minute soak (prints request
-# count, RSS and descriptors) and a long property-based fuzz run.
+# count, RSS and descriptors, then 20 graceful upgrades under keep-alive
+# load) and a long property-based fuzz run.
 SOAK_SECS ?= 600
 soak: build
-	ulimit -n $$(ulimit -Hn) 2>/dev/null || true; TOLLGATE_SOAK_SECS=$(SOAK_SECS) cargo test --release --locked --test soak -- --nocapture
+	ulimit -n $$(ulimit -Hn) 2>/dev/null || true; TOLLGATE_SOAK_SECS=$(SOAK_SECS) cargo test --release --locked --test soak -- --nocapture --include-ignored
 
 FUZZ_CASES ?= 200000
 fuzz: deps

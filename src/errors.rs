@@ -20,6 +20,7 @@ pub enum GatewayError {
     HeadersTooLarge,
     BadRequest,
     AsyncJobNotFound,
+    AsyncJobStoreError,
     StoreUnavailable,
     Internal,
 }
@@ -40,7 +41,7 @@ impl GatewayError {
             UpstreamTimeout => 504,
             PayloadTooLarge => 413,
             HeadersTooLarge => 431,
-            Internal => 500,
+            Internal | AsyncJobStoreError => 500,
         }
     }
 
@@ -62,6 +63,7 @@ impl GatewayError {
             HeadersTooLarge => "headers_too_large",
             BadRequest => "bad_request",
             AsyncJobNotFound => "async_job_not_found",
+            AsyncJobStoreError => "async_job_store_error",
             StoreUnavailable => "store_unavailable",
             Internal => "internal_error",
         }
@@ -127,6 +129,7 @@ impl GatewayError {
             HeadersTooLarge => "request headers too large",
             BadRequest => "bad request",
             AsyncJobNotFound => "no such async job (unknown, expired, or submitted by someone else)",
+            AsyncJobStoreError => "the async job ran, but its result could not be stored; submit it again",
             StoreUnavailable => "the async job store is unavailable",
             Internal => "internal gateway error",
         }

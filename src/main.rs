@@ -1,7 +1,8 @@
 //! `tollgate -c conf/tollgate.yaml` (Pingora's `-d`, `-u` and `-t` work too).
 
 use pingora::prelude::*;
-use pingora::server::configuration::Opt;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::proxy::http_proxy;
 use pingora::listeners::ListenerConfig;
 use pingora::protocols::l4::stream::{L4BufferSettings, DEFAULT_L4_WRITE_BUFFER_SIZE};
 use pingora::services::listening::Service;
@@ -12,7 +13,9 @@ use pingora::server::RunArgs;
 use pingora::services::background::background_service;
 use std::time::Duration;
 use tollgate::gateway::live::{LiveConfig, Reloader};
+use tollgate::gateway::drain::{DrainTimes, Draining};
 use tollgate::gateway::jobs::JobWorkers;
+use tollgate::observe::metrics::METRICS;
 use tollgate::gateway::Gateway;
 use tollgate::governance::virtual_keys::{SpendPersistence, VirtualKeys};
 
@@ -32,16 +35,24 @@ fn main() {
             std::process::exit(1);
         }
     };
+    // Pingora's own settings. Its grace period is stretched over both drain
+    // phases (gateway/drain.rs): the operator's grace period for idle
+    // kept-alive connections, then the shutdown timeout for what still runs.
     // Pingora's work stealing stays on (its default): without it, pooled
     // upstream connections are often not reused across worker threads
     // (benches/README.md).
-    let mut server = match Server::new(Some(opt)) {
-        Ok(s) => s,
+    let mut server_conf = match ServerConf::load_yaml_with_opt_override(&opt) {
+        Ok(c) => c,
         Err(e) => {
             eprintln!("tollgate: invalid configuration: {conf_path}: {e}");
             std::process::exit(1);
         }
     };
+    let drain_times = DrainTimes::from_settings(server_conf.grace_period_seconds, server_conf.graceful_shutdown_timeout_seconds);
+    server_conf.grace_period_seconds = Some(drain_times.pingora_grace());
+    let mut opt = opt;
+    opt.conf = None; // loaded above
+    let mut server = Server::new_with_opt_and_conf(Some(opt), server_conf);
     // `-t`: both sections parsed; Pingora exits here after its own checks.
     server.bootstrap();
 
@@ -85,7 +96,20 @@ fn main() {
         gateway.jobs.set_store(Arc::new(store));
     }
     let workers = JobWorkers { gateway: gateway.clone(), workers: config.async_jobs.workers, redis: redis_jobs };
-    let mut proxy = http_proxy_service(&server.configuration, gateway);
+    // The last records and spend, written once the server has drained
+    // (by the drain when it ends the process, else after `run` returns).
+    let final_flush = persistence.clone();
+    let log_at_exit = access_log.clone();
+    let finish: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+        log_at_exit.flush();
+        if let Some(p) = &final_flush {
+            p.flush();
+        }
+    });
+    let jobs = gateway.jobs.clone();
+    let busy = move || METRICS.in_flight.get() > 0 || jobs.running() > 0;
+    let app = Draining::new(http_proxy(&server.configuration, gateway), drain_times, busy, finish.clone());
+    let mut proxy = Service::new("tollgate proxy".to_string(), app);
     // Plain HTTP downstream: Pingora's default 64 KiB L4 read buffer (tokio's
     // BufReader, zero-filled at accept) only pays off under TLS's 16 KiB
     // records. Without it every read lands straight in the HTTP layer's own
@@ -121,7 +145,6 @@ fn main() {
         metrics.add_tcp(&addr.to_string());
         server.add_service(metrics);
     }
-    let final_flush = persistence.clone();
     if let Some(p) = persistence {
         server.add_service(background_service("spend persistence", p));
     }
@@ -130,10 +153,6 @@ fn main() {
     server.add_service(background_service("config reload", Reloader { live, path: conf_path.clone() }));
     log::info!("tollgate listening on {} (config {conf_path})", config.listen);
     server.run(RunArgs::default());
-    // Drained: write out the last records and spend.
-    access_log.flush();
-    if let Some(p) = final_flush {
-        p.flush();
-    }
+    finish();
     std::process::exit(0);
 }

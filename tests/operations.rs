@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use serde_json::json;
 use std::collections::BTreeSet;
+use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -95,6 +96,56 @@ fn two_upgrades_in_a_row_under_load_lose_no_request_and_cut_no_stream() {
     let records = gw.records(ok + sok);
     let served = records.iter().filter(|r| r["route"] == "/openai_passthrough" && r["status"] == 200).count();
     assert_eq!(served, ok + sok, "records: {served}, requests: {}", ok + sok);
+}
+
+/// Issue 18: 16 kept-alive connections sending back to back and 4 reading
+/// SSE streams, through 5 graceful upgrades and a SIGTERM drain: no request
+/// fails, every stream is whole, every request has one record.
+#[test]
+fn upgrades_and_a_stop_under_keep_alive_load_lose_no_request() {
+    drain_load::run(drain_load::DrainLoad { connections: 16, streams: 4, upgrades: 5, every: Duration::from_millis(2500) });
+}
+
+/// A stream longer than the grace period finishes on the stopping process
+/// (within graceful_shutdown_timeout_seconds), its record is written once,
+/// and the process exits as soon as it is done; a stream longer than both
+/// is cut when the timeout ends.
+#[test]
+fn streams_in_flight_finish_within_the_shutdown_timeout() {
+    let events: Vec<String> = (0..15).map(|i| json!({ "i": i }).to_string()).collect();
+    let ev = events.clone();
+    let mock = Mock::start(move |_| Reply::Sse { events: ev.clone(), delay: Duration::from_millis(200) });
+    let section = format!("  providers:\n    openai: {{ base_url: \"{}\", keys: [{{ name: k, value: sk-drain-stream }}] }}\n", mock.url());
+    for (top, whole) in [("grace_period_seconds: 1\ngraceful_shutdown_timeout_seconds: 10", true), ("grace_period_seconds: 0\ngraceful_shutdown_timeout_seconds: 1", false)] {
+        let mut gw = Gateway::start(&section, top, &[]);
+        let mut conn = send_request(gw.port, "GET", "/openai_passthrough/v1/stream", &[("x-request-id", "long-stream")], b"", Duration::from_secs(20));
+        let head = read_head(&mut conn).unwrap().unwrap();
+        assert!(head.start.contains(" 200 "), "{head:?}");
+        // The stream runs 3 s; the stop comes after its first bytes.
+        let t = Instant::now();
+        let reader = thread::spawn(move || {
+            let mut body = Vec::new();
+            let _ = conn.read_to_end(&mut body);
+            body
+        });
+        thread::sleep(Duration::from_millis(300));
+        let status = gw.terminate();
+        let stopped_after = t.elapsed();
+        let body = reader.join().unwrap();
+        // The raw chunked bytes: the chunk-size lines are no `data:` lines.
+        let got = sse_data(&body);
+        assert!(status.success(), "exit: {status}");
+        if whole {
+            assert_eq!(got, events, "the stream was cut");
+            assert!(stopped_after < Duration::from_secs(6), "the process lingered {stopped_after:?} after the stream ended");
+            let recs: Vec<_> = gw.records(1).into_iter().filter(|r| r["request_id"] == "long-stream").collect();
+            assert_eq!(recs.len(), 1, "{recs:?}");
+            assert_eq!(recs[0]["status"], 200);
+        } else {
+            assert!(got.len() < events.len(), "a stream longer than the shutdown timeout was not cut");
+            assert!(stopped_after < Duration::from_secs(3), "stopped after {stopped_after:?}");
+        }
+    }
 }
 
 #[test]

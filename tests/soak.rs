@@ -135,3 +135,12 @@ fn soak_mixed_traffic_loses_nothing_and_does_not_grow() {
     assert!(rss1 <= rss0 + 16 * 1024, "RSS grew {} KiB", rss1.saturating_sub(rss0));
     assert!(fds1 <= fds0 + 16, "descriptors grew {fds0} -> {fds1}");
 }
+
+/// `make soak` only: 64 kept-alive connections and 8 streams through 20
+/// graceful upgrades and a SIGTERM drain (the short version is in
+/// tests/operations.rs).
+#[test]
+#[ignore = "long: run by `make soak`"]
+fn soak_twenty_upgrades_under_keep_alive_load_lose_no_request() {
+    drain_load::run(drain_load::DrainLoad { connections: 64, streams: 8, upgrades: 20, every: Duration::from_secs(2) });
+}

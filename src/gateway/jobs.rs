@@ -17,18 +17,88 @@ use crate::store::{JobResult, JobState, JobStore, NewJob, StoreError};
 use pingora::prelude::*;
 use pingora::proxy::Session;
 use serde_json::{json, Value};
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Notify;
 
 /// A job's result is held in memory up to this while it runs.
 const MAX_RESULT: usize = 64 * 1024 * 1024;
 
+/// Unsaved results are held in memory up to this in all.
+const MAX_UNSAVED: usize = 64 * 1024 * 1024;
+
 /// The store and the workers' wake-up, shared by the proxy and the pool.
 #[derive(Clone, Default)]
 pub struct Jobs {
     store: Arc<OnceLock<Arc<dyn JobStore>>>,
     wake: Arc<Notify>,
+    unsaved: Arc<Unsaved>,
+    running: Arc<AtomicUsize>,
+}
+
+/// Results of finished jobs that the store refused (disk full, a store
+/// error): held here so that polls get them, and written again each second
+/// until the store takes them. Bounded by [`MAX_UNSAVED`]: past it a result
+/// is replaced by a clear `async_job_store_error`. A process that dies with
+/// results held leaves those jobs Running, and the next start fails them as
+/// `async_job_interrupted`: the job is never replayed.
+struct Unsaved {
+    held: Mutex<HashMap<String, JobResult>>,
+    limit: usize,
+}
+
+impl Default for Unsaved {
+    fn default() -> Unsaved {
+        Unsaved::with_limit(MAX_UNSAVED)
+    }
+}
+
+impl Unsaved {
+    fn with_limit(limit: usize) -> Unsaved {
+        Unsaved { held: Mutex::default(), limit }
+    }
+
+    fn hold(&self, id: &str, result: JobResult, why: &StoreError, request_id: &str) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let used: usize = held.values().map(|r| r.body.len()).sum();
+        let result = if used + result.body.len() <= self.limit {
+            result
+        } else {
+            let err = GatewayError::AsyncJobStoreError;
+            JobResult { status: err.status(), body: err.body(&format!("{} ({why})", err.describe()), request_id) }
+        };
+        held.insert(id.to_string(), result);
+    }
+
+    fn get(&self, id: &str) -> Option<JobResult> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+    }
+
+    fn ids(&self) -> Vec<String> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect()
+    }
+
+    fn forget(&self, id: &str) {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+    }
+
+    /// Offer every held result to the store again; keep those it refuses.
+    async fn retry(&self, store: &Arc<dyn JobStore>) {
+        for id in self.ids() {
+            let Some(result) = self.get(&id) else { continue };
+            match store.finish(&id, result).await {
+                // Stored, or no longer Running (failed by another process):
+                // either way the store answers polls from now on.
+                Ok(()) | Err(StoreError::NotRunning(_)) => {
+                    log::info!("async job {id}: its held result is stored now");
+                    self.forget(&id);
+                }
+                Err(_) => {}
+            }
+        }
+    }
 }
 
 impl Jobs {
@@ -38,6 +108,10 @@ impl Jobs {
     }
     fn store(&self) -> Option<&Arc<dyn JobStore>> {
         self.store.get()
+    }
+    /// How many jobs this process is running now.
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::Acquire)
     }
 }
 
@@ -166,8 +240,9 @@ impl Gateway {
             let body = err.body(err.describe(), &ctx.request_id);
             return self.answer(session, ctx, err, body).await;
         };
-        match (job.state, job.result) {
-            (JobState::Done, Some(r)) => {
+        let held = (job.state == JobState::Running).then(|| self.jobs.unsaved.get(id)).flatten();
+        match (job.state, job.result.or(held)) {
+            (JobState::Done | JobState::Running, Some(r)) => {
                 super::reply::write_json(session, r.status, &r.body, &ctx.request_id, None).await?;
             }
             (state, _) => {
@@ -210,9 +285,18 @@ impl Gateway {
         };
         let status = result.status;
         let bytes = result.body.len() as u64;
-        if let Err(e) = store.finish(&job.id.0, result).await {
-            log::error!("async job {}: cannot store its result: {e}", job.id.0);
-            ctx.outcome.error_detail = Some(format!("store: {e}"));
+        match store.finish(&job.id.0, result.clone()).await {
+            Ok(()) => {}
+            Err(StoreError::NotRunning(_)) => {
+                log::error!("async job {}: finished after it was failed as interrupted; its result is dropped", job.id.0);
+                ctx.outcome.error_detail = Some("store: job no longer running".into());
+            }
+            Err(e) => {
+                log::error!("async job {}: cannot store its result, held in memory until the store takes it: {e}", job.id.0);
+                ctx.outcome.error_detail = Some(format!("store: {e}"));
+                ctx.outcome.error = Some(GatewayError::AsyncJobStoreError);
+                self.jobs.unsaved.hold(&job.id.0, result, &e, &ctx.request_id);
+            }
         }
         let facts = Facts {
             client_ip: None,
@@ -253,19 +337,37 @@ impl pingora::services::background::BackgroundService for JobWorkers {
             Err(e) => log::error!("async: cannot fail interrupted jobs: {e}"),
         }
         let mut tasks = Vec::new();
-        for _ in 0..self.workers {
+        // Worker 0 looks at the store every half second for jobs submitted
+        // elsewhere (another instance, the other process of an upgrade); the
+        // others sleep until a submission here, or a worker that found a
+        // job, wakes one of them. An idle instance costs two queries a
+        // second, not two per worker.
+        for n in 0..self.workers {
             let (g, store, mut shutdown) = (self.gateway.clone(), store.clone(), shutdown.clone());
+            let poll = Duration::from_millis(if n == 0 { 500 } else { 86_400_000 });
             tasks.push(tokio::spawn(async move {
                 loop {
                     if *shutdown.borrow() {
                         return;
                     }
-                    match store.claim_next().await {
-                        Ok(Some(job)) => g.run_job(&store, job).await,
+                    // Counted from before the claim, so a drain never sees a
+                    // claimed job as nothing running.
+                    g.jobs.running.fetch_add(1, Ordering::AcqRel);
+                    let claimed = store.claim_next().await;
+                    if let Ok(Some(job)) = claimed {
+                        // There may be more: pass the word on.
+                        g.jobs.wake.notify_one();
+                        g.run_job(&store, job).await;
+                        g.jobs.running.fetch_sub(1, Ordering::AcqRel);
+                        continue;
+                    }
+                    g.jobs.running.fetch_sub(1, Ordering::AcqRel);
+                    match claimed {
+                        Ok(Some(_)) => {}
                         Ok(None) => {
                             tokio::select! {
                                 _ = g.jobs.wake.notified() => {}
-                                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                                _ = tokio::time::sleep(poll) => {}
                                 _ = shutdown.changed() => return,
                             }
                         }
@@ -278,8 +380,10 @@ impl pingora::services::background::BackgroundService for JobWorkers {
             }));
         }
         let mut tick = tokio::time::interval(Duration::from_secs(30));
+        let mut retry = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
+                _ = retry.tick() => self.gateway.jobs.unsaved.retry(&store).await,
                 _ = tick.tick() => {
                     let now = SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
                     if let Err(e) = store.sweep(now).await {
@@ -302,5 +406,62 @@ impl pingora::services::background::BackgroundService for JobWorkers {
         for task in tasks {
             let _ = tokio::time::timeout(Duration::from_secs(30).saturating_sub(t.elapsed()), task).await;
         }
+        self.gateway.jobs.unsaved.retry(&store).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SqliteStore;
+
+    fn full() -> StoreError {
+        StoreError::Backend("database or disk is full".into())
+    }
+
+    #[test]
+    fn unsaved_results_are_held_up_to_the_bound_then_replaced_by_a_clear_error() {
+        let u = Unsaved::with_limit(10);
+        u.hold("a", JobResult { status: 200, body: vec![b'x'; 8] }, &full(), "r1");
+        u.hold("b", JobResult { status: 200, body: vec![b'y'; 8] }, &full(), "r2");
+        assert_eq!(u.get("a"), Some(JobResult { status: 200, body: vec![b'x'; 8] }));
+        let b = u.get("b").unwrap();
+        assert_eq!(b.status, 500);
+        let v: Value = serde_json::from_slice(&b.body).unwrap();
+        assert_eq!(v["error"]["type"], "async_job_store_error");
+        assert!(v["error"]["message"].as_str().unwrap().contains("disk is full"), "{v}");
+        assert_eq!(v["error"]["request_id"], "r2");
+        assert_eq!(u.get("c"), None);
+    }
+
+    #[tokio::test]
+    async fn held_results_are_written_once_the_store_takes_writes_again() {
+        let dir = std::env::temp_dir().join(format!("tollgate-unsaved-{}-{}", std::process::id(), rand::random::<u32>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sqlite = SqliteStore::open(&dir.join("t.db")).unwrap();
+        let store: Arc<dyn JobStore> = Arc::new(sqlite.clone());
+        let job = NewJob { owner: "o".into(), endpoint: "chat.completions".into(), request: b"{}".to_vec(), result_ttl_s: 60 };
+        let id = store.submit(job).await.unwrap();
+        assert_eq!(store.claim_next().await.unwrap().unwrap().id, id);
+        sqlite
+            .exec_for_test(
+                "CREATE TRIGGER full BEFORE UPDATE OF state ON jobs WHEN NEW.state = 'done'
+                 BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END",
+            )
+            .await
+            .unwrap();
+        let answer = JobResult { status: 200, body: b"{\"ok\":true}".to_vec() };
+        let e = store.finish(id.as_str(), answer.clone()).await.unwrap_err();
+        let u = Unsaved::default();
+        u.hold(id.as_str(), answer.clone(), &e, "r");
+        u.retry(&store).await;
+        assert_eq!(u.get(id.as_str()), Some(answer.clone()), "kept while the store refuses");
+        assert_eq!(store.get(id.as_str(), "o").await.unwrap().unwrap().state, JobState::Running);
+        sqlite.exec_for_test("DROP TRIGGER full").await.unwrap();
+        u.retry(&store).await;
+        assert_eq!(u.get(id.as_str()), None);
+        let stored = store.get(id.as_str(), "o").await.unwrap().unwrap();
+        assert_eq!((stored.state, stored.result), (JobState::Done, Some(answer)));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -11,8 +11,9 @@
 //!   copy, and errors answered when proxying fails;
 //! * [`logging`]: the record, metrics and spend.
 //!
-//! [`live`] holds the configuration snapshots and hot reload; [`tls`] the
-//! client-facing TLS listener's settings and its reloadable certificate.
+//! [`live`] holds the configuration snapshots and hot reload; [`drain`]
+//! the graceful upgrade and stop; [`tls`] the client-facing TLS listener's
+//! settings and its reloadable certificate.
 
 use crate::governance::key_pool::KeyHealth;
 use crate::governance::shared_counters::SharedCounters;
@@ -33,6 +34,7 @@ use std::time::Duration;
 
 mod admission;
 mod ctx;
+pub mod drain;
 pub mod live;
 mod logging;
 mod openai;
@@ -125,7 +127,8 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
-    async fn response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+    async fn response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+        drain::close_when_draining(session);
         self.client_response_head(resp, ctx);
         Ok(())
     }

@@ -28,6 +28,7 @@ pub(super) async fn write_json(session: &mut Session, status: u16, body: &[u8], 
     if !session.as_mut().is_body_empty() && !session.as_mut().is_body_done() {
         session.set_keepalive(None);
     }
+    super::drain::close_when_draining(session);
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(Bytes::copy_from_slice(body)), true).await?;
     Ok(())

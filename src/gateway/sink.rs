@@ -22,6 +22,7 @@ pub(super) struct SessionSink<'a>(pub &'a mut Session);
 #[async_trait]
 impl Sink for SessionSink<'_> {
     async fn head(&mut self, head: ResponseHeader) -> Result<()> {
+        super::drain::close_when_draining(self.0);
         self.0.write_response_header(Box::new(head), false).await
     }
     async fn body(&mut self, data: Option<Bytes>, end: bool) -> Result<()> {

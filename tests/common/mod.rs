@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+pub mod drain_load;
 pub mod pki;
 
 use std::collections::HashMap;
@@ -631,6 +632,9 @@ impl Gateway {
         if let Some(st) = old.try_wait().unwrap() {
             panic!("old process exited early: {st}");
         }
+        // The new process took the listeners over (the old one retries the
+        // hand-over while the new one is still starting, on a busy machine).
+        self.wait_stderr("tollgate listening on", 1);
         old
     }
 

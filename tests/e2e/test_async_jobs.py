@@ -6,6 +6,7 @@ gateway is killed is failed, never replayed."""
 
 import shutil
 import socket
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -214,4 +215,50 @@ def test_another_virtual_key_gets_404(mocks, tmpdir_):
         assert recs and all(r["virtual_key"] in ("team-a", "team-b", None) for r in recs)
         assert any(r["virtual_key"] == "team-a" and r["user_agent"] == "tollgate-async-worker" for r in recs), recs
     finally:
+        gw.stop()
+
+
+def test_a_store_error_while_running_loses_no_answer_and_sync_traffic_goes_on(mocks, tmpdir_):
+    """Disk full (or any store error) while the gateway runs: a submission is
+    refused with a clear 503; a job whose result cannot be written keeps its
+    answer in memory and polls get it; sync requests are served throughout;
+    the result is written once the store takes writes again. The failures
+    are made by SQLite triggers raising the error a full disk gives."""
+    gw = Gateway(mocks, tmpdir_)
+    db = sqlite3.connect(f"{tmpdir_}/tollgate.db", timeout=5)
+    try:
+        c = client(gw)
+        db.execute("CREATE TRIGGER full_insert BEFORE INSERT ON jobs BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
+        db.commit()
+        with pytest.raises(openai.InternalServerError) as e:
+            c.chat.completions.create(model="openai/gpt-4o-mini", messages=MSG, extra_headers={"x-bf-async": "true"})
+        assert e.value.status_code == 503 and e.value.body["type"] == "store_unavailable"
+        assert "disk is full" in e.value.body["message"]
+        assert c.chat.completions.create(model="openai/gpt-4o-mini", messages=MSG).choices[0].message.content
+        db.execute("DROP TRIGGER full_insert")
+        db.execute("CREATE TRIGGER full_finish BEFORE UPDATE OF state ON jobs WHEN NEW.state = 'done' "
+                   "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
+        db.commit()
+        job, done, _ = seed_chat_loop(c, "openai/gpt-4o-mini")
+        sync = c.chat.completions.create(model="openai/gpt-4o-mini", messages=MSG)
+        assert done.choices[0].message.content == sync.choices[0].message.content
+        assert db.execute("SELECT state FROM jobs WHERE id = ?", (job.id,)).fetchone()[0] == "running"
+        runs = [r for r in gw.records() if r.get("async_job_id") == job.id and r["user_agent"] == "tollgate-async-worker"]
+        assert len(runs) == 1 and runs[0]["error"] == "async_job_store_error" and runs[0]["input_tokens"], runs
+        gw.stderr.seek(0)
+        assert "cannot store its result" in gw.stderr.read()
+        # The store takes writes again: the held answer is written, and a
+        # restarted gateway answers the poll from the store.
+        db.execute("DROP TRIGGER full_finish")
+        db.commit()
+        deadline = time.time() + 10
+        while db.execute("SELECT state FROM jobs WHERE id = ?", (job.id,)).fetchone()[0] != "done":
+            assert time.time() < deadline, "the held result was never written"
+            time.sleep(0.1)
+        gw.stop()
+        gw = Gateway(mocks, tmpdir_)
+        again = client(gw).chat.completions.create(model="openai/gpt-4o-mini", messages=MSG, extra_headers={"x-bf-async-id": job.id})
+        assert again.choices[0].message.content == done.choices[0].message.content
+    finally:
+        db.close()
         gw.stop()

@@ -1,0 +1,190 @@
+//! Graceful upgrades (`SIGQUIT` with a new process started by `-u`) and
+//! drains (`SIGTERM`) that lose no request.
+//!
+//! What Pingora 0.9 does on its own when its shutdown watch flips: the accept
+//! loops stop, and the HTTP app's `http_cleanup` runs at once. That drops
+//! every kept-alive connection parked between two requests, so a client that
+//! had just sent its next request on one sees the connection closed with no
+//! response. Requests that were already running get `Connection: keep-alive`
+//! on their response, and their connection is then dropped the same way.
+//! After `grace_period_seconds` Pingora shuts its runtimes down, and tokio
+//! drops every task still running at that point, streams included
+//! (`graceful_shutdown_timeout_seconds` only bounds blocking threads).
+//!
+//! What tollgate does instead ([`Draining`] wraps Pingora's proxy app and
+//! delegates everything but the cleanup):
+//! 1. From the moment the shutdown begins, every response carries
+//!    `Connection: close` and its connection closes after it
+//!    ([`close_when_draining`]). A request that arrives on an idle kept-alive
+//!    connection during the grace period is still served, with that header.
+//! 2. After `grace_period_seconds`, requests and async jobs still running get
+//!    up to `graceful_shutdown_timeout_seconds` more. Pingora's own grace
+//!    period is set to the sum of both ([`DrainTimes::pingora_grace`]) so its
+//!    runtimes stay up that long.
+//! 3. Once nothing has run for a quarter second (a stream that began before
+//!    the drain has ended, and its client's next request, served with
+//!    `Connection: close`, too), the process writes its last records and
+//!    spend and exits, closing the connections that are still idle.
+
+use pingora::apps::{HttpServerApp, HttpServerOptions, ReusedHttpStream};
+use pingora::protocols::http::v2::server::H2Options;
+use pingora::protocols::http::ServerSession;
+use pingora::proxy::Session;
+use pingora::server::ShutdownWatch;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Set once the shutdown has begun; never cleared (the process ends).
+static DRAINING: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process is draining.
+pub fn draining() -> bool {
+    DRAINING.load(Ordering::Acquire)
+}
+
+/// Called before a response head is written (proxied or the gateway's own):
+/// while draining, the response says `Connection: close` and the connection
+/// is closed after it, so the client's next request opens a new connection,
+/// which reaches the new process (upgrade) or is refused (stop).
+pub(super) fn close_when_draining(session: &mut Session) {
+    if draining() {
+        session.set_keepalive(None);
+    }
+}
+
+/// Pingora's two shutdown settings, as the operator wrote them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrainTimes {
+    /// `grace_period_seconds`: how long idle kept-alive connections stay
+    /// open and are served after the shutdown begins.
+    pub grace: Duration,
+    /// `graceful_shutdown_timeout_seconds`: how much longer requests and
+    /// jobs still running may take.
+    pub timeout: Duration,
+}
+
+impl DrainTimes {
+    /// Pingora's defaults when a setting is absent (5 min, 5 s).
+    pub fn from_settings(grace_period_seconds: Option<u64>, graceful_shutdown_timeout_seconds: Option<u64>) -> DrainTimes {
+        DrainTimes {
+            grace: Duration::from_secs(grace_period_seconds.unwrap_or(300)),
+            timeout: Duration::from_secs(graceful_shutdown_timeout_seconds.unwrap_or(5)),
+        }
+    }
+
+    /// The grace period Pingora is given: both phases, so that its runtimes
+    /// (and the tasks on them) live until the drain is over.
+    pub fn pingora_grace(&self) -> u64 {
+        (self.grace + self.timeout).as_secs()
+    }
+}
+
+/// Pingora's HTTP proxy app with a drain that loses no request (module doc).
+pub struct Draining<A> {
+    inner: Arc<A>,
+    times: DrainTimes,
+    /// Whether anything still runs (requests in flight, async jobs).
+    busy: Box<dyn Fn() -> bool + Send + Sync>,
+    /// Writes the last records and spend; called before the process exits.
+    finish: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl<A> Draining<A> {
+    pub fn new(inner: A, times: DrainTimes, busy: impl Fn() -> bool + Send + Sync + 'static, finish: Arc<dyn Fn() + Send + Sync>) -> Self {
+        Draining { inner: Arc::new(inner), times, busy: Box::new(busy), finish }
+    }
+}
+
+#[async_trait::async_trait]
+impl<A: HttpServerApp + Send + Sync + 'static> HttpServerApp for Draining<A> {
+    async fn process_new_http(self: &Arc<Self>, session: ServerSession, shutdown: &ShutdownWatch) -> Option<ReusedHttpStream> {
+        self.inner.process_new_http(session, shutdown).await
+    }
+
+    fn h2_options(&self) -> Option<H2Options> {
+        self.inner.h2_options()
+    }
+
+    fn server_options(&self) -> Option<&HttpServerOptions> {
+        self.inner.server_options()
+    }
+
+    /// Runs when the accept loops have stopped: the drain of the module doc.
+    /// Pingora's own cleanup is never called: it would close at once every
+    /// connection that becomes idle from then on, including one whose client
+    /// is sending its next request after a stream that began before the
+    /// drain. Such a connection is served once more (with `Connection:
+    /// close`); idle connections are closed when the process exits.
+    async fn http_cleanup(&self) {
+        DRAINING.store(true, Ordering::Release);
+        log::info!(
+            "draining: serving kept-alive connections for {:?} (grace_period_seconds), then up to {:?} for requests still running",
+            self.times.grace,
+            self.times.timeout
+        );
+        tokio::time::sleep(self.times.grace).await;
+        let finished = wait_until_quiet(&*self.busy, Instant::now() + self.times.timeout).await;
+        if finished {
+            log::info!("draining: done, nothing left running");
+        } else {
+            log::warn!("draining: requests still running after graceful_shutdown_timeout_seconds; they are cut");
+        }
+        let finish = self.finish.clone();
+        let _ = tokio::task::spawn_blocking(move || finish()).await;
+        std::process::exit(0);
+    }
+}
+
+/// How long nothing may run before a draining process exits: a client that
+/// got a kept-alive response (begun before the drain) sends its next
+/// request within this, and it is served rather than cut.
+const QUIET: Duration = Duration::from_millis(250);
+
+/// Wait until `busy` has been false for [`QUIET`], or until `deadline`;
+/// true when it went quiet.
+async fn wait_until_quiet(busy: &(dyn Fn() -> bool + Send + Sync), deadline: Instant) -> bool {
+    let mut quiet_since: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        if busy() {
+            quiet_since = None;
+        } else if now.duration_since(*quiet_since.get_or_insert(now)) >= QUIET {
+            return true;
+        }
+        if now >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pingora_waits_for_both_phases_and_absent_settings_take_its_defaults() {
+        let t = DrainTimes::from_settings(Some(3), Some(10));
+        assert_eq!((t.grace, t.timeout), (Duration::from_secs(3), Duration::from_secs(10)));
+        assert_eq!(t.pingora_grace(), 13);
+        let d = DrainTimes::from_settings(None, None);
+        assert_eq!(d.pingora_grace(), 305);
+        assert_eq!(DrainTimes::from_settings(Some(0), Some(0)).pingora_grace(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_drain_ends_after_a_quiet_moment_or_at_its_deadline() {
+        use std::sync::atomic::AtomicUsize;
+        // Busy for the first 5 polls, then quiet: ends after QUIET.
+        let polls = AtomicUsize::new(0);
+        let busy = move || polls.fetch_add(1, Ordering::Relaxed) < 5;
+        let t = Instant::now();
+        assert!(wait_until_quiet(&busy, t + Duration::from_secs(10)).await);
+        assert!(t.elapsed() >= QUIET);
+        // Never quiet: gives up at the deadline.
+        let t = Instant::now();
+        assert!(!wait_until_quiet(&|| true, t + Duration::from_millis(100)).await);
+        assert!(t.elapsed() >= Duration::from_millis(100));
+    }
+}
