@@ -124,9 +124,30 @@ fn main() {
     // BufReader, zero-filled at accept) only pays off under TLS's 16 KiB
     // records. Without it every read lands straight in the HTTP layer's own
     // buffers, and each open connection costs ~64 KiB less (benches/README).
-    proxy.add_listener(
-        ListenerConfig::tcp(config.listen.to_string()).l4_buffer(L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE)),
-    );
+    // TLS (`tollgate.tls`): Pingora's default L4 buffer stays, it fits TLS
+    // records; HTTP/2 or HTTP/1.1 by ALPN; the certificate comes from the
+    // live configuration at each handshake (a reload replaces it).
+    match live.certificates() {
+        None => proxy.add_listener(
+            ListenerConfig::tcp(config.listen.to_string()).l4_buffer(L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE)),
+        ),
+        Some(certs) => {
+            let settings = match certs.listener_settings() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("tollgate: {conf_path}: `tollgate.tls`: {e}");
+                    std::process::exit(1);
+                }
+            };
+            let id = certs.current();
+            let tls = config.tls.as_ref().expect("certificates come from tollgate.tls");
+            log::info!("TLS on {} (HTTP/2 and HTTP/1.1): {} from {}", config.listen, id.describe(), tls.cert.display());
+            if id.expired() {
+                log::warn!("TLS certificate {} has expired ({})", tls.cert.display(), id.describe());
+            }
+            proxy.add_listener(ListenerConfig::tcp(config.listen.to_string()).tls(settings));
+        }
+    }
     let proxy = server.add_service(proxy);
     if let Some(otel) = &otel {
         proxy.add_dependency(otel);

@@ -23,10 +23,12 @@ pub mod otel;
 pub mod providers;
 pub mod redis;
 mod summary;
+pub mod tls;
 pub mod virtual_keys;
 
 pub use providers::{KeyConf, ProviderConf};
 pub use redis::RedisConf;
+pub use tls::TlsConf;
 pub use virtual_keys::{Budget, Period, VirtualKey};
 
 /// A configuration error: the dotted key that is wrong, the file and why.
@@ -76,6 +78,7 @@ struct RawFile {
 #[serde(deny_unknown_fields)]
 struct RawGateway {
     listen: Option<String>,
+    tls: Option<tls::RawTls>,
     metrics_listen: Option<String>,
     access_log: Option<String>,
     #[serde(default)]
@@ -152,6 +155,8 @@ fn listeners_overlap(a: &SocketAddr, b: &SocketAddr) -> bool {
 pub struct Config {
     pub file: String,
     pub listen: SocketAddr,
+    /// TLS (and HTTP/2 by ALPN) on `listen`; plain HTTP/1.1 when absent.
+    pub tls: Option<TlsConf>,
     pub metrics_listen: Option<SocketAddr>,
     pub access_log: AccessLogTarget,
     pub allow_direct_keys: bool,
@@ -236,6 +241,7 @@ impl Config {
         let listen = listen_s
             .parse()
             .map_err(|_| err("tollgate.listen", format!("`{listen_s}` is not host:port")))?;
+        let tls = tls::parse(raw.tls, &p)?;
         let metrics_listen: Option<SocketAddr> = match raw.metrics_listen {
             None => None,
             Some(s) => Some(s.parse().map_err(|_| {
@@ -337,6 +343,7 @@ impl Config {
         Ok(Config {
             file: file.to_string(),
             listen,
+            tls,
             metrics_listen,
             access_log,
             allow_direct_keys: raw.allow_direct_keys,

@@ -7,11 +7,14 @@
 //! in-flight streams are untouched. A file that does not validate is refused
 //! with a log line and the running configuration stays.
 //!
-//! Settings bound at start (listen addresses, access log, state file, redis, otel and
-//! Pingora's own top-level settings) need a restart or a graceful upgrade
-//! (`systemctl reload`); a reload that changes them says so in the log and
-//! keeps the old values.
+//! Settings bound at start (listen addresses, TLS on or off, access log,
+//! store, redis, otel and Pingora's own top-level settings) need a restart or a
+//! graceful upgrade (`systemctl reload`); a reload that changes them says so
+//! in the log and keeps the old values. The TLS certificate and key are
+//! re-read: new connections get the new certificate, open ones keep theirs;
+//! a file that does not load refuses the whole reload.
 
+use super::tls::Certificates;
 use crate::config::Config;
 use crate::governance::virtual_keys::VirtualKeys;
 use crate::observe::metrics::METRICS;
@@ -57,11 +60,14 @@ impl Live {
 pub struct LiveConfig {
     current: RwLock<Arc<Live>>,
     pub virtual_keys: Arc<VirtualKeys>,
+    /// The TLS listener's certificate, replaced by a reload.
+    tls: Option<Arc<Certificates>>,
 }
 
 impl LiveConfig {
     pub fn new(config: Arc<Config>, virtual_keys: Arc<VirtualKeys>) -> LiveConfig {
-        let live = LiveConfig { current: RwLock::new(Arc::new(Live::new(config.clone(), None))), virtual_keys };
+        let tls = config.tls.as_ref().map(|t| Arc::new(Certificates::new(t.identity.clone())));
+        let live = LiveConfig { current: RwLock::new(Arc::new(Live::new(config.clone(), None))), virtual_keys, tls };
         publish_gauges(&config, None, &live.virtual_keys);
         // Counters exported from the start (at 0), so dashboards and alerts
         // see them before the first event.
@@ -72,6 +78,11 @@ impl LiveConfig {
             METRICS.redis_errors.with_label_values(&[op]);
         }
         live
+    }
+
+    /// The certificate holder of the TLS listener, when `tollgate.tls` is set.
+    pub fn certificates(&self) -> Option<Arc<Certificates>> {
+        self.tls.clone()
     }
 
     /// The configuration for a request starting now.
@@ -86,6 +97,14 @@ impl LiveConfig {
         let mut config = config;
         let ignored = keep_start_bound(&old.config, &mut config);
         let config = Arc::new(config);
+        if let (Some(certs), Some(tls)) = (&self.tls, &config.tls) {
+            if certs.replace(tls.identity.clone()) {
+                log::info!("reload: TLS certificate from {} served to new connections ({})", tls.cert.display(), tls.identity.describe());
+            }
+            if tls.identity.expired() {
+                log::warn!("TLS certificate {} has expired ({})", tls.cert.display(), tls.identity.describe());
+            }
+        }
         // Counters (rate buckets, spend) stay with the key's name.
         self.virtual_keys.set_keys(config.virtual_keys.clone());
         publish_gauges(&config, Some(&old.config), &self.virtual_keys);
@@ -129,6 +148,12 @@ fn keep_start_bound(old: &Config, new: &mut Config) -> Vec<&'static str> {
     }
     let mut changed = Vec::new();
     keep("listen", &old.listen, &mut new.listen, &mut changed);
+    // TLS on or off is the listener's kind; its files and their content
+    // (other paths, a renewed certificate) do apply.
+    if old.tls.is_some() != new.tls.is_some() {
+        changed.push("tls");
+        new.tls = old.tls.clone();
+    }
     keep("metrics_listen", &old.metrics_listen, &mut new.metrics_listen, &mut changed);
     keep("access_log", &old.access_log, &mut new.access_log, &mut changed);
     keep("redis", &old.redis, &mut new.redis, &mut changed);
@@ -242,6 +267,43 @@ mod tests {
         assert!(Arc::ptr_eq(&ts, same.token_source(Provider::Azure, "sp").unwrap()), "cached token kept");
         let changed = Live::new(load("secret-2"), Some(&same));
         assert!(!Arc::ptr_eq(&ts, changed.token_source(Provider::Azure, "sp").unwrap()), "new secret, new source");
+    }
+
+    #[test]
+    fn a_reload_replaces_the_tls_certificate_and_a_bad_one_is_refused() {
+        use crate::config::tls::tests::{key, self_signed};
+        let dir = std::env::temp_dir().join(format!("tollgate-reload-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key_path, conf) = (dir.join("c.pem"), dir.join("k.pem"), dir.join("t.yaml"));
+        let issue = |serial: u32| {
+            let k = key();
+            let c = self_signed("gw", serial, &k);
+            std::fs::write(&cert, c.to_pem().unwrap()).unwrap();
+            std::fs::write(&key_path, k.private_key_to_pem_pkcs8().unwrap()).unwrap();
+            c.to_der().unwrap()
+        };
+        let with_tls = format!("tollgate:\n  listen: 127.0.0.1:1\n  tls: {{ cert: \"{}\", key: \"{}\" }}\n", cert.display(), key_path.display());
+        std::fs::write(&conf, &with_tls).unwrap();
+        let first = issue(1);
+        let live = LiveConfig::new(Arc::new(Config::load(conf.to_str().unwrap()).unwrap()), Arc::new(VirtualKeys::new(vec![])));
+        let certs = live.certificates().expect("tls configured");
+        assert_eq!(certs.current().leaf.to_der().unwrap(), first);
+
+        let second = issue(2);
+        live.reload_from(conf.to_str().unwrap()).unwrap();
+        assert_eq!(certs.current().leaf.to_der().unwrap(), second, "renewed on reload");
+
+        std::fs::write(&cert, b"-----BEGIN CERTIFICATE-----\nbroken").unwrap();
+        let err = live.reload_from(conf.to_str().unwrap()).unwrap_err();
+        assert!(err.contains("tollgate.tls.cert") && err.contains(cert.to_str().unwrap()), "{err}");
+        assert_eq!(certs.current().leaf.to_der().unwrap(), second, "the running certificate stays");
+
+        // Turning TLS off needs a restart: kept, and said.
+        std::fs::write(&conf, "tollgate:\n  listen: 127.0.0.1:1\n").unwrap();
+        live.reload_from(conf.to_str().unwrap()).unwrap();
+        assert!(live.snapshot().config.tls.is_some());
+        assert_eq!(certs.current().leaf.to_der().unwrap(), second);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

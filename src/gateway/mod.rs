@@ -2,7 +2,8 @@
 //! the modules that decide; each phase group has its own file:
 //!
 //! * [`request`]: `request_filter` (route, validate, virtual key, provider
-//!   key, upstream plan) and `request_body_filter` (size limit);
+//!   key, upstream plan) and `request_body_filter` (size limit; an empty
+//!   last HTTP/2 DATA frame dropped);
 //! * [`upstream`]: `upstream_peer` (peer from the plan, OAuth token),
 //!   `fail_to_connect` (retry on another key), `upstream_request_filter`
 //!   (path, host and credential);
@@ -11,7 +12,8 @@
 //! * [`logging`]: the record, metrics and spend.
 //!
 //! [`live`] holds the configuration snapshots and hot reload; [`drain`]
-//! the graceful upgrade and stop.
+//! the graceful upgrade and stop; [`tls`] the client-facing TLS listener's
+//! settings and its reloadable certificate.
 
 use crate::governance::key_pool::KeyHealth;
 use crate::governance::shared_counters::SharedCounters;
@@ -42,6 +44,7 @@ pub mod jobs;
 mod reply;
 mod request;
 mod response;
+pub mod tls;
 mod upstream;
 
 pub use ctx::Ctx;
@@ -96,7 +99,14 @@ impl ProxyHttp for Gateway {
         self.route_request(session, ctx).await
     }
 
-    async fn request_body_filter(&self, session: &mut Session, _body: &mut Option<Bytes>, _end: bool, ctx: &mut Ctx) -> Result<()> {
+    async fn request_body_filter(&self, session: &mut Session, body: &mut Option<Bytes>, end: bool, ctx: &mut Ctx) -> Result<()> {
+        // An HTTP/2 client may end its body with an empty DATA frame.
+        // Pingora would write that to an HTTP/1.1 provider as a chunk of
+        // size 0, the chunked terminator, and then the terminator again:
+        // stray bytes the provider reads as the next request.
+        if end && body.as_ref().is_some_and(|b| b.is_empty()) {
+            *body = None;
+        }
         self.limit_request_body(session, ctx)
     }
 

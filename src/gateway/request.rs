@@ -211,6 +211,11 @@ fn content_length(session: &Session) -> Option<u64> {
 }
 
 fn has_body(session: &mut Session) -> bool {
+    // HTTP/2 frames bodies itself: a request may carry one with neither
+    // header, and its stream says whether it does.
+    if session.req_header().version == http::Version::HTTP_2 {
+        return !session.as_mut().is_body_empty();
+    }
     let h = &session.req_header().headers;
     let chunked = h.get("transfer-encoding").is_some();
     chunked || content_length(session).is_some_and(|l| l > 0)

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod drain_load;
+pub mod pki;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -369,6 +370,23 @@ pub fn raw_request(port: u16, raw: &[u8]) -> std::io::Result<Response> {
     read_response_to(&mut BufReader::new(s), &method)
 }
 
+/// [`raw_request`] over TLS: `client` connects to 127.0.0.1:`port` asking
+/// for (and verifying) the name `localhost`.
+pub fn tls_raw_request(client: &openssl::ssl::SslConnector, port: u16, raw: &[u8]) -> std::io::Result<Response> {
+    let mut s = tls_connect(client, port)?;
+    s.write_all(raw)?;
+    let method = String::from_utf8_lossy(&raw[..raw.len().min(8)]).split(' ').next().unwrap_or("").to_string();
+    read_response_to(&mut BufReader::new(s), &method)
+}
+
+/// A TLS connection to the gateway on 127.0.0.1:`port` (SNI and verified
+/// name `localhost`), with a 30 s read timeout.
+pub fn tls_connect(client: &openssl::ssl::SslConnector, port: u16) -> std::io::Result<openssl::ssl::SslStream<TcpStream>> {
+    let tcp = TcpStream::connect(("127.0.0.1", port))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(30)))?;
+    client.connect("localhost", tcp).map_err(|e| std::io::Error::new(std::io::ErrorKind::Other, e.to_string()))
+}
+
 pub fn read_response<R: BufRead>(r: &mut R) -> std::io::Result<Response> {
     read_response_to(r, "GET")
 }
@@ -499,6 +517,8 @@ pub struct Gateway {
     generation: usize,
     /// This gateway's configured secrets (see `SECRETS`).
     secrets: Vec<String>,
+    /// A TLS listener (`tollgate.tls`): how the readiness probe connects.
+    tls: Option<openssl::ssl::SslConnector>,
 }
 
 fn spawn(dir: &std::path::Path, env: &[(String, String)], stderr_path: &std::path::Path, upgrade: bool) -> Child {
@@ -570,6 +590,13 @@ impl Gateway {
     /// by the caller's YAML, without listen/metrics/access_log, which are
     /// set here) and `top` extra Pingora settings.
     pub fn start(section: &str, top: &str, env: &[(&str, &str)]) -> Gateway {
+        Self::start_tls(section, top, env, None)
+    }
+
+    /// [`Gateway::start`] for a `section` that sets `tls`: the readiness
+    /// probe goes over TLS with `client` (which must trust the certificate
+    /// the gateway serves for `localhost`).
+    pub fn start_tls(section: &str, top: &str, env: &[(&str, &str)], client: Option<openssl::ssl::SslConnector>) -> Gateway {
         let top = if top.contains("grace_period_seconds") { top.to_string() } else { format!("grace_period_seconds: 1\ngraceful_shutdown_timeout_seconds: 2\n{top}") };
         let dir = temp_dir("gw");
         let (port, metrics_port) = (free_port(), free_port());
@@ -585,7 +612,7 @@ impl Gateway {
         let secrets = config_secrets(&yaml, &env);
         SECRETS.lock().unwrap().extend(secrets.iter().cloned());
         let child = spawn(&dir, &env, &stderr_path, false);
-        let mut gw = Gateway { child: Some(child), port, metrics_port, dir, log_path, stderr_path, env, generation: 0, secrets };
+        let mut gw = Gateway { child: Some(child), port, metrics_port, dir, log_path, stderr_path, env, generation: 0, secrets, tls: client };
         gw.wait_ready();
         gw
     }
@@ -618,7 +645,12 @@ impl Gateway {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("tollgate exited ({status}): {}", self.stderr());
             }
-            if let Ok(r) = raw_request(self.port, b"GET /readyz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n") {
+            let probe = b"GET /readyz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
+            let answer = match &self.tls {
+                None => raw_request(self.port, probe),
+                Some(c) => tls_raw_request(c, self.port, probe),
+            };
+            if let Ok(r) = answer {
                 if r.status == 200 {
                     return;
                 }

@@ -65,15 +65,19 @@ def free_port():
 
 
 class Gateway:
-    def __init__(self, mocks, tmp, extra_providers="", extra="", env=None, azure_api_version=None):
+    def __init__(self, mocks, tmp, extra_providers="", extra="", env=None, azure_api_version=None, tls=None):
         """`extra_providers`: YAML lines appended under `tollgate.providers`
         (indented by four); `extra`: lines appended under `tollgate:`
         (indented by two); `env`: more environment for the binary;
-        `azure_api_version`: set on the configured Azure key."""
+        `azure_api_version`: set on the configured Azure key; `tls`: a
+        `pki.Pki` whose certificate the gateway serves (`tollgate.tls`)."""
         if not BIN.exists():
             pytest.fail(f"{BIN} does not exist: build it first (make build)")
         self.port, self.metrics_port = free_port(), free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        self.ssl_context = tls.client_context() if tls else None
+        if tls:
+            extra = f'  tls: {{ cert: "{tls.cert}", key: "{tls.key}" }}\n' + extra
         self.log = Path(tmp) / "access.log"
         m = mocks
         conf = f"""version: 1
@@ -106,7 +110,7 @@ tollgate:
                 self.stderr.seek(0)
                 pytest.fail(f"tollgate exited: {self.stderr.read()}")
             try:
-                with urllib.request.urlopen(self.url + "/readyz", timeout=1) as r:
+                with urllib.request.urlopen(self.url + "/readyz", timeout=1, context=self.ssl_context) as r:
                     if r.status == 200:
                         break
             except OSError:
