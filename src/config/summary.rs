@@ -26,7 +26,13 @@ impl Config {
 
     fn write_summary(&self, o: &mut String) -> std::fmt::Result {
         writeln!(o, "configuration: {}", self.file)?;
-        writeln!(o, "listen:        http://{} (HTTP/1.1)", self.listen)?;
+        match &self.tls {
+            Some(t) => writeln!(o, "listen:        https://{} (HTTP/2 and HTTP/1.1 by ALPN; certificate {}, key {})", self.listen, t.cert.display(), t.key.display())?,
+            None => writeln!(o, "listen:        http://{} (HTTP/1.1)", self.listen)?,
+        }
+        if let Some(t) = &self.otel {
+            writeln!(o, "traces:        {} (OTLP http/protobuf, sample ratio {})", t.endpoint, t.sample_ratio)?;
+        }
         match self.metrics_listen {
             Some(m) => writeln!(o, "metrics:       http://{m}/metrics")?,
             None => writeln!(o, "metrics:       off")?,
