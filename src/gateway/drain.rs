@@ -21,7 +21,7 @@
 //!    up to `graceful_shutdown_timeout_seconds` more. Pingora's own grace
 //!    period is set to the sum of both ([`DrainTimes::pingora_grace`]) so its
 //!    runtimes stay up that long.
-//! 3. Once nothing has run for a quarter second (a stream that began before
+//! 3. Once nothing has run for half a second (a stream that began before
 //!    the drain has ended, and its client's next request, served with
 //!    `Connection: close`, too), the process writes its last records and
 //!    spend and exits, closing the connections that are still idle.
@@ -139,7 +139,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> HttpServerApp for Draining<A> {
 /// How long nothing may run before a draining process exits: a client that
 /// got a kept-alive response (begun before the drain) sends its next
 /// request within this, and it is served rather than cut.
-const QUIET: Duration = Duration::from_millis(250);
+const QUIET: Duration = Duration::from_millis(500);
 
 /// Wait until `busy` has been false for [`QUIET`], or until `deadline`;
 /// true when it went quiet.

@@ -27,6 +27,10 @@ struct Tally {
     closes: AtomicUsize,
     /// Connections refused once the last process was stopping.
     refused: AtomicUsize,
+    /// New connections opened after SIGTERM that were reset before any
+    /// answer: they sat in the kernel's accept queue in the instant between
+    /// the stop and the listener's close, and the gateway never read them.
+    reset_unaccepted: AtomicUsize,
 }
 
 const EVENTS: usize = 10;
@@ -43,6 +47,7 @@ fn worker(port: u16, name: String, stream: bool, stop: Arc<AtomicBool>, terminat
     let mut conn: Option<BufReader<TcpStream>> = None;
     let mut n = 0;
     while !stop.load(Ordering::Relaxed) {
+        let fresh = conn.is_none();
         let mut c = match conn.take() {
             Some(c) => c,
             None => match TcpStream::connect(("127.0.0.1", port)) {
@@ -84,6 +89,10 @@ fn worker(port: u16, name: String, stream: bool, stop: Arc<AtomicBool>, terminat
                 }
             }
             Ok(r) => tally.failures.lock().unwrap().push(format!("{rid}: status {} ({} bytes): {}", r.status, r.body.len(), r.text())),
+            Err(e) if fresh && after_stop && matches!(e.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::UnexpectedEof) => {
+                tally.reset_unaccepted.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
             Err(e) => tally.failures.lock().unwrap().push(format!("{rid}: {e}{}", if after_stop { " (after SIGTERM)" } else { "" })),
         }
     }
@@ -138,10 +147,11 @@ pub fn run(load: DrainLoad) {
     let ok = tally.ok.lock().unwrap();
     let streams = ok.iter().filter(|id| id.starts_with('s')).count();
     eprintln!(
-        "drain load: {} requests ({streams} streams) answered in full, {} Connection: close, {} refused after SIGTERM, {} failed",
+        "drain load: {} requests ({streams} streams) answered in full, {} Connection: close, {} refused after SIGTERM, {} new connections reset unread after SIGTERM, {} failed",
         ok.len(),
         tally.closes.load(Ordering::Relaxed),
         tally.refused.load(Ordering::Relaxed),
+        tally.reset_unaccepted.load(Ordering::Relaxed),
         failures.len()
     );
     assert!(failures.is_empty(), "{} failed requests: {:?}", failures.len(), &failures[..failures.len().min(20)]);
