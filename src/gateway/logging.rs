@@ -119,18 +119,17 @@ impl Gateway {
         // Metrics.
         let plabel = ctx.provider_label();
         let route_label = ctx.target.route.map_or("none", RouteName::prefix);
-        METRICS
-            .requests
-            .with_label_values(&[plabel, route_label, method_label(&facts.method), &status.to_string()])
-            .inc();
+        METRICS.count_request(plabel, route_label, method_label(&facts.method), status);
         if ctx.target.provider.is_some() {
-            METRICS.duration.with_label_values(&[plabel]).observe(duration.as_secs_f64());
-            if let Some(t) = ctx.timing.ttfb {
-                METRICS.ttfb.with_label_values(&[plabel]).observe(t.as_secs_f64());
-            }
-            METRICS.overhead.with_label_values(&[plabel]).observe(ctx.timing.overhead.as_secs_f64());
-            METRICS.request_bytes.with_label_values(&[plabel]).inc_by(rec.request_bytes);
-            METRICS.response_bytes.with_label_values(&[plabel]).inc_by(rec.response_bytes);
+            METRICS.with_provider(plabel, |series| {
+                series.duration.observe(duration.as_secs_f64());
+                if let Some(t) = ctx.timing.ttfb {
+                    series.ttfb.observe(t.as_secs_f64());
+                }
+                series.overhead.observe(ctx.timing.overhead.as_secs_f64());
+                series.request_bytes.inc_by(rec.request_bytes);
+                series.response_bytes.inc_by(rec.response_bytes);
+            });
             if let Some(u) = tokens {
                 let m = METRICS.model_label(model.as_deref());
                 let vk_label = ctx.cred.virtual_key.as_deref().unwrap_or("none");

@@ -6,9 +6,10 @@
 
 use prometheus::{
     register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge, register_int_gauge_vec, register_counter_vec, register_gauge_vec, GaugeVec, IntGaugeVec,
-    CounterVec, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    CounterVec, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge,
 };
-use std::collections::HashSet;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::sync::{LazyLock, Mutex};
 
 /// Buckets from 5 ms to 15 min.
@@ -211,6 +212,53 @@ impl Metrics {
             Some(m) => self.models.label(m),
             None => "unknown".into(),
         }
+    }
+}
+
+/// The per-provider series every proxied request touches, resolved once per
+/// thread: a labelled lookup hashes the label values and takes the family's
+/// lock, which five lookups a request would otherwise do. None of these
+/// series is ever removed, so a cached handle stays the exported one.
+pub struct ProviderSeries {
+    pub duration: Histogram,
+    pub ttfb: Histogram,
+    pub overhead: Histogram,
+    pub request_bytes: IntCounter,
+    pub response_bytes: IntCounter,
+}
+
+type RequestKey = (&'static str, &'static str, &'static str, u16);
+
+thread_local! {
+    static PROVIDER_SERIES: RefCell<HashMap<&'static str, ProviderSeries>> = RefCell::new(HashMap::new());
+    static REQUEST_SERIES: RefCell<HashMap<RequestKey, IntCounter>> = RefCell::new(HashMap::new());
+}
+
+impl Metrics {
+    /// Run `f` with the series of provider `label`.
+    pub fn with_provider<R>(&self, label: &'static str, f: impl FnOnce(&ProviderSeries) -> R) -> R {
+        PROVIDER_SERIES.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            let series = cache.entry(label).or_insert_with(|| ProviderSeries {
+                duration: self.duration.with_label_values(&[label]),
+                ttfb: self.ttfb.with_label_values(&[label]),
+                overhead: self.overhead.with_label_values(&[label]),
+                request_bytes: self.request_bytes.with_label_values(&[label]),
+                response_bytes: self.response_bytes.with_label_values(&[label]),
+            });
+            f(series)
+        })
+    }
+
+    /// Count one request in `tollgate_requests_total`.
+    pub fn count_request(&self, provider: &'static str, route: &'static str, method: &'static str, status: u16) {
+        REQUEST_SERIES.with(|cache| {
+            cache
+                .borrow_mut()
+                .entry((provider, route, method, status))
+                .or_insert_with(|| self.requests.with_label_values(&[provider, route, method, &status.to_string()]))
+                .inc()
+        })
     }
 }
 

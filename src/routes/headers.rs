@@ -25,16 +25,31 @@ const CONTROL_PREFIXES: [&str; 2] = ["x-tollgate-", "x-bf-"];
 
 pub const REQUEST_ID_HEADER: &str = "x-tollgate-request-id";
 
-/// Headers named in the client's `Connection` header are hop-by-hop too.
+/// Headers named in a `Connection` header are hop-by-hop too. Empty (and
+/// no allocation) when there is no `Connection` header or it names only
+/// the usual tokens.
 fn connection_nominated(headers: &http::HeaderMap) -> Vec<String> {
     headers
-        .get_all("connection")
+        .get_all(http::header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
-        .filter(|t| !t.is_empty() && t != "upgrade" && t != "close" && t != "keep-alive")
+        .map(str::trim)
+        .filter(|t| {
+            !t.is_empty()
+                && !t.eq_ignore_ascii_case("upgrade")
+                && !t.eq_ignore_ascii_case("close")
+                && !t.eq_ignore_ascii_case("keep-alive")
+        })
+        .map(str::to_ascii_lowercase)
         .collect()
+}
+
+/// The names among `headers` that `strip` picks, collected in one pass over
+/// the headers present (a request carries a handful), so only headers that
+/// are there get removed: no lookup per name we might strip.
+fn picked(headers: &http::HeaderMap, strip: impl Fn(&str) -> bool) -> Vec<http::HeaderName> {
+    headers.keys().filter(|k| strip(k.as_str())).cloned().collect()
 }
 
 /// What the upstream request needs besides the client's headers.
@@ -50,32 +65,28 @@ pub struct UpstreamAuth<'a> {
 /// (except a WebSocket upgrade's `Connection`/`Upgrade`), credentials, control
 /// headers and `host` removed; `host` and the credential set.
 pub fn to_provider(req: &mut RequestHeader, authority: &str, auth: &UpstreamAuth<'_>, is_upgrade: bool) {
-    let mut remove: Vec<String> = connection_nominated(&req.headers);
-    remove.extend(HOP_BY_HOP.iter().map(|s| s.to_string()));
-    if !auth.keep_client_credentials {
-        remove.extend(CLIENT_CREDENTIAL_HEADERS.iter().map(|s| s.to_string()));
-    }
-    remove.extend(
-        req.headers
-            .keys()
-            .map(|k| k.as_str())
-            .filter(|k| CONTROL_PREFIXES.iter().any(|p| k.starts_with(p)))
-            .map(str::to_string),
-    );
-    for name in &remove {
-        if is_upgrade && name == "connection" {
-            continue;
+    let nominated = connection_nominated(&req.headers);
+    let strip = |name: &str| {
+        if name == "connection" {
+            return !is_upgrade;
         }
-        req.remove_header(name.as_str());
+        if name == "upgrade" {
+            return !is_upgrade;
+        }
+        HOP_BY_HOP.contains(&name)
+            || (!auth.keep_client_credentials && CLIENT_CREDENTIAL_HEADERS.contains(&name))
+            || CONTROL_PREFIXES.iter().any(|p| name.starts_with(p))
+            || nominated.iter().any(|n| n == name)
+    };
+    for name in picked(&req.headers, strip) {
+        req.remove_header(&name);
     }
     if is_upgrade {
         // Only the upgrade token survives in Connection.
-        let _ = req.insert_header("connection", "upgrade");
-    } else {
-        req.remove_header("upgrade");
+        let _ = req.insert_header(http::header::CONNECTION, "upgrade");
     }
     // Values are validated ASCII (config check), so these inserts succeed.
-    let _ = req.insert_header("host", authority);
+    let _ = req.insert_header(http::header::HOST, authority);
     if let Some((name, value)) = auth.inject {
         let _ = req.insert_header(name, value);
     }
@@ -86,17 +97,14 @@ pub fn to_provider(req: &mut RequestHeader, authority: &str, auth: &UpstreamAuth
 pub fn to_client(resp: &mut ResponseHeader, request_id: &str) {
     let switching = resp.status.as_u16() == 101;
     let nominated = connection_nominated(&resp.headers);
-    for name in HOP_BY_HOP.iter().map(|s| s.to_string()).chain(nominated) {
-        if switching && name == "connection" {
-            continue;
+    let strip = |name: &str| {
+        if name == "connection" || name == "upgrade" {
+            return !switching;
         }
-        resp.remove_header(name.as_str());
-    }
-    if !switching {
-        resp.remove_header("upgrade");
-    }
-    for name in RESPONSE_CREDENTIAL_HEADERS {
-        resp.remove_header(name);
+        HOP_BY_HOP.contains(&name) || RESPONSE_CREDENTIAL_HEADERS.contains(&name) || nominated.iter().any(|n| n == name)
+    };
+    for name in picked(&resp.headers, strip) {
+        resp.remove_header(&name);
     }
     let _ = resp.insert_header(REQUEST_ID_HEADER, request_id);
 }

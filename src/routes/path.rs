@@ -17,6 +17,10 @@ pub fn validate_remainder(rem: &str) -> Result<(), PathError> {
     if !rem.starts_with('/') {
         return Err(PathError::Invalid("path must start with /"));
     }
+    if !rem.contains('%') {
+        // Nothing to decode: the decoded forms are the path itself.
+        return check_form(rem.as_bytes());
+    }
     let once = percent_decode(rem);
     let twice = percent_decode(&String::from_utf8_lossy(&once));
     for form in [rem.as_bytes(), &once[..], &twice[..]] {

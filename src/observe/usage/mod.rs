@@ -171,9 +171,40 @@ struct Frame {
     key: Vec<u8>,
 }
 
+/// Member names whose scalar values `Raw::apply` may take: the last key
+/// of every path it matches. A scalar under any other key is skipped before
+/// its path is built or its text copied (most of a body: ids, roles,
+/// content). Keep in step with `Raw::apply`.
+fn wanted_leaf(key: &[u8]) -> bool {
+    matches!(
+        key,
+        b"model"
+            | b"modelVersion"
+            | b"finish_reason"
+            | b"stop_reason"
+            | b"finishReason"
+            | b"prompt_tokens"
+            | b"input_tokens"
+            | b"completion_tokens"
+            | b"output_tokens"
+            | b"cached_tokens"
+            | b"reasoning_tokens"
+            | b"cache_read_input_tokens"
+            | b"cache_creation_input_tokens"
+            | b"promptTokenCount"
+            | b"candidatesTokenCount"
+            | b"thoughtsTokenCount"
+            | b"cachedContentTokenCount"
+            | b"token_count"
+    )
+}
+
 #[derive(Debug)]
 struct JsonScan {
+    /// Open containers; entries past `depth` are spare frames kept for
+    /// their key buffers (no allocation per object or per SSE event).
     stack: Vec<Frame>,
+    depth: usize,
     /// Frames deeper than MAX_DEPTH, counted only.
     overflow: usize,
     lex: Lex,
@@ -185,11 +216,32 @@ struct JsonScan {
 
 impl JsonScan {
     fn new() -> Self {
-        JsonScan { stack: Vec::new(), overflow: 0, lex: Lex::Value, expect_key: false, str_is_key: false, buf: Vec::new(), buf_overflow: false }
+        JsonScan { stack: Vec::new(), depth: 0, overflow: 0, lex: Lex::Value, expect_key: false, str_is_key: false, buf: Vec::new(), buf_overflow: false }
     }
 
     fn state_bytes(&self) -> usize {
         self.stack.iter().map(|f| f.key.capacity() + std::mem::size_of::<Frame>()).sum::<usize>() + self.buf.capacity()
+    }
+
+    /// Ready for a new document (the next SSE event), keeping allocations.
+    fn reset(&mut self) {
+        self.depth = 0;
+        self.overflow = 0;
+        self.lex = Lex::Value;
+        self.expect_key = false;
+        self.str_is_key = false;
+        self.buf.clear();
+        self.buf_overflow = false;
+    }
+
+    fn top(&self) -> Option<&Frame> {
+        self.depth.checked_sub(1).map(|i| &self.stack[i])
+    }
+
+    /// Is the value now starting or ending an object member that
+    /// `Raw::apply` could want?
+    fn wanted_value(&self) -> bool {
+        self.overflow == 0 && self.top().is_some_and(|f| f.is_obj && wanted_leaf(&f.key))
     }
 
     fn feed(&mut self, data: &[u8], family: ApiFamily, raw: &mut Raw) {
@@ -207,7 +259,7 @@ impl JsonScan {
                     b'"' => {
                         self.lex = Lex::Value;
                         if self.str_is_key {
-                            if let Some(top) = self.stack.last_mut().filter(|_| self.overflow == 0) {
+                            if let Some(top) = self.depth.checked_sub(1).filter(|_| self.overflow == 0).map(|i| &mut self.stack[i]) {
                                 top.key.clear();
                                 if !self.buf_overflow {
                                     top.key.extend_from_slice(&self.buf);
@@ -223,7 +275,7 @@ impl JsonScan {
                     }
                     _ => {
                         // Fast path: copy (or skip) the run up to the next quote/backslash.
-                        let run = data[i..].iter().position(|&c| c == b'"' || c == b'\\').unwrap_or(data.len() - i);
+                        let run = memchr::memchr2(b'"', b'\\', &data[i..]).unwrap_or(data.len() - i);
                         let limit = if self.str_is_key { MAX_KEY } else { MAX_STR };
                         if !self.buf_overflow {
                             if self.buf.len() + run <= limit {
@@ -256,8 +308,16 @@ impl JsonScan {
                 Lex::Value => match b {
                     b' ' | b'\t' | b'\r' | b'\n' => {}
                     b'{' | b'[' => {
-                        if self.stack.len() < MAX_DEPTH && self.overflow == 0 {
-                            self.stack.push(Frame { is_obj: b == b'{', key: Vec::new() });
+                        if self.depth < MAX_DEPTH && self.overflow == 0 {
+                            let is_obj = b == b'{';
+                            match self.stack.get_mut(self.depth) {
+                                Some(f) => {
+                                    f.is_obj = is_obj;
+                                    f.key.clear();
+                                }
+                                None => self.stack.push(Frame { is_obj, key: Vec::new() }),
+                            }
+                            self.depth += 1;
                         } else {
                             self.overflow += 1;
                         }
@@ -266,9 +326,11 @@ impl JsonScan {
                     b'}' | b']' => {
                         if self.overflow > 0 {
                             self.overflow -= 1;
-                        } else if self.stack.pop().is_none() {
+                        } else if self.depth == 0 {
                             self.lex = Lex::Failed;
                             return;
+                        } else {
+                            self.depth -= 1;
                         }
                         self.expect_key = false;
                     }
@@ -278,12 +340,13 @@ impl JsonScan {
                         self.str_is_key = self.expect_key && self.top_is_obj();
                         self.lex = Lex::Str { escape: false };
                         self.buf.clear();
-                        self.buf_overflow = false;
+                        // A value nobody wants is skipped, not copied.
+                        self.buf_overflow = !self.str_is_key && !self.wanted_value();
                     }
                     b'-' | b'0'..=b'9' => {
                         self.lex = Lex::Num;
                         self.buf.clear();
-                        self.buf_overflow = false;
+                        self.buf_overflow = !self.wanted_value();
                         self.push_buf(b, MAX_NUM);
                     }
                     b'a'..=b'z' => self.lex = Lex::Lit,
@@ -305,7 +368,7 @@ impl JsonScan {
     }
 
     fn top_is_obj(&self) -> bool {
-        self.overflow == 0 && self.stack.last().is_some_and(|f| f.is_obj)
+        self.overflow == 0 && self.top().is_some_and(|f| f.is_obj)
     }
 
     fn push_buf(&mut self, b: u8, limit: usize) {
@@ -341,10 +404,10 @@ impl JsonScan {
             return;
         }
         let mut path: [&str; MAX_DEPTH] = [""; MAX_DEPTH];
-        for (i, f) in self.stack.iter().enumerate() {
+        for (i, f) in self.stack[..self.depth].iter().enumerate() {
             path[i] = if f.is_obj { std::str::from_utf8(&f.key).unwrap_or("") } else { "[]" };
         }
-        raw.apply(family, &path[..self.stack.len()], v);
+        raw.apply(family, &path[..self.depth], v);
     }
 }
 
@@ -425,7 +488,7 @@ impl Sse {
                             continue;
                         }
                     }
-                    let end = data[i..].iter().position(|&c| c == b'\n' || c == b'\r').map_or(data.len(), |p| i + p);
+                    let end = memchr::memchr2(b'\n', b'\r', &data[i..]).map_or(data.len(), |p| i + p);
                     self.json.feed(&data[i..end], family, raw);
                     if end < data.len() {
                         self.line = Line::Start;
@@ -436,7 +499,7 @@ impl Sse {
                     i = end;
                 }
                 Line::Skip => {
-                    match data[i..].iter().position(|&c| c == b'\n' || c == b'\r') {
+                    match memchr::memchr2(b'\n', b'\r', &data[i..]) {
                         Some(p) => {
                             self.line = Line::Start;
                             self.after_cr = data[i + p] == b'\r';
@@ -453,7 +516,7 @@ impl Sse {
         if self.event_has_data {
             self.json.finish(family, raw);
         }
-        self.json = JsonScan::new();
+        self.json.reset();
         self.event_has_data = false;
     }
 

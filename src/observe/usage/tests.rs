@@ -280,3 +280,16 @@ fn finish_reasons_per_family() {
     s.finish();
     assert!(s.finish_reasons().is_empty());
 }
+
+#[test]
+fn an_event_cut_mid_object_does_not_leak_its_keys_into_the_next() {
+    // The first event breaks off three objects deep under a key named like a
+    // wanted one; the scanner's frames are reused for the next event and must
+    // start empty, or `prompt_tokens` would be read under the stale path.
+    let sse = "data: {\"usage\":{\"x\":{\"prompt_tokens\":{\n\n\
+data: {\"prompt_tokens\":99,\"model\":\"m-top\",\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":7}}\n\n";
+    let mut s = UsageScanner::new(ApiFamily::OpenAi, Some("text/event-stream"), None);
+    s.feed(sse.as_bytes());
+    let u = s.finish().clone();
+    assert_eq!((u.input_tokens, u.output_tokens, u.model.as_deref()), (5, 7, Some("m-top")));
+}
