@@ -109,6 +109,7 @@ impl Gateway {
     /// Pick one of the provider's configured keys (weighted, allowing the
     /// model, skipping tried and resting keys); sets `ctx.cred`.
     pub(super) fn choose_configured_key(&self, ctx: &mut Ctx, provider: Provider) -> std::result::Result<(), (GatewayError, String)> {
+        let ctx = &mut **ctx;
         let keys = ctx.live.config.provider(provider).map(|c| c.keys.as_slice()).unwrap_or(&[]);
         if keys.is_empty() {
             return Err((

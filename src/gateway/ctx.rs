@@ -11,7 +11,25 @@ use crate::routes::RouteName;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-pub struct Ctx {
+/// A request's state. Boxed: Pingora's per-connection future keeps the
+/// context in more than one of its await states, so inline it would be
+/// counted several times in every open connection's memory.
+pub struct Ctx(Box<CtxState>);
+
+impl std::ops::Deref for Ctx {
+    type Target = CtxState;
+    fn deref(&self) -> &CtxState {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Ctx {
+    fn deref_mut(&mut self) -> &mut CtxState {
+        &mut self.0
+    }
+}
+
+pub struct CtxState {
     /// The configuration this request runs under (taken at its start).
     pub(super) live: Arc<Live>,
     pub(super) request_id: String,
@@ -88,7 +106,7 @@ pub(super) struct Outcome {
 
 impl Ctx {
     pub(super) fn new(live: Arc<Live>) -> Ctx {
-        Ctx {
+        Ctx(Box::new(CtxState {
             live,
             request_id: String::new(),
             timing: Timing { start: Instant::now(), start_wall: SystemTime::now(), ttfb: None, overhead: Duration::ZERO },
@@ -96,10 +114,20 @@ impl Ctx {
             cred: Credential::default(),
             outcome: Outcome::default(),
             trace: None,
-        }
+        }))
     }
 
     pub(super) fn provider_label(&self) -> &'static str {
         self.target.provider.map_or("none", Provider::name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The context lives in Pingora's per-connection future, which holds it
+    /// in several await states: it must stay a pointer there.
+    #[test]
+    fn the_context_is_one_pointer_inline() {
+        assert_eq!(std::mem::size_of::<super::Ctx>(), std::mem::size_of::<usize>());
     }
 }

@@ -253,6 +253,7 @@ impl Gateway {
                         ctx.cred.tried_keys.clear();
                         ctx.cred.inject = previous;
                     } else if provider == crate::providers::Provider::Azure {
+                        let ctx = &mut **ctx;
                         let key = ctx.live.config.provider(provider).and_then(|c| c.keys.iter().find(|k| Some(&k.name) == ctx.cred.key_name.as_ref()));
                         if let (Some(ep), Some(up)) = (key.and_then(|k| k.endpoint.as_ref()), ctx.target.upstream.as_mut()) {
                             let pq = up.path_and_query.clone();

@@ -150,8 +150,9 @@ impl Gateway {
             };
         }
 
-        if let Some(t) = ctx.trace.as_mut() {
-            t.target(provider, operation_for(remainder), ctx.target.model.as_deref());
+        let state = &mut **ctx;
+        if let Some(t) = state.trace.as_mut() {
+            t.target(provider, operation_for(remainder), state.target.model.as_deref());
         }
         match self.check_virtual_key(session, ctx, provider) {
             Err(r) => return self.reject(session, ctx, r).await,

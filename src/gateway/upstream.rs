@@ -18,6 +18,7 @@ use std::time::Instant;
 impl Gateway {
     pub(super) async fn pick_peer(&self, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         self.identity_token(ctx).await.map_err(|m| upstream_error(ErrorType::ConnectError, m))?;
+        let ctx = &mut **ctx;
         let up = ctx.target.upstream.as_ref().ok_or_else(|| Error::explain(ErrorType::InternalError, "no upstream planned"))?;
         let addr = self
             .resolver
