@@ -180,10 +180,8 @@ impl Gateway {
                 };
                 match out {
                     Ok(v) => {
-                        if let Some(t) = ctx.trace.as_ref().filter(|_| crate::observe::trace::capture_content()) {
-                            if let Some(out) = ["choices", "output"].iter().find_map(|k| v.get(*k)) {
-                                t.content("gen_ai.output.messages", &out.to_string());
-                            }
+                        if let Some(t) = ctx.trace.as_mut() {
+                            t.answer().object(ApiFamily::OpenAi, &v);
                         }
                         json(sink, 200, v.to_string().as_bytes(), &ctx.request_id, None).await?
                     }
@@ -329,12 +327,18 @@ impl Gateway {
                 Next::ClientGone => return Err(client_gone()),
             }
             if !events.is_empty() {
+                if let Some(t) = ctx.trace.as_mut() {
+                    events.iter().for_each(|e| t.answer().client_event(e));
+                }
                 encode(&events, &mut bytes);
                 events.clear();
                 sink.body(Some(Bytes::from(std::mem::take(&mut bytes))), false).await?;
             }
         };
         tr.stream_end(end, &mut events);
+        if let Some(t) = ctx.trace.as_mut() {
+            events.iter().for_each(|e| t.answer().client_event(e));
+        }
         encode(&events, &mut bytes);
         if !bytes.is_empty() {
             sink.body(Some(Bytes::from(bytes)), false).await?;
