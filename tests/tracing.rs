@@ -511,6 +511,45 @@ fn streamed_translated_answer_has_finish_reasons_and_its_text_accumulated() {
 }
 
 #[test]
+fn capture_content_on_passthrough_routes_reads_both_sides() {
+    let collector = Collector::start();
+    let mock = provider_mock();
+    let gw = gateway_with(&mock, collector.port, free_port(), "    capture_content: true\n");
+    // Anthropic's own shape: system, content blocks, a whole JSON answer.
+    let r = post_json(
+        gw.port,
+        "/anthropic_passthrough/v1/messages",
+        &[("x-request-id", "otel-pass-content-1")],
+        &json!({"model": "claude-haiku-4-5", "max_tokens": 10, "system": "Be brief", "messages": [{"role": "user", "content": [{"type": "text", "text": "Say hi"}]}]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (server, _) = collector.request("otel-pass-content-1");
+    let input: Value = serde_json::from_str(server.attr("gen_ai.input.messages").as_str().expect("input captured")).unwrap();
+    assert_eq!(
+        input,
+        json!([{"role": "system", "parts": [{"type": "text", "content": "Be brief"}]}, {"role": "user", "parts": [{"type": "text", "content": "Say hi"}]}])
+    );
+    let output: Value = serde_json::from_str(server.attr("gen_ai.output.messages").as_str().expect("output captured")).unwrap();
+    assert_eq!(output, json!([{"role": "assistant", "parts": [{"type": "text", "content": "Hi"}], "finish_reason": "end_turn"}]));
+    assert_eq!(server.attr("gen_ai.response.finish_reasons"), &json!(["end_turn"]));
+    // An OpenAI stream, accumulated from its deltas.
+    let r = post_json(
+        gw.port,
+        "/openai_passthrough/v1/chat/completions",
+        &[("x-request-id", "otel-pass-content-2")],
+        &json!({"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": "Say hi"}]}),
+    );
+    assert_eq!(r.status, 200);
+    let (server, _) = collector.request("otel-pass-content-2");
+    let output: Value = serde_json::from_str(server.attr("gen_ai.output.messages").as_str().expect("output captured")).unwrap();
+    assert_eq!(output, json!([{"role": "assistant", "parts": [{"type": "text", "content": "Hi there"}], "finish_reason": "stop"}]));
+    let input: Value = serde_json::from_str(server.attr("gen_ai.input.messages").as_str().unwrap()).unwrap();
+    assert_eq!(input, json!([{"role": "user", "parts": [{"type": "text", "content": "Say hi"}]}]));
+    // The bytes reached the client unchanged.
+    assert!(r.text().contains("\" there\""), "{}", r.text());
+}
+
+#[test]
 fn captured_content_is_cut_and_marked() {
     let collector = Collector::start();
     let mock = provider_mock();

@@ -271,6 +271,9 @@ impl Gateway {
         ctx.outcome.stream = ct.as_deref().is_some_and(|c| c.trim_start().to_ascii_lowercase().starts_with("text/event-stream"));
         if out.status.is_success() {
             ctx.outcome.scanner = Some(passthrough_scanner(ct.as_deref(), header("content-encoding").as_deref()));
+            if let Some(t) = ctx.trace.as_mut() {
+                t.response_start(Some(ApiFamily::OpenAi), ct.as_deref(), header("content-encoding").as_deref());
+            }
         }
         sink.head(out).await?;
         loop {
@@ -279,11 +282,17 @@ impl Gateway {
                     if let Some(s) = ctx.outcome.scanner.as_mut() {
                         s.feed(&b);
                     }
+                    if let Some(t) = ctx.trace.as_mut() {
+                        t.response_body(Some(&b), false);
+                    }
                     sink.body(Some(b), false).await?;
                 }
                 Next::End => {
                     if let Some(s) = ctx.outcome.scanner.as_mut() {
                         s.finish();
+                    }
+                    if let Some(t) = ctx.trace.as_mut() {
+                        t.response_body(None, true);
                     }
                     sink.body(None, true).await?;
                     return Ok(true);

@@ -8,7 +8,8 @@
 //! * [`propagation`]: `traceparent`/`tracestate` in and out;
 //! * [`span`]: the request's spans and their attributes;
 //! * [`content`], [`answer`]: prompt and answer for `capture_content`, and
-//!   the answer's finish reasons, in the GenAI conventions' shapes.
+//!   the answer's finish reasons, in the GenAI conventions' shapes;
+//! * [`raw`]: the side copy of passthrough bodies read for content.
 //!
 //! Off (no `tollgate.otel`): [`tracer`] is `None`, and the gateway creates
 //! no span objects at all.
@@ -20,6 +21,7 @@ pub mod answer;
 pub mod content;
 pub mod export;
 pub mod propagation;
+pub mod raw;
 pub mod span;
 
 pub use span::{Finish, RequestTrace};
@@ -142,3 +144,7 @@ impl pingora::services::background::BackgroundService for TraceService {
         ready.notify_ready();
     }
 }
+
+#[cfg(test)]
+#[path = "content_tests.rs"]
+mod content_tests;

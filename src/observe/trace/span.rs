@@ -7,6 +7,7 @@
 use super::answer::Answer;
 use super::content::{self, Budget};
 use super::propagation;
+use super::raw::{whole_answer, RawBody};
 use crate::providers::{ApiFamily, Provider};
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer as _};
 use opentelemetry::{Array, Context, KeyValue, StringValue, Value};
@@ -66,6 +67,10 @@ pub struct RequestTrace {
     answer: Answer,
     /// Some captured content was cut.
     truncated: bool,
+    /// Passthrough bodies read for content (`capture_content` only).
+    raw_request: Option<RawBody>,
+    request_read: bool,
+    raw_response: Option<RawBody>,
 }
 
 impl RequestTrace {
@@ -129,6 +134,9 @@ impl RequestTrace {
             attempts: 0,
             answer: Answer::new(super::capture_content()),
             truncated: false,
+            raw_request: None,
+            request_read: false,
+            raw_response: None,
         }
     }
 
@@ -270,6 +278,52 @@ impl RequestTrace {
     /// captured.
     pub fn answer(&mut self) -> &mut Answer {
         &mut self.answer
+    }
+
+    /// A passthrough request body chunk of API `family`, read for content
+    /// with `capture_content` on (nothing happens otherwise).
+    pub fn request_body(&mut self, family: Option<ApiFamily>, chunk: Option<&[u8]>, end: bool) {
+        let Some(family) = family.filter(|_| self.answer.capture() && !self.request_read) else { return };
+        let raw = self.raw_request.get_or_insert_with(|| RawBody::request(family));
+        if let Some(c) = chunk {
+            raw.feed(c, &mut self.answer);
+        }
+        if end {
+            self.request_read = true;
+            if let Some(raw) = self.raw_request.take() {
+                match raw.finish(&mut self.answer) {
+                    Ok(Some(v)) => self.input(family, &v),
+                    Ok(None) => {}
+                    Err(_) => self.truncated = true,
+                }
+            }
+        }
+    }
+
+    /// A passthrough (or OpenAI-shaped `/openai`) answer of API `family`
+    /// starts: read it for content with `capture_content` on.
+    pub fn response_start(&mut self, family: Option<ApiFamily>, content_type: Option<&str>, content_encoding: Option<&str>) {
+        if self.answer.capture() {
+            self.raw_response = family.and_then(|f| RawBody::response(f, content_type, content_encoding));
+        }
+    }
+
+    /// A chunk of that answer (nothing when it is not read).
+    pub fn response_body(&mut self, chunk: Option<&[u8]>, end: bool) {
+        let Some(raw) = self.raw_response.as_mut() else { return };
+        if let Some(c) = chunk {
+            raw.feed(c, &mut self.answer);
+        }
+        if end {
+            if let Some(raw) = self.raw_response.take() {
+                let family = raw.family();
+                match raw.finish(&mut self.answer) {
+                    Ok(Some(v)) => whole_answer(family, &v, &mut self.answer),
+                    Ok(None) => {}
+                    Err(_) => self.truncated = true,
+                }
+            }
+        }
     }
 
     /// The trace id, hex (tests and logs).
