@@ -140,6 +140,11 @@ impl Collector {
     /// A mock OTLP/gRPC collector: the generated `TraceService` on a tonic
     /// server, its requests' metadata kept as heads.
     fn start_grpc() -> Collector {
+        Self::start_grpc_with(None)
+    }
+
+    /// `tls`: the server's certificate chain and key (PEM).
+    fn start_grpc_with(tls: Option<(Vec<u8>, Vec<u8>)>) -> Collector {
         let l = listener();
         let port = l.local_addr().unwrap().port();
         let (spans, heads) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new())));
@@ -149,7 +154,12 @@ impl Collector {
             rt.block_on(async move {
                 l.set_nonblocking(true).unwrap();
                 let l = tokio::net::TcpListener::from_std(l).unwrap();
-                tonic::transport::Server::builder()
+                let mut server = tonic::transport::Server::builder();
+                if let Some((chain, key)) = tls {
+                    let identity = tonic::transport::Identity::from_pem(chain, key);
+                    server = server.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity)).unwrap();
+                }
+                server
                     .add_service(TraceServiceServer::new(sink))
                     .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(l))
                     .await
@@ -641,6 +651,48 @@ fn grpc_export_carries_the_same_spans_and_headers_as_metadata() {
     assert!(gw.metric("tollgate_otel_spans_exported_total", &[]) >= 2.0, "{}", gw.metrics());
     gw.wait_stderr("over OTLP/gRPC", 1);
     no_secret_in(&collector.all());
+}
+
+#[test]
+fn grpc_over_tls_verifies_the_collector_against_the_ca_bundle() {
+    use common::pki::{cert, key};
+    let dir = temp_dir("otel-grpc-tls");
+    let ca_key = key();
+    let ca = cert("otel collector test CA", &ca_key, None, true, &[]);
+    let leaf_key = key();
+    let leaf = cert("localhost", &leaf_key, Some((&ca, &ca_key)), false, &["localhost"]);
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, ca.to_pem().unwrap()).unwrap();
+    let collector = Collector::start_grpc_with(Some((leaf.to_pem().unwrap(), leaf_key.private_key_to_pem_pkcs8().unwrap())));
+    let mock = provider_mock();
+    let section = format!(
+        "  providers:\n    openai: {{ base_url: \"{}\", keys: [{{ name: main, value: env.OPENAI_KEY }}] }}\n  otel: {{ protocol: grpc, endpoint: \"https://localhost:{}\", scheduled_delay_ms: 100, timeout_ms: 2000 }}\n",
+        mock.url(),
+        collector.port
+    );
+    // Trusted through SSL_CERT_FILE (the system bundle's override).
+    let ca = ca_file.display().to_string();
+    let gw = Gateway::start(&section, "", &[("OPENAI_KEY", OPENAI_KEY), ("SSL_CERT_FILE", ca.as_str())]);
+    let r = post_json(gw.port, "/openai_passthrough/v1/chat/completions", &[("x-request-id", "otel-grpc-tls")], &json!({"model": "gpt-4o-mini", "messages": []}));
+    assert_eq!(r.status, 200);
+    let (server, _) = collector.request("otel-grpc-tls");
+    assert_eq!(server.attr("gen_ai.system"), &json!("openai"));
+    drop(gw);
+    // A CA bundle without the test CA: the collector is not trusted, nothing
+    // is exported, requests are served all the same.
+    let other = dir.join("other.pem");
+    let other_key = key();
+    std::fs::write(&other, cert("some other CA", &other_key, None, true, &[]).to_pem().unwrap()).unwrap();
+    let other = other.display().to_string();
+    let gw = Gateway::start(&section, "", &[("OPENAI_KEY", OPENAI_KEY), ("SSL_CERT_FILE", other.as_str())]);
+    let r = post_json(gw.port, "/openai_passthrough/v1/chat/completions", &[("x-request-id", "otel-grpc-untrusted")], &json!({"model": "gpt-4o-mini", "messages": []}));
+    assert_eq!(r.status, 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while gw.metric("tollgate_otel_spans_dropped_total", &[("reason", "export_failed")]) < 1.0 {
+        assert!(Instant::now() < deadline, "no failed export counted: {}", gw.metrics());
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!collector.all().iter().any(|s| s.attr("tollgate.request_id") == &json!("otel-grpc-untrusted")));
 }
 
 #[test]
