@@ -774,6 +774,25 @@ fn queued_spans_are_flushed_when_the_gateway_stops() {
 }
 
 #[test]
+fn queued_spans_are_flushed_over_grpc_when_the_gateway_stops() {
+    let collector = Collector::start_grpc();
+    let mock = provider_mock();
+    let section = format!(
+        "  providers:\n    openai: {{ base_url: \"{}\", keys: [{{ name: main, value: env.OPENAI_KEY }}] }}\n  otel: {{ protocol: grpc, endpoint: \"http://127.0.0.1:{}\", scheduled_delay_ms: 600000 }}\n",
+        mock.url(),
+        collector.port
+    );
+    let mut gw = Gateway::start(&section, "", &[("OPENAI_KEY", OPENAI_KEY)]);
+    let r = post_json(gw.port, "/openai_passthrough/v1/chat/completions", &[("x-request-id", "otel-grpc-flush")], &json!({"model": "gpt-4o-mini", "messages": []}));
+    assert_eq!(r.status, 200);
+    assert!(collector.all().is_empty(), "ten minutes before a timed export");
+    assert!(gw.terminate().success());
+    let (server, children) = collector.request("otel-grpc-flush");
+    assert_eq!(server.attr("gen_ai.usage.output_tokens"), &json!(10));
+    assert_eq!(children.len(), 1);
+}
+
+#[test]
 fn tracing_off_forwards_the_clients_traceparent_untouched() {
     let mock = provider_mock();
     let section = format!("  providers:\n    openai: {{ base_url: \"{}\", keys: [{{ name: main, value: env.OPENAI_KEY }}] }}\n", mock.url());
