@@ -2,7 +2,8 @@
 # What tracing costs on the request path (issue 17): the same tollgate
 # passthrough (benches/tollgate-bench.yaml) measured with tracing off, with
 # tracing on and a collector that accepts every export (a small Python sink),
-# and with tracing on and a dead collector (nothing listens on its port).
+# and with tracing on and a dead collector (nothing listens on its port),
+# over OTLP/HTTP (`dead`) and over OTLP/gRPC (`deadgrpc`).
 # Open loop, the driver of benches/run.sh; the three variants take turns,
 # ROUNDS times, so a busy machine weighs on each alike.
 #
@@ -47,7 +48,7 @@ wait_port() {
   echo "otel.sh: nothing listens on 127.0.0.1:$1" >&2
   return 1
 }
-read -r MOCK_PORT SINK_PORT DEAD_PORT P_OFF M_OFF P_LIVE M_LIVE P_DEAD M_DEAD <<<"$(free_ports 9)"
+read -r MOCK_PORT SINK_PORT DEAD_PORT P_OFF M_OFF P_LIVE M_LIVE P_DEAD M_DEAD P_DEADG M_DEADG <<<"$(free_ports 11)"
 
 "$MOCK_PROVIDER" --listen "127.0.0.1:$MOCK_PORT" --threads 2 >"$TMP/mock.log" 2>&1 &
 PIDS+=($!)
@@ -83,15 +84,16 @@ start() { # name port metrics_port otel-block
 start off "$P_OFF" "$M_OFF" ""
 start live "$P_LIVE" "$M_LIVE" $'  otel: { endpoint: "http://127.0.0.1:'"$SINK_PORT"$'", scheduled_delay_ms: 1000 }\n'
 start dead "$P_DEAD" "$M_DEAD" $'  otel: { endpoint: "http://127.0.0.1:'"$DEAD_PORT"$'", scheduled_delay_ms: 1000 }\n'
-declare -A PORT=([off]=$P_OFF [live]=$P_LIVE [dead]=$P_DEAD)
-declare -A METRICS=([off]=$M_OFF [live]=$M_LIVE [dead]=$M_DEAD)
+start deadgrpc "$P_DEADG" "$M_DEADG" $'  otel: { protocol: grpc, endpoint: "http://127.0.0.1:'"$DEAD_PORT"$'", scheduled_delay_ms: 1000 }\n'
+declare -A PORT=([off]=$P_OFF [live]=$P_LIVE [dead]=$P_DEAD [deadgrpc]=$P_DEADG)
+declare -A METRICS=([off]=$M_OFF [live]=$M_LIVE [dead]=$M_DEAD [deadgrpc]=$M_DEADG)
 
 drv() { "$DRIVER" "$@" --threads 2 --clk-tck "$CLK_TCK"; }
-for v in off live dead; do
+for v in off live dead deadgrpc; do
   drv rate --url "http://127.0.0.1:${PORT[$v]}/openai_passthrough/v1/chat/completions" --rps 200 --duration 1 --warmup 0 --label "warm-$v" >/dev/null
 done
 for ((r = 1; r <= ROUNDS; r++)); do
-  for v in off live dead; do
+  for v in off live dead deadgrpc; do
     drv rate --url "http://127.0.0.1:${PORT[$v]}/openai_passthrough/v1/chat/completions" --rps "$RPS" \
       --duration "$DUR" --warmup 1 --conns 32 --label "$v" >"$TMP/$v-$r.json"
     python3 -c 'import json, sys
@@ -107,6 +109,6 @@ print("%-5s round %s: %s requests, %s errors, %s non-2xx, p50 %s us, p99 %s us, 
     pick("p50", "p50_us"), pick("p99", "p99_us"), pick("p999", "p99_9", "p999_us")))' "$TMP/$v-$r.json" "$v" "$r"
   done
 done
-for v in live dead; do
+for v in live dead deadgrpc; do
   curl -s "http://127.0.0.1:${METRICS[$v]}/metrics" | grep -E '^tollgate_otel_spans' | sed "s/^/$v: /" || true
 done

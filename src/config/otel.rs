@@ -2,7 +2,7 @@
 //! Absent means off: no exporter, no spans.
 
 use super::{resolve_secret, ConfigError, Parse};
-use crate::observe::trace::TraceSettings;
+use crate::observe::trace::{OtlpProtocol, TraceSettings};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -31,18 +31,22 @@ const TRACES_PATH: &str = "/v1/traces";
 pub(super) fn parse(raw: Option<RawOtel>, p: &Parse<'_>) -> Result<Option<TraceSettings>, ConfigError> {
     let Some(raw) = raw else { return Ok(None) };
     let key = |k: &str| format!("tollgate.otel.{k}");
-    match raw.protocol.as_deref().unwrap_or("http/protobuf") {
-        "http/protobuf" => {}
-        "grpc" => {
-            return Err(p.err(
-                &key("protocol"),
-                "`grpc` is not supported by this build: use `http/protobuf` (the collector's OTLP/HTTP port, usually 4318)".into(),
-            ))
-        }
+    let protocol = match raw.protocol.as_deref().unwrap_or("http/protobuf") {
+        "http/protobuf" => OtlpProtocol::HttpProtobuf,
+        "grpc" => OtlpProtocol::Grpc,
         other => return Err(p.err(&key("protocol"), format!("`{other}` is not one of http/protobuf, grpc"))),
+    };
+    // The OTLP exporter defaults: a collector on this host, 4318 for
+    // OTLP/HTTP, 4317 for OTLP/gRPC.
+    let endpoint = raw.endpoint.unwrap_or_else(|| match protocol {
+        OtlpProtocol::HttpProtobuf => "http://127.0.0.1:4318".into(),
+        OtlpProtocol::Grpc => "http://127.0.0.1:4317".into(),
+    });
+    let endpoint = match protocol {
+        OtlpProtocol::HttpProtobuf => traces_url(endpoint.trim()),
+        OtlpProtocol::Grpc => grpc_url(endpoint.trim()),
     }
-    let endpoint = raw.endpoint.ok_or_else(|| p.err(&key("endpoint"), "is required (e.g. http://127.0.0.1:4318)".into()))?;
-    let endpoint = traces_url(endpoint.trim()).map_err(|m| p.err(&key("endpoint"), m))?;
+    .map_err(|m| p.err(&key("endpoint"), m))?;
     let service_name = raw.service_name.unwrap_or_else(|| "tollgate".into());
     if service_name.trim().is_empty() {
         return Err(p.err(&key("service_name"), "is empty".into()));
@@ -82,6 +86,7 @@ pub(super) fn parse(raw: Option<RawOtel>, p: &Parse<'_>) -> Result<Option<TraceS
     }
     Ok(Some(TraceSettings {
         endpoint,
+        protocol,
         headers,
         service_name,
         sample_ratio,
@@ -96,6 +101,26 @@ pub(super) fn parse(raw: Option<RawOtel>, p: &Parse<'_>) -> Result<Option<TraceS
 /// `http(s)://host[:port][/path]` → the URL spans are POSTed to:
 /// `/v1/traces` appended when no path is given.
 fn traces_url(endpoint: &str) -> Result<String, String> {
+    let uri = plain_url(endpoint)?;
+    Ok(match uri.path() {
+        "" | "/" => format!("{}{TRACES_PATH}", endpoint.trim_end_matches('/')),
+        _ => endpoint.to_string(),
+    })
+}
+
+/// `http(s)://host[:port]` of an OTLP/gRPC collector (the gRPC method is
+/// the path): port 4317 when none is given.
+fn grpc_url(endpoint: &str) -> Result<String, String> {
+    let uri = plain_url(endpoint)?;
+    if !matches!(uri.path(), "" | "/") {
+        return Err(format!("`{endpoint}` has a path: an OTLP/gRPC endpoint is `http(s)://host:port`"));
+    }
+    let base = endpoint.trim_end_matches('/');
+    Ok(if uri.port().is_some() { base.to_string() } else { format!("{base}:4317") })
+}
+
+/// A URL with a scheme and host, and nothing that could hold a secret.
+fn plain_url(endpoint: &str) -> Result<http::Uri, String> {
     let rest = endpoint
         .strip_prefix("http://")
         .or_else(|| endpoint.strip_prefix("https://"))
@@ -107,10 +132,7 @@ fn traces_url(endpoint: &str) -> Result<String, String> {
     if uri.host().is_none_or(str::is_empty) {
         return Err(format!("`{endpoint}` has no host"));
     }
-    Ok(match uri.path() {
-        "" | "/" => format!("{}{TRACES_PATH}", endpoint.trim_end_matches('/')),
-        _ => endpoint.to_string(),
-    })
+    Ok(uri)
 }
 
 #[cfg(test)]
@@ -143,6 +165,19 @@ mod tests {
     }
 
     #[test]
+    fn grpc_endpoint_and_defaults() {
+        use crate::observe::trace::OtlpProtocol;
+        let o = load("tollgate:\n  otel: { protocol: grpc }\n").unwrap().otel.unwrap();
+        assert_eq!((o.protocol, o.endpoint.as_str()), (OtlpProtocol::Grpc, "http://127.0.0.1:4317"));
+        let o = load("tollgate:\n  otel: {}\n").unwrap().otel.unwrap();
+        assert_eq!((o.protocol, o.endpoint.as_str()), (OtlpProtocol::HttpProtobuf, "http://127.0.0.1:4318/v1/traces"));
+        let o = load("tollgate:\n  otel: { protocol: grpc, endpoint: 'https://otel.example/' }\n").unwrap().otel.unwrap();
+        assert_eq!(o.endpoint, "https://otel.example:4317");
+        let o = load("tollgate:\n  otel: { protocol: grpc, endpoint: 'http://10.0.0.9:14317' }\n").unwrap().otel.unwrap();
+        assert_eq!(o.endpoint, "http://10.0.0.9:14317");
+    }
+
+    #[test]
     fn headers_resolve_env_and_never_echo_values() {
         let c = load("tollgate:\n  otel: { endpoint: 'http://c:4318', headers: { x-honeycomb-team: env.OPENAI_KEY, X-Plain: v } }\n").unwrap();
         let o = c.otel.unwrap();
@@ -157,11 +192,11 @@ mod tests {
     #[test]
     fn errors_name_the_key() {
         let cases = [
-            ("otel: {}", "tollgate.otel.endpoint"),
             ("otel: { endpoint: 'ftp://x' }", "tollgate.otel.endpoint"),
             ("otel: { endpoint: 'http://' }", "tollgate.otel.endpoint"),
             ("otel: { endpoint: 'http://u:p@c:4318' }", "tollgate.otel.endpoint"),
-            ("otel: { endpoint: 'http://c', protocol: grpc }", "tollgate.otel.protocol"),
+            ("otel: { endpoint: 'http://c:4317/v1/traces', protocol: grpc }", "tollgate.otel.endpoint"),
+            ("otel: { endpoint: 'c:4317', protocol: grpc }", "tollgate.otel.endpoint"),
             ("otel: { endpoint: 'http://c', protocol: http/json }", "tollgate.otel.protocol"),
             ("otel: { endpoint: 'http://c', sample_ratio: 1.5 }", "tollgate.otel.sample_ratio"),
             ("otel: { endpoint: 'http://c', sample_ratio: -0.1 }", "tollgate.otel.sample_ratio"),
@@ -178,8 +213,8 @@ mod tests {
             assert_eq!(e.key, key, "for {y:?}: {e}");
             assert!(e.to_string().contains("t.yaml"), "{e}");
         }
-        let e = load("tollgate:\n  otel: { endpoint: 'http://c', protocol: grpc }\n").unwrap_err();
-        assert!(e.message.contains("http/protobuf"), "{e}");
+        let e = load("tollgate:\n  otel: { endpoint: 'http://c', protocol: grpc2 }\n").unwrap_err();
+        assert!(e.message.contains("http/protobuf, grpc"), "{e}");
         let e = load("tollgate:\n  otel: { endpoint: 'http://c', bogus: 1 }\n").unwrap_err();
         assert!(e.message.contains("bogus"), "{e}");
     }

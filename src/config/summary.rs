@@ -31,7 +31,11 @@ impl Config {
             None => writeln!(o, "listen:        http://{} (HTTP/1.1)", self.listen)?,
         }
         if let Some(t) = &self.otel {
-            writeln!(o, "traces:        {} (OTLP http/protobuf, sample ratio {})", t.endpoint, t.sample_ratio)?;
+            let protocol = match t.protocol {
+                crate::observe::trace::OtlpProtocol::HttpProtobuf => "http/protobuf",
+                crate::observe::trace::OtlpProtocol::Grpc => "grpc",
+            };
+            writeln!(o, "traces:        {} (OTLP {protocol}, sample ratio {})", t.endpoint, t.sample_ratio)?;
         }
         match self.metrics_listen {
             Some(m) => writeln!(o, "metrics:       http://{m}/metrics")?,

@@ -120,6 +120,10 @@ impl Jobs {
 struct JobRequest {
     prepared: Prepared,
     virtual_key: Option<String>,
+    /// The submission's trace context (`traceparent`, `tracestate`): the
+    /// execution continues that trace. Absent when tracing was off.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    trace: Vec<(String, String)>,
 }
 
 /// Whose job: the virtual key, or (without one) a digest of the client's
@@ -200,11 +204,15 @@ impl Gateway {
         };
         let endpoint = p.endpoint;
         let model = p.model.clone();
-        let request = serde_json::to_vec(&JobRequest { prepared: p, virtual_key: ctx.cred.virtual_key.clone() }).unwrap_or_default();
+        let trace = ctx.trace.as_ref().map(|t| t.propagation_headers().into_iter().map(|(n, v)| (n.to_string(), v)).collect()).unwrap_or_default();
+        let request = serde_json::to_vec(&JobRequest { prepared: p, virtual_key: ctx.cred.virtual_key.clone(), trace }).unwrap_or_default();
         let job = NewJob { owner: owner(self, session), endpoint: endpoint_name(endpoint).to_string(), request, result_ttl_s: ttl };
         match store.submit(job).await {
             Ok(id) => {
                 ctx.outcome.job_id = Some(id.0.clone());
+                if let Some(t) = &ctx.trace {
+                    t.job_submitted(&id.0);
+                }
                 self.jobs.wake.notify_one();
                 let body = pending(endpoint, &id.0, &model, JobState::Queued).to_string();
                 super::reply::write_json(session, 202, body.as_bytes(), &ctx.request_id, None).await?;
@@ -267,14 +275,16 @@ impl Gateway {
         ctx.request_id = format!("{}-run", job.id.0);
         ctx.target.route = Some(RouteName::OpenAiCompat);
         ctx.outcome.job_id = Some(job.id.0.clone());
+        let request = serde_json::from_slice::<JobRequest>(&job.request);
         if let Some(tracer) = crate::observe::trace::tracer() {
             let path = format!("/openai/{}", if job.endpoint == "responses" { "responses" } else { "chat/completions" });
-            let t = crate::observe::trace::RequestTrace::start_job(tracer, &path, &ctx.request_id, &job.id.0);
+            let submission = request.as_ref().map_or(&[][..], |r| r.trace.as_slice());
+            let t = crate::observe::trace::RequestTrace::start_job(tracer, &path, &ctx.request_id, &job.id.0, submission);
             t.routed(&path);
             ctx.trace = Some(t);
         }
         let mut sink = JobSink::new(MAX_RESULT);
-        let result = match serde_json::from_slice::<JobRequest>(&job.request) {
+        let result = match request {
             Ok(r) => {
                 if let (Some(t), Some(p)) = (ctx.trace.as_mut(), crate::providers::Provider::from_name(&r.prepared.provider)) {
                     let op = crate::observe::trace::span::operation_for(r.prepared.endpoint.openai_path());

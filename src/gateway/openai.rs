@@ -12,7 +12,7 @@ use super::sink::Sink;
 use super::{Ctx, Gateway};
 use crate::errors::GatewayError;
 use crate::net::{BaseUrl, Upstream};
-use crate::observe::trace::{self, span::operation_for};
+use crate::observe::trace::span::operation_for;
 use crate::providers::{vertex, Provider};
 use crate::routes::headers;
 use crate::routes::openai::{self as route, Endpoint, PathInput};
@@ -91,11 +91,7 @@ impl Gateway {
         ctx.target.model = Some(native.clone());
         if let Some(t) = ctx.trace.as_mut() {
             t.target(provider, operation_for(endpoint.openai_path()), Some(&native));
-            if trace::capture_content() {
-                if let Some(input) = ["messages", "input"].iter().find_map(|k| req.get(*k)) {
-                    t.content("gen_ai.input.messages", &input.to_string());
-                }
-            }
+            t.input(crate::providers::ApiFamily::OpenAi, &req);
         }
 
         // Who is calling, and may they.

@@ -180,10 +180,8 @@ impl Gateway {
                 };
                 match out {
                     Ok(v) => {
-                        if let Some(t) = ctx.trace.as_ref().filter(|_| crate::observe::trace::capture_content()) {
-                            if let Some(out) = ["choices", "output"].iter().find_map(|k| v.get(*k)) {
-                                t.content("gen_ai.output.messages", &out.to_string());
-                            }
+                        if let Some(t) = ctx.trace.as_mut() {
+                            t.answer().object(ApiFamily::OpenAi, &v);
                         }
                         json(sink, 200, v.to_string().as_bytes(), &ctx.request_id, None).await?
                     }
@@ -274,6 +272,9 @@ impl Gateway {
         ctx.outcome.stream = ct.as_deref().is_some_and(|c| c.trim_start().to_ascii_lowercase().starts_with("text/event-stream"));
         if out.status.is_success() {
             ctx.outcome.scanner = Some(passthrough_scanner(ct.as_deref(), header("content-encoding").as_deref()));
+            if let Some(t) = ctx.trace.as_mut() {
+                t.response_start(Some(ApiFamily::OpenAi), ct.as_deref(), header("content-encoding").as_deref());
+            }
         }
         sink.head(out).await?;
         loop {
@@ -282,11 +283,17 @@ impl Gateway {
                     if let Some(s) = ctx.outcome.scanner.as_mut() {
                         s.feed(&b);
                     }
+                    if let Some(t) = ctx.trace.as_mut() {
+                        t.response_body(Some(&b), false);
+                    }
                     sink.body(Some(b), false).await?;
                 }
                 Next::End => {
                     if let Some(s) = ctx.outcome.scanner.as_mut() {
                         s.finish();
+                    }
+                    if let Some(t) = ctx.trace.as_mut() {
+                        t.response_body(None, true);
                     }
                     sink.body(None, true).await?;
                     return Ok(true);
@@ -330,12 +337,18 @@ impl Gateway {
                 Next::ClientGone => return Err(client_gone()),
             }
             if !events.is_empty() {
+                if let Some(t) = ctx.trace.as_mut() {
+                    events.iter().for_each(|e| t.answer().client_event(e));
+                }
                 encode(&events, &mut bytes);
                 events.clear();
                 sink.body(Some(Bytes::from(std::mem::take(&mut bytes))), false).await?;
             }
         };
         tr.stream_end(end, &mut events);
+        if let Some(t) = ctx.trace.as_mut() {
+            events.iter().for_each(|e| t.answer().client_event(e));
+        }
         encode(&events, &mut bytes);
         if !bytes.is_empty() {
             sink.body(Some(Bytes::from(bytes)), false).await?;

@@ -49,8 +49,12 @@ impl Gateway {
             let header = |n: &str| resp.headers.get(n).and_then(|v| v.to_str().ok());
             let content_type = header("content-type");
             ctx.outcome.stream = content_type.is_some_and(|c| c.trim_start().to_ascii_lowercase().starts_with("text/event-stream"));
-            if let Some(family) = ctx.target.provider.and_then(|p| p.usage_family(&ctx.target.remainder)) {
+            let family = ctx.target.provider.and_then(|p| p.usage_family(&ctx.target.remainder));
+            if let Some(family) = family {
                 ctx.outcome.scanner = Some(UsageScanner::new(family, content_type, header("content-encoding")));
+            }
+            if let Some(t) = ctx.trace.as_mut().filter(|t| t.captures() && resp.status.is_success()) {
+                t.response_start(family, content_type, header("content-encoding"));
             }
         }
         ctx.timing.overhead += t.elapsed();
@@ -71,6 +75,9 @@ impl Gateway {
             if end_of_stream {
                 scanner.finish();
             }
+        }
+        if let Some(t) = ctx.trace.as_mut() {
+            t.response_body(body.as_deref(), end_of_stream);
         }
         ctx.timing.overhead += t.elapsed();
         Ok(())

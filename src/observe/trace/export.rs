@@ -1,18 +1,30 @@
 //! The tracer provider: the SDK's batch span processor (its own thread,
 //! a bounded channel, exports on a timer or when a batch is full) in front
-//! of the OTLP http/protobuf exporter over a blocking HTTP client. Nothing
-//! here runs on a request's task except `on_end`, which only enqueues.
+//! of the OTLP exporter: http/protobuf over a blocking HTTP client, or gRPC
+//! over tonic. Nothing here runs on a request's task except `on_end`, which
+//! only enqueues.
+//!
+//! gRPC and its runtime: the SDK's batch processor (0.33) runs on a plain
+//! thread and drives each export with a bare `block_on`, no Tokio runtime;
+//! tonic's channel needs one (its connection task is spawned when the
+//! exporter is built, its timeouts and retry sleeps are Tokio timers).
+//! [`OnRuntime`] owns a one-worker runtime of its own: the exporter is
+//! built inside it and each export runs as a task on it, the batch thread
+//! only waiting for the result. Pingora's runtimes are left alone (they
+//! serve requests, and restart on upgrade).
 //!
 //! Accounting: [`Counted`] admits a span only while fewer than
 //! `max_queue_size` are waiting, so the SDK's own queue never overflows
 //! silently; a span refused there, and the spans of a batch the collector
 //! did not take, count in `tollgate_otel_spans_dropped_total{reason}`.
 
-use super::TraceSettings;
+use super::{OtlpProtocol, TraceSettings};
 use crate::observe::metrics::METRICS;
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
-use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_otlp::tonic_types::metadata::MetadataMap;
+use opentelemetry_otlp::tonic_types::transport::ClientTlsConfig;
+use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider, Span, SpanData, SpanExporter, SpanProcessor,
 };
@@ -130,10 +142,41 @@ fn warn_export_failed(n: usize, e: &dyn std::fmt::Display) {
     }
 }
 
-/// The provider for `settings`. Blocking (builds the HTTP client on a
-/// thread of its own, as the blocking client must not be built inside an
-/// async runtime).
-pub fn provider(settings: &TraceSettings) -> Result<SdkTracerProvider, String> {
+/// An exporter that needs Tokio (tonic's), run on a runtime of its own.
+#[derive(Debug)]
+struct OnRuntime<E> {
+    inner: Arc<E>,
+    rt: tokio::runtime::Runtime,
+}
+
+impl<E: SpanExporter + 'static> SpanExporter for OnRuntime<E> {
+    fn export(&self, batch: Vec<SpanData>) -> impl std::future::Future<Output = OTelSdkResult> + Send {
+        let inner = self.inner.clone();
+        let task = self.rt.spawn(async move { inner.export(batch).await });
+        async move { task.await.unwrap_or_else(|e| Err(OTelSdkError::InternalFailure(format!("export task: {e}")))) }
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        // Called once, when the provider is built: no export holds a clone yet.
+        match Arc::get_mut(&mut self.inner) {
+            Some(e) => e.set_resource(resource),
+            None => log::warn!("otel: resource not set on the gRPC exporter (in use)"),
+        }
+    }
+}
+
+/// The OTLP/HTTP exporter. Blocking (builds the HTTP client on a thread of
+/// its own, as the blocking client must not be built inside an async
+/// runtime).
+fn http_exporter(settings: &TraceSettings) -> Result<opentelemetry_otlp::SpanExporter, String> {
     let timeout = settings.timeout;
     let client = std::thread::Builder::new()
         .name("otel-client-build".into())
@@ -143,7 +186,7 @@ pub fn provider(settings: &TraceSettings) -> Result<SdkTracerProvider, String> {
         .map_err(|_| "building the HTTP client panicked".to_string())?
         .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
     let headers: HashMap<String, String> = settings.headers.iter().cloned().collect();
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
+    opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_http_client(client)
         .with_endpoint(settings.endpoint.as_str())
@@ -151,9 +194,42 @@ pub fn provider(settings: &TraceSettings) -> Result<SdkTracerProvider, String> {
         .with_timeout(settings.timeout)
         .with_headers(headers)
         .build()
-        .map_err(|e| e.to_string())?;
-    let queue = Arc::new(Queue { waiting: AtomicUsize::new(0), max: settings.max_queue_size });
-    let batch = BatchSpanProcessor::builder(CountingExporter { inner: exporter, queue: queue.clone() })
+        .map_err(|e| e.to_string())
+}
+
+/// The OTLP/gRPC exporter on its runtime: `headers` as gRPC metadata, TLS
+/// with the system's CA certificates for `https://`.
+fn grpc_exporter(settings: &TraceSettings) -> Result<OnRuntime<opentelemetry_otlp::SpanExporter>, String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("otel-grpc")
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the gRPC exporter's runtime: {e}"))?;
+    let mut metadata = http::HeaderMap::new();
+    for (name, value) in &settings.headers {
+        // Both were checked by the config.
+        let name = http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("header `{name}`: not a valid name"))?;
+        let value = http::HeaderValue::from_str(value).map_err(|_| format!("header `{name}`: not a valid value"))?;
+        metadata.append(name, value);
+    }
+    let mut builder = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(settings.endpoint.as_str())
+        .with_timeout(settings.timeout)
+        .with_metadata(MetadataMap::from_headers(metadata));
+    if settings.endpoint.starts_with("https://") {
+        builder = builder.with_tls_config(ClientTlsConfig::new().with_native_roots());
+    }
+    let exporter = {
+        let _in_runtime = rt.enter();
+        builder.build().map_err(|e| e.to_string())?
+    };
+    Ok(OnRuntime { inner: Arc::new(exporter), rt })
+}
+
+fn batch<E: SpanExporter + 'static>(exporter: E, settings: &TraceSettings, queue: &Arc<Queue>) -> BatchSpanProcessor {
+    BatchSpanProcessor::builder(CountingExporter { inner: exporter, queue: queue.clone() })
         .with_batch_config(
             BatchConfigBuilder::default()
                 .with_max_queue_size(settings.max_queue_size)
@@ -161,7 +237,16 @@ pub fn provider(settings: &TraceSettings) -> Result<SdkTracerProvider, String> {
                 .with_scheduled_delay(settings.scheduled_delay)
                 .build(),
         )
-        .build();
+        .build()
+}
+
+/// The provider for `settings`. Blocking: call it off the async runtimes.
+pub fn provider(settings: &TraceSettings) -> Result<SdkTracerProvider, String> {
+    let queue = Arc::new(Queue { waiting: AtomicUsize::new(0), max: settings.max_queue_size });
+    let batch = match settings.protocol {
+        OtlpProtocol::HttpProtobuf => batch(http_exporter(settings)?, settings, &queue),
+        OtlpProtocol::Grpc => batch(grpc_exporter(settings)?, settings, &queue),
+    };
     let resource = Resource::builder()
         .with_service_name(settings.service_name.clone())
         .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))

@@ -6,7 +6,10 @@
 //! * [`export`]: the tracer provider, its batch processor on its own thread
 //!   (bounded queue; drops counted in `tollgate_otel_spans_dropped_total`);
 //! * [`propagation`]: `traceparent`/`tracestate` in and out;
-//! * [`span`]: the request's spans and their attributes.
+//! * [`span`]: the request's spans and their attributes;
+//! * [`content`], [`answer`]: prompt and answer for `capture_content`, and
+//!   the answer's finish reasons, in the GenAI conventions' shapes;
+//! * [`raw`]: the side copy of passthrough bodies read for content.
 //!
 //! Off (no `tollgate.otel`): [`tracer`] is `None`, and the gateway creates
 //! no span objects at all.
@@ -14,17 +17,31 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
+pub mod answer;
+pub mod content;
 pub mod export;
 pub mod propagation;
+pub mod raw;
 pub mod span;
 
 pub use span::{Finish, RequestTrace};
 
+/// How spans reach the collector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    /// OTLP/HTTP with protobuf bodies (port 4318).
+    HttpProtobuf,
+    /// OTLP/gRPC (port 4317), over HTTP/2, TLS for `https://`.
+    Grpc,
+}
+
 /// `tollgate.otel`, as validated by `config::otel`.
 #[derive(Clone, PartialEq)]
 pub struct TraceSettings {
-    /// The URL spans are POSTed to (`…/v1/traces`).
+    /// HTTP: the URL spans are POSTed to (`…/v1/traces`); gRPC: the
+    /// collector's `http(s)://host:port`.
     pub endpoint: String,
+    pub protocol: OtlpProtocol,
     /// Sent with every export (collector credentials: never logged).
     pub headers: Vec<(String, String)>,
     pub service_name: String,
@@ -44,6 +61,7 @@ impl std::fmt::Debug for TraceSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TraceSettings")
             .field("endpoint", &self.endpoint)
+            .field("protocol", &self.protocol)
             .field("headers", &self.headers.iter().map(|(n, _)| (n.as_str(), "<redacted>")).collect::<Vec<_>>())
             .field("service_name", &self.service_name)
             .field("sample_ratio", &self.sample_ratio)
@@ -81,7 +99,11 @@ pub fn start(settings: &TraceSettings) -> Result<(), String> {
     if ACTIVE.set(Active { provider, tracer, capture_content: settings.capture_content }).is_err() {
         log::debug!("otel: started twice; the first provider is kept");
     }
-    log::info!("otel: exporting traces to {} (sample ratio {})", settings.endpoint, settings.sample_ratio);
+    let protocol = match settings.protocol {
+        OtlpProtocol::HttpProtobuf => "OTLP/HTTP",
+        OtlpProtocol::Grpc => "OTLP/gRPC",
+    };
+    log::info!("otel: exporting traces to {} over {protocol} (sample ratio {})", settings.endpoint, settings.sample_ratio);
     Ok(())
 }
 
@@ -122,3 +144,7 @@ impl pingora::services::background::BackgroundService for TraceService {
         ready.notify_ready();
     }
 }
+
+#[cfg(test)]
+#[path = "content_tests.rs"]
+mod content_tests;

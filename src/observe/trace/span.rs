@@ -4,15 +4,17 @@
 //! `tollgate.*`. Never a credential; prompt and completion text only when
 //! `capture_content` is on (the caller checks).
 
+use super::answer::Answer;
+use super::content::{self, Budget};
 use super::propagation;
-use crate::providers::Provider;
+use super::raw::{whole_answer, RawBody};
+use crate::providers::{ApiFamily, Provider};
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer as _};
 use opentelemetry::{Array, Context, KeyValue, StringValue, Value};
 use opentelemetry_sdk::trace::SdkTracer;
 use std::time::SystemTime;
 
-/// Content attributes are cut at this many bytes.
-pub const MAX_CONTENT_BYTES: usize = 16 * 1024;
+pub use super::content::MAX_CONTENT_BYTES;
 
 /// The client's request as the server span first sees it.
 pub struct Incoming<'a> {
@@ -61,6 +63,14 @@ pub struct RequestTrace {
     operation: Option<&'static str>,
     model: Option<String>,
     attempts: u32,
+    /// Finish reasons and (with `capture_content`) the answer's content.
+    answer: Answer,
+    /// Some captured content was cut.
+    truncated: bool,
+    /// Passthrough bodies read for content (`capture_content` only).
+    raw_request: Option<RawBody>,
+    request_read: bool,
+    raw_response: Option<RawBody>,
 }
 
 impl RequestTrace {
@@ -69,9 +79,17 @@ impl RequestTrace {
         Self::start_kind(tracer, req, SpanKind::Server)
     }
 
-    /// An async job's execution (SPEC 9): a CONSUMER span, a trace of its own.
-    pub fn start_job(tracer: &SdkTracer, path: &str, request_id: &str, job_id: &str) -> RequestTrace {
-        let h = http::HeaderMap::new();
+    /// An async job's execution (SPEC 9): a CONSUMER span, child of the
+    /// submission's SERVER span when `submission` (its `traceparent` and
+    /// `tracestate`, stored with the job) is given, so one trace holds the
+    /// submission, the execution and its provider call.
+    pub fn start_job(tracer: &SdkTracer, path: &str, request_id: &str, job_id: &str, submission: &[(String, String)]) -> RequestTrace {
+        let mut h = http::HeaderMap::new();
+        for (name, value) in submission {
+            if let (Ok(n), Ok(v)) = (http::HeaderName::from_bytes(name.as_bytes()), http::HeaderValue::from_str(value)) {
+                h.insert(n, v);
+            }
+        }
         let req = Incoming { method: "POST", path, headers: &h, request_id, client_ip: None, start: SystemTime::now() };
         let t = Self::start_kind(tracer, &req, SpanKind::Consumer);
         t.server.span().set_attribute(KeyValue::new("tollgate.async_job_id", job_id.to_string()));
@@ -114,7 +132,18 @@ impl RequestTrace {
             operation: None,
             model: None,
             attempts: 0,
+            answer: Answer::new(super::capture_content()),
+            truncated: false,
+            raw_request: None,
+            request_read: false,
+            raw_response: None,
         }
+    }
+
+    /// The submission of async job `job_id` (its execution continues this
+    /// trace).
+    pub fn job_submitted(&self, job_id: &str) {
+        self.server.span().set_attribute(KeyValue::new("tollgate.async_job_id", job_id.to_string()));
     }
 
     /// The route is known: the span is named `METHOD route` (a template,
@@ -227,10 +256,74 @@ impl RequestTrace {
         propagation::headers_for(self.client.as_ref().unwrap_or(&self.server))
     }
 
-    /// Prompt or completion text (`gen_ai.input.messages`, …), cut at
-    /// [`MAX_CONTENT_BYTES`]. Only with `capture_content` on.
-    pub fn content(&self, key: &'static str, text: &str) {
-        self.server.span().set_attribute(KeyValue::new(key, truncate(text, MAX_CONTENT_BYTES).to_string()));
+    /// The request's prompt as `gen_ai.input.messages` (see
+    /// [`content`]). Only with `capture_content` on (checked here).
+    pub fn input(&mut self, family: ApiFamily, body: &serde_json::Value) {
+        if !self.answer.capture() {
+            return;
+        }
+        let mut budget = Budget::default();
+        if let Some(msgs) = content::input_messages(family, body, &mut budget) {
+            self.server.span().set_attribute(KeyValue::new("gen_ai.input.messages", msgs.to_string()));
+        }
+        self.truncated |= budget.truncated;
+    }
+
+    /// Capture content (`capture_content` is on)?
+    pub fn captures(&self) -> bool {
+        self.answer.capture()
+    }
+
+    /// The answer, fed as it arrives: finish reasons, and content when
+    /// captured.
+    pub fn answer(&mut self) -> &mut Answer {
+        &mut self.answer
+    }
+
+    /// A passthrough request body chunk of API `family`, read for content
+    /// with `capture_content` on (nothing happens otherwise).
+    pub fn request_body(&mut self, family: Option<ApiFamily>, chunk: Option<&[u8]>, end: bool) {
+        let Some(family) = family.filter(|_| self.answer.capture() && !self.request_read) else { return };
+        let raw = self.raw_request.get_or_insert_with(|| RawBody::request(family));
+        if let Some(c) = chunk {
+            raw.feed(c, &mut self.answer);
+        }
+        if end {
+            self.request_read = true;
+            if let Some(raw) = self.raw_request.take() {
+                match raw.finish(&mut self.answer) {
+                    Ok(Some(v)) => self.input(family, &v),
+                    Ok(None) => {}
+                    Err(_) => self.truncated = true,
+                }
+            }
+        }
+    }
+
+    /// A passthrough (or OpenAI-shaped `/openai`) answer of API `family`
+    /// starts: read it for content with `capture_content` on.
+    pub fn response_start(&mut self, family: Option<ApiFamily>, content_type: Option<&str>, content_encoding: Option<&str>) {
+        if self.answer.capture() {
+            self.raw_response = family.and_then(|f| RawBody::response(f, content_type, content_encoding));
+        }
+    }
+
+    /// A chunk of that answer (nothing when it is not read).
+    pub fn response_body(&mut self, chunk: Option<&[u8]>, end: bool) {
+        let Some(raw) = self.raw_response.as_mut() else { return };
+        if let Some(c) = chunk {
+            raw.feed(c, &mut self.answer);
+        }
+        if end {
+            if let Some(raw) = self.raw_response.take() {
+                let family = raw.family();
+                match raw.finish(&mut self.answer) {
+                    Ok(Some(v)) => whole_answer(family, &v, &mut self.answer),
+                    Ok(None) => {}
+                    Err(_) => self.truncated = true,
+                }
+            }
+        }
     }
 
     /// The trace id, hex (tests and logs).
@@ -252,14 +345,22 @@ impl RequestTrace {
                 genai.push(KeyValue::new("gen_ai.usage.cache_read.input_tokens", cached as i64));
             }
         }
-        if !f.finish_reasons.is_empty() {
-            let reasons: Vec<StringValue> = f.finish_reasons.iter().map(|r| StringValue::from(r.clone())).collect();
+        let seen = self.answer.finish_reasons();
+        let reasons = if f.finish_reasons.is_empty() { &seen } else { f.finish_reasons };
+        if !reasons.is_empty() {
+            let reasons: Vec<StringValue> = reasons.iter().map(|r| StringValue::from(r.clone())).collect();
             genai.push(KeyValue::new("gen_ai.response.finish_reasons", Value::Array(Array::String(reasons))));
         }
         if let Some(c) = f.cost_usd {
             attrs.push(KeyValue::new("tollgate.cost_usd", c));
         }
         attrs.extend(genai.iter().cloned());
+        if let Some(out) = self.answer.output_messages() {
+            attrs.push(KeyValue::new("gen_ai.output.messages", out));
+        }
+        if self.truncated || self.answer.truncated() {
+            attrs.push(KeyValue::new("tollgate.content_truncated", true));
+        }
         let error = f.error.map(str::to_string).or_else(|| (f.status >= 500).then(|| f.status.to_string()));
         if let Some(c) = self.client {
             let span = c.span();
