@@ -107,8 +107,9 @@ impl ProxyHttp for Gateway {
         if end && body.as_ref().is_some_and(|b| b.is_empty()) {
             *body = None;
         }
-        if let Some(t) = ctx.trace.as_mut().filter(|t| t.captures()) {
-            let family = ctx.target.provider.and_then(|p| p.usage_family(&ctx.target.remainder));
+        let state = &mut **ctx;
+        if let Some(t) = state.trace.as_mut().filter(|t| t.captures()) {
+            let family = state.target.provider.and_then(|p| p.usage_family(&state.target.remainder));
             t.request_body(family, body.as_deref(), end);
         }
         self.limit_request_body(session, ctx)
