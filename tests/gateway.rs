@@ -527,13 +527,7 @@ fn upstream_connections_are_pooled() {
 fn websocket_upgrade_is_passed_through() {
     let mock = Mock::start(|req| {
         assert_eq!(req.header("upgrade"), Some("websocket"));
-        Reply::Upgrade(Box::new(|mut s: TcpStream, _| {
-            s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: x\r\n\r\n").unwrap();
-            let mut buf = [0u8; 64];
-            let n = s.read(&mut buf).unwrap();
-            s.write_all(&[b"echo:".as_slice(), &buf[..n]].concat()).unwrap();
-            let _ = s.read(&mut buf);
-        }))
+        websocket_echo()
     });
     let gw = Gateway::start(&format!("  providers:\n    openai: {{ base_url: \"{}\", keys: [{{ name: k, value: sk-real }}] }}\n", mock.url()), "", &[]);
     let mut s = TcpStream::connect(("127.0.0.1", gw.port)).unwrap();

@@ -220,6 +220,98 @@ fn a_token_endpoint_that_is_down_is_a_503_on_both_routes() {
     assert_eq!(gw.metric("tollgate_upstream_errors_total", &[("provider", "azure"), ("kind", "credential_unavailable")]), 2.0);
 }
 
+/// The most fetches a token source that backs off 1, 2, 4 ... 30 s after
+/// each failure can make in `elapsed`.
+fn most_fetches_in(elapsed: std::time::Duration) -> usize {
+    let (mut at, mut wait, mut n) = (0.0, 1.0, 0);
+    while at <= elapsed.as_secs_f64() {
+        n += 1;
+        at += wait;
+        wait = f64::min(wait * 2.0, 30.0);
+    }
+    n
+}
+
+#[test]
+fn a_failing_token_endpoint_is_backed_off_and_a_valid_token_outlives_a_failed_refresh() {
+    use std::time::{Duration, Instant};
+    // 0: answer tokens valid for 12 s (refreshed after 6 s); 1: answer 500.
+    let failing = Arc::new(AtomicUsize::new(0));
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let (fl, fe) = (failing.clone(), fetches.clone());
+    let entra = Mock::start(move |_| {
+        let n = fe.fetch_add(1, Ordering::SeqCst) + 1;
+        if fl.load(Ordering::SeqCst) == 1 {
+            return oauth_error(500, "AADSTS50000: service unavailable");
+        }
+        json(200, json!({"token_type": "Bearer", "expires_in": 12, "access_token": format!("backoff-token-{n}")}))
+    });
+    let azure = azure_mock(Arc::new(std::sync::Mutex::new(None)));
+    let section = format!(
+        "  providers:\n    azure: {{ keys: [{{ name: sp, endpoint: \"{}\", entra: {{ tenant_id: t, client_id: c, client_secret: env.AZ_CLIENT_SECRET, authority: \"{}\" }} }}] }}\n",
+        azure.url(),
+        entra.url()
+    );
+    let mut gw = Gateway::start(&section, "", &[("AZ_CLIENT_SECRET", "backoff-secret-0123456789")]);
+    gw.add_secret("backoff-token-1");
+
+    let granted = Instant::now(); // the token was granted after this: it expires after granted + 12 s
+    assert_eq!(az_call(gw.port).status, 200);
+    assert_eq!(fetches.load(Ordering::SeqCst), 1);
+    failing.store(1, Ordering::SeqCst);
+
+    // Past the refresh point (6 s) and before expiry (12 s): each refresh
+    // fails, the cached token is still used, and refreshes are backed off.
+    std::thread::sleep(Duration::from_millis(6300).saturating_sub(granted.elapsed()));
+    let start = Instant::now();
+    let mut served = 0;
+    while start.elapsed() < Duration::from_millis(3500) {
+        let r = az_call(gw.port);
+        assert_eq!(r.status, 200, "the cached token is valid until it expires: {}", r.text());
+        served += 1;
+    }
+    assert!(granted.elapsed() < Duration::from_secs(12), "the loop ran past the token's expiry; the machine is too slow for this test");
+    let refreshes = fetches.load(Ordering::SeqCst) - 1;
+    assert!((2..=most_fetches_in(start.elapsed())).contains(&refreshes), "{refreshes} refreshes in {:?} ({served} requests)", start.elapsed());
+    assert!(served > refreshes, "{served} requests, {refreshes} refreshes");
+    assert!(azure.take().iter().all(|r| r.header("authorization") == Some("Bearer backoff-token-1")));
+    assert!(gw.stderr().contains("the cached access token is used until it expires"), "{}", gw.stderr());
+
+    // Once expired: 503 credential_unavailable, answered at once while
+    // backing off, not one fetch per request.
+    std::thread::sleep(Duration::from_millis(12300).saturating_sub(granted.elapsed()));
+    let before = fetches.load(Ordering::SeqCst);
+    let start = Instant::now();
+    let mut refused = 0;
+    while start.elapsed() < Duration::from_millis(2000) {
+        let r = az_call(gw.port);
+        assert_eq!(r.status, 503, "{}", r.text());
+        assert_eq!(r.json()["error"]["type"], "credential_unavailable");
+        refused += 1;
+    }
+    let tried = fetches.load(Ordering::SeqCst) - before;
+    // The backoff already reached 4 s or more: at most 1 fetch in 2 s
+    // (2 when it had just ended as the loop began).
+    assert!(tried <= 2 && refused > tried, "{tried} fetches for {refused} requests in {:?}", start.elapsed());
+    assert_eq!(azure.count(), 0, "nothing reaches Azure without a token");
+    assert!(gw.stderr().contains("next attempt in"), "{}", gw.stderr());
+
+    // The endpoint recovers: a request after the backoff gets a new token.
+    failing.store(0, Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let r = loop {
+        let r = az_call(gw.port);
+        if r.status == 200 || Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(r.status, 200, "{}", r.text());
+    let n = fetches.load(Ordering::SeqCst);
+    gw.add_secret(&format!("backoff-token-{n}"));
+    assert_eq!(azure.take()[0].header("authorization"), Some(format!("Bearer backoff-token-{n}").as_str()));
+}
+
 fn gemini_answer() -> Reply {
     json(200, json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "hi"}]}, "finishReason": "STOP"}], "usageMetadata": {"promptTokenCount": 2, "candidatesTokenCount": 1}, "modelVersion": "gemini-2.5-flash"}))
 }
@@ -310,6 +402,133 @@ fn vertex_adc_metadata_server_on_passthrough_and_openai_routes() {
     }
     assert_eq!(hits.load(Ordering::SeqCst), 1);
     let _ = std::fs::remove_dir_all(home);
+}
+
+#[test]
+fn vertex_adc_metadata_server_names_the_project_when_the_config_does_not() {
+    let metadata = Mock::start(|req| {
+        if req.header("metadata-flavor") != Some("Google") {
+            return json(403, json!({"error": "Missing Metadata-Flavor:Google header"}));
+        }
+        let flavor = ("metadata-flavor".to_string(), "Google".to_string());
+        match req.path() {
+            "/computeMetadata/v1/project/project-id" => Reply::Json(200, vec![flavor, ("content-type".into(), "application/text".into())], "meta-project-7".into()),
+            "/computeMetadata/v1/instance/service-accounts/default/token" => json(200, json!({"access_token": "ya29.metadata-project-token", "expires_in": 3599, "token_type": "Bearer"})),
+            _ => json(404, json!({"error": "not found"})),
+        }
+    });
+    let vertex = Mock::start(|_| gemini_answer());
+    let home = temp_dir("adc-project-home");
+    let section = format!("  providers:\n    vertex: {{ base_url: \"{}\", location: europe-west4, adc: true }}\n", vertex.url());
+    let host = metadata.url().trim_start_matches("http://").to_string();
+    let env = [("GCE_METADATA_HOST", host.as_str()), ("GOOGLE_APPLICATION_CREDENTIALS", ""), ("CLOUDSDK_CONFIG", ""), ("GOOGLE_CLOUD_PROJECT", ""), ("GCLOUD_PROJECT", ""), ("HOME", home.to_str().unwrap())];
+    let mut gw = Gateway::start(&section, "", &env);
+    gw.add_secret("ya29.metadata-project-token");
+    let r = post_json(gw.port, "/genai_passthrough/v1beta1/publishers/google/models/gemini-2.5-flash:generateContent", &[("x-goog-api-key", "placeholder")], &json!({"contents": []}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = post_json(gw.port, "/openai/v1/chat/completions", &[], &json!({"model": "vertex/gemini-2.5-flash", "messages": [{"role": "user", "content": "hi"}]}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    for s in vertex.take() {
+        assert!(s.path().starts_with("/v1beta1/projects/meta-project-7/locations/europe-west4/") || s.path().starts_with("/v1/projects/meta-project-7/locations/europe-west4/"), "{}", s.target);
+        assert_eq!(s.header("authorization"), Some("Bearer ya29.metadata-project-token"));
+    }
+    assert!(gw.stderr().contains("project meta-project-7 from the metadata server"), "{}", gw.stderr());
+    drop(gw);
+
+    // No metadata server: the gateway starts, says so, and refuses the
+    // requests that need a project.
+    let closed = format!("127.0.0.1:{}", free_port());
+    let env = [("GCE_METADATA_HOST", closed.as_str()), ("GOOGLE_APPLICATION_CREDENTIALS", ""), ("CLOUDSDK_CONFIG", ""), ("GOOGLE_CLOUD_PROJECT", ""), ("GCLOUD_PROJECT", ""), ("HOME", home.to_str().unwrap())];
+    let gw = Gateway::start(&section, "", &env);
+    assert!(gw.stderr().contains("names no project and none was found"), "{}", gw.stderr());
+    let r = post_json(gw.port, "/openai/v1/chat/completions", &[], &json!({"model": "vertex/gemini-2.5-flash", "messages": [{"role": "user", "content": "hi"}]}));
+    assert!(r.text().contains("project"), "{} {}", r.status, r.text());
+    let _ = std::fs::remove_dir_all(home);
+}
+
+/// Workload identity federation (`external_account`): a file-sourced
+/// subject token exchanged at a mock STS; then a URL-sourced one (JSON
+/// field, the Azure IMDS pattern) exchanged and traded for a service
+/// account's token at a mock IAM `generateAccessToken`.
+#[test]
+fn vertex_adc_external_account_token_exchange_and_impersonation() {
+    const AUDIENCE: &str = "//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/pool/providers/prov";
+    let exchanges = Arc::new(AtomicUsize::new(0));
+    let ex = exchanges.clone();
+    let sts = Mock::start(move |req| {
+        // What Google's STS checks for an RFC 8693 token exchange.
+        if req.method != "POST" || req.path() != "/v1/token" || !req.header("content-type").is_some_and(|c| c.starts_with("application/x-www-form-urlencoded")) {
+            return oauth_error(400, "bad request");
+        }
+        let f = form(&req.body);
+        let subject = field(&f, "subject_token").unwrap_or("");
+        let ok = field(&f, "grant_type") == Some("urn:ietf:params:oauth:grant-type:token-exchange")
+            && field(&f, "audience") == Some(AUDIENCE)
+            && field(&f, "requested_token_type") == Some("urn:ietf:params:oauth:token-type:access_token")
+            && field(&f, "scope") == Some("https://www.googleapis.com/auth/cloud-platform")
+            && field(&f, "subject_token_type") == Some("urn:ietf:params:oauth:token-type:jwt")
+            && ["file-subject-jwt-secret", "url-subject-jwt-secret"].contains(&subject);
+        if !ok {
+            return oauth_error(400, "invalid_grant");
+        }
+        let n = ex.fetch_add(1, Ordering::SeqCst) + 1;
+        json(200, json!({"access_token": format!("sts-federated-token-{n}"), "issued_token_type": "urn:ietf:params:oauth:token-type:access_token", "token_type": "Bearer", "expires_in": 3600}))
+    });
+    let iam = Mock::start(|req| {
+        let body: Value = serde_json::from_slice(&req.body).unwrap_or_default();
+        if req.method != "POST" || req.path() != "/v1/projects/-/serviceAccounts/gw@p.iam.gserviceaccount.com:generateAccessToken" || req.header("content-type") != Some("application/json") {
+            return json(404, json!({"error": {"code": 404, "message": "not found"}}));
+        }
+        if !req.header("authorization").is_some_and(|a| a.starts_with("Bearer sts-federated-token-")) || body["scope"][0] != "https://www.googleapis.com/auth/cloud-platform" {
+            return json(401, json!({"error": {"code": 401, "message": "unauthenticated"}}));
+        }
+        json(200, json!({"accessToken": "ya29.impersonated-token", "expireTime": "2099-01-01T00:00:00Z"}))
+    });
+    let idp = Mock::start(|req| {
+        if req.header("metadata") != Some("True") {
+            return json(400, json!({"error": "missing Metadata header"}));
+        }
+        json(200, json!({"access_token": "url-subject-jwt-secret", "expires_in": "3599"}))
+    });
+    let vertex = Mock::start(|_| gemini_answer());
+    let dir = temp_dir("wif");
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, "file-subject-jwt-secret\n").unwrap();
+    let section = format!("  providers:\n    vertex: {{ base_url: \"{}\", project: wif-project, location: us-central1, adc: true }}\n", vertex.url());
+    let express = "/genai_passthrough/v1beta1/publishers/google/models/gemini-2.5-flash:generateContent";
+    let cases = [
+        (json!({"file": token_file.to_str().unwrap()}), None, "sts-federated-token-1"),
+        (
+            json!({"url": format!("{}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=api://wif", idp.url()), "headers": {"Metadata": "True"}, "format": {"type": "json", "subject_token_field_name": "access_token"}}),
+            Some(format!("{}/v1/projects/-/serviceAccounts/gw@p.iam.gserviceaccount.com:generateAccessToken", iam.url())),
+            "ya29.impersonated-token",
+        ),
+    ];
+    for (i, (source, impersonation, want)) in cases.into_iter().enumerate() {
+        let mut creds = json!({"type": "external_account", "audience": AUDIENCE, "subject_token_type": "urn:ietf:params:oauth:token-type:jwt", "token_url": format!("{}/v1/token", sts.url()), "credential_source": source});
+        if let Some(u) = impersonation {
+            creds["service_account_impersonation_url"] = json!(u);
+        }
+        let path = dir.join(format!("wif-{i}.json"));
+        std::fs::write(&path, creds.to_string()).unwrap();
+        let mut gw = Gateway::start(&section, "", &[("GOOGLE_APPLICATION_CREDENTIALS", path.to_str().unwrap())]);
+        for s in ["file-subject-jwt-secret", "url-subject-jwt-secret", "sts-federated-token-1", "sts-federated-token-2", "ya29.impersonated-token"] {
+            gw.add_secret(s);
+        }
+        for _ in 0..2 {
+            let r = post_json(gw.port, express, &[("x-goog-api-key", "placeholder")], &json!({"contents": []}));
+            assert_eq!(r.status, 200, "case {i}: {}", r.text());
+        }
+        for s in vertex.take() {
+            assert_eq!(s.header("authorization"), Some(format!("Bearer {want}").as_str()), "case {i}");
+            assert_eq!(s.path(), "/v1beta1/projects/wif-project/locations/us-central1/publishers/google/models/gemini-2.5-flash:generateContent");
+        }
+        assert_eq!(exchanges.load(Ordering::SeqCst), i + 1, "case {i}: one exchange, then the cached token");
+        assert!(gw.stderr().contains("workload identity federation"), "{}", gw.stderr());
+    }
+    assert_eq!(iam.count(), 1);
+    assert_eq!(idp.count(), 1);
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 // ---------------------------------------------------------------------------

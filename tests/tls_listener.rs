@@ -93,13 +93,7 @@ const H2_H1: &[u8] = b"\x02h2\x08http/1.1";
 fn provider() -> Mock {
     Mock::start(|req| match req.path() {
         "/v1/models" => json(200, json!({"object": "list", "data": [{"id": "gpt-4o"}]})),
-        "/v1/realtime" => Reply::Upgrade(Box::new(|mut s: TcpStream, _| {
-            s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: x\r\n\r\n").unwrap();
-            let mut buf = [0u8; 64];
-            let n = s.read(&mut buf).unwrap();
-            s.write_all(&[b"echo:".as_slice(), &buf[..n]].concat()).unwrap();
-            let _ = s.read(&mut buf);
-        })),
+        "/v1/realtime" => websocket_echo(),
         _ if String::from_utf8_lossy(&req.body).contains("\"slow\":true") => Reply::Sse {
             events: (0..8).map(|i| json!({"object": "chat.completion.chunk", "i": i}).to_string()).collect(),
             delay: Duration::from_millis(500),
@@ -519,5 +513,123 @@ fn an_h2_client_that_goes_away_ends_the_provider_stream() {
         assert!(mock.sent_events.lock().unwrap().len() < 8, "{path}: every event was sent");
         let rec = gw.records(i + 1).into_iter().filter(|r| r["stream"] == true).nth(i).unwrap_or_else(|| panic!("no record for {path}"));
         assert_eq!(rec["route"], path.split("/v1").next().unwrap());
+    }
+}
+
+// ---------------------------------------------------------------------------
+// HTTP/2 through a drain (SIGTERM) and a graceful upgrade
+// ---------------------------------------------------------------------------
+
+/// An h2 connection to the gateway: the request handle and the task driving
+/// the connection (its result says how the connection ended).
+async fn h2_connect(tls: &Tls, port: u16) -> (h2::client::SendRequest<bytes::Bytes>, tokio::task::JoinHandle<Result<(), h2::Error>>) {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let ssl = tls.client(b"\x02h2").configure().unwrap().into_ssl("localhost").unwrap();
+    let mut s = tokio_openssl::SslStream::new(ssl, tcp).unwrap();
+    std::pin::Pin::new(&mut s).connect().await.unwrap();
+    assert_eq!(s.ssl().selected_alpn_protocol(), Some(b"h2".as_slice()));
+    let (send, conn) = h2::client::handshake(s).await.unwrap();
+    (send, tokio::spawn(conn))
+}
+
+/// How one h2 request ended: its status and whole body, or the stream's
+/// error.
+async fn h2_call(send: &mut h2::client::SendRequest<bytes::Bytes>, port: u16, method: &str, path: &str, body: &str) -> Result<(u16, Vec<u8>), h2::Error> {
+    let mut send = send.clone().ready().await?;
+    let req = http::Request::builder().method(method).uri(format!("https://localhost:{port}{path}")).header("content-type", "application/json").body(()).unwrap();
+    let (resp, mut out) = send.send_request(req, body.is_empty())?;
+    if !body.is_empty() {
+        out.send_data(bytes::Bytes::from(body.to_string()), true)?;
+    }
+    let (head, mut recv) = resp.await?.into_parts();
+    let mut data = Vec::new();
+    while let Some(chunk) = recv.data().await {
+        let chunk = chunk?;
+        let _ = recv.flow_control().release_capacity(chunk.len());
+        data.extend_from_slice(&chunk);
+    }
+    Ok((head.status.as_u16(), data))
+}
+
+/// A new stream opened on a draining connection is answered whole or
+/// refused the way RFC 9113 lets a client retry it: GOAWAY, or
+/// REFUSED_STREAM. Anything else (a reset, a cut connection) fails.
+fn assert_answered_or_refused(outcome: &Result<(u16, Vec<u8>), h2::Error>, what: &str) {
+    match outcome {
+        Ok((status, body)) => assert_eq!((*status, serde_json::from_slice::<serde_json::Value>(body).is_ok()), (200, true), "{what}: {}", String::from_utf8_lossy(body)),
+        Err(e) => assert!(
+            (e.is_go_away() && e.reason() == Some(h2::Reason::NO_ERROR)) || e.reason() == Some(h2::Reason::REFUSED_STREAM),
+            "{what}: the stream was cut, not refused cleanly: {e:?}"
+        ),
+    }
+}
+
+/// Two h2 streams in flight on one connection when the drain begins (SIGTERM,
+/// then a graceful upgrade) get every event; streams opened on that
+/// connection after it began are answered or refused with GOAWAY, never cut;
+/// the connection ends with a clean GOAWAY; after an upgrade a new connection
+/// is served by the new process.
+#[test]
+fn h2_streams_in_flight_survive_a_drain_and_an_upgrade() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for upgrade in [false, true] {
+        let tls = Tls::new();
+        let mock = provider();
+        let mut gw = Gateway::start_tls(&tls.section(&mock), "grace_period_seconds: 1\ngraceful_shutdown_timeout_seconds: 10", &[], Some(tls.client(H1)));
+        let port = gw.port;
+        let (send, conn) = rt.block_on(h2_connect(&tls, port));
+        let slow = json!({"model": "gpt-4o", "stream": true, "slow": true, "messages": []}).to_string();
+        let streams: Vec<_> = ["/openai_passthrough/v1/chat/completions", "/openai/v1/chat/completions"]
+            .into_iter()
+            .map(|path| {
+                let (mut send, body) = (send.clone(), slow.clone());
+                rt.spawn(async move { h2_call(&mut send, port, "POST", path, &body).await })
+            })
+            .collect();
+        // Both streams have begun (each provider stream sent its first event).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while mock.sent_events.lock().unwrap().len() < 2 {
+            assert!(Instant::now() < deadline, "the streams never began: {}", gw.stderr());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let old = if upgrade { Some(gw.upgrade()) } else { gw.signal("TERM"); None };
+        // New streams on the draining connection, until it refuses them.
+        let mut late = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let outcome = rt.block_on(h2_call(&mut send.clone(), port, "GET", "/openai_passthrough/v1/models", ""));
+            assert_answered_or_refused(&outcome, &format!("new stream {} after the drain began (upgrade: {upgrade})", late.len()));
+            let refused = outcome.is_err();
+            late.push(outcome);
+            if refused || Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(late.last().unwrap().is_err(), "the draining connection never sent GOAWAY (upgrade: {upgrade}): {}", gw.stderr());
+        for (i, s) in streams.into_iter().enumerate() {
+            let (status, body) = rt.block_on(s).unwrap().unwrap_or_else(|e| panic!("stream {i} in flight was cut (upgrade: {upgrade}): {e:?}"));
+            assert_eq!(status, 200);
+            assert_eq!(sse_data(&body).iter().filter(|d| d.contains("chat.completion.chunk")).count(), 8, "stream {i} lost events (upgrade: {upgrade}): {}", String::from_utf8_lossy(&body));
+        }
+        drop(send);
+        // The connection ends on the server's GOAWAY, not on a reset.
+        let ended = rt.block_on(async { tokio::time::timeout(Duration::from_secs(15), conn).await });
+        match ended.expect("the draining connection was never closed").unwrap() {
+            Ok(()) => {}
+            Err(e) => assert!(e.is_go_away() && e.reason() == Some(h2::Reason::NO_ERROR), "the connection ended badly (upgrade: {upgrade}): {e:?}"),
+        }
+        if let Some(mut old) = old {
+            // The new process serves new h2 connections.
+            let (mut send, _conn) = rt.block_on(h2_connect(&tls, port));
+            let (status, body) = rt.block_on(h2_call(&mut send, port, "POST", "/openai/v1/chat/completions", &json!({"model": "gpt-4o", "messages": []}).to_string())).unwrap();
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+            let _ = old.wait();
+        } else {
+            let status = gw.terminate();
+            assert!(status.success(), "the drain did not end cleanly: {status:?} {}", gw.stderr());
+        }
+        let records = gw.records(2);
+        assert!(records.iter().filter(|r| r["stream"] == true && r["status"] == 200).count() >= 2, "{records:?}");
     }
 }

@@ -246,9 +246,10 @@ pub(super) fn parse(raw: BTreeMap<String, RawProvider>, p: &Parse<'_>) -> Result
         // other Google identities, as in Google's libraries, the project is
         // GOOGLE_CLOUD_PROJECT's.
         let project = rp.project.or_else(|| keys.iter().find_map(|k| k.identity.as_ref().and_then(|id| id.project_id().map(str::to_string))));
+        // On GCE, GKE and Cloud Run, the metadata server says it last.
         let project = match project {
             None if provider == Provider::Vertex && keys.iter().any(|k| k.identity.is_some()) => {
-                ["GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT"].iter().find_map(|v| env(v).filter(|p| is_resource_segment(p)))
+                ["GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT"].iter().find_map(|v| env(v).filter(|p| is_resource_segment(p))).or_else(|| metadata_project(&keys, file))
             }
             p => p,
         };
@@ -263,6 +264,26 @@ pub(super) fn parse(raw: BTreeMap<String, RawProvider>, p: &Parse<'_>) -> Result
         );
     }
     Ok(providers)
+}
+
+/// The project from the metadata server, when a vertex key's identity is
+/// the metadata server and nothing else named one. Unreachable: no project
+/// (requests that need one are refused, saying so), and a warning.
+fn metadata_project(keys: &[KeyConf], file: &str) -> Option<String> {
+    let base = keys.iter().find_map(|k| match &k.identity {
+        Some(Identity::GoogleMetadata(b)) => Some(b.clone()),
+        _ => None,
+    })?;
+    match crate::providers::vertex::adc::metadata_project(&base, crate::providers::vertex::adc::METADATA_PROJECT_TIMEOUT) {
+        Ok(project) => {
+            log::info!("{file}: `tollgate.providers.vertex`: project {project} from the metadata server");
+            Some(project)
+        }
+        Err(e) => {
+            log::warn!("{file}: `tollgate.providers.vertex` names no project and none was found ({e}); set `project` or GOOGLE_CLOUD_PROJECT");
+            None
+        }
+    }
 }
 
 #[cfg(test)]

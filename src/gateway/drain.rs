@@ -25,6 +25,15 @@
 //!    the drain has ended, and its client's next request, served with
 //!    `Connection: close`, too), the process writes its last records and
 //!    spend and exits, closing the connections that are still idle.
+//!
+//! HTTP/2 connections (TLS listener) need nothing of this: Pingora
+//! (`protocols/http/v2/server.rs`, `accept_downstream_sessions`) answers the
+//! shutdown watch with h2's graceful GOAWAY, keeps serving the streams
+//! already opened, and closes the connection after its last one; new
+//! streams are refused by the GOAWAY. [`close_when_draining`] is a no-op
+//! there (`ServerSession::set_keepalive` ignores h2), and the busy count
+//! includes h2 streams, so the process outlives them
+//! (tests/tls_listener.rs `h2_streams_in_flight_survive_a_drain_and_an_upgrade`).
 
 use pingora::apps::{HttpServerApp, HttpServerOptions, ReusedHttpStream};
 use pingora::protocols::http::v2::server::H2Options;

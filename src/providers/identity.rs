@@ -13,6 +13,7 @@
 //! at mocks; each grant here is one small form POST or GET.
 
 use super::azure::entra::{EntraClient, ManagedIdentity};
+use super::vertex::external::{self, ExternalAccount};
 use super::vertex::oauth::{AuthorizedUser, ServiceAccount};
 use crate::net::{build_peer, BaseUrl, Resolver, Timeouts, Upstream};
 use bytes::Bytes;
@@ -44,6 +45,9 @@ pub enum Identity {
     GoogleAuthorizedUser(AuthorizedUser),
     /// The GCE/GKE/Cloud Run metadata server at this base.
     GoogleMetadata(BaseUrl),
+    /// Workload identity federation (`external_account` file): a subject
+    /// token exchanged at Google's STS, then maybe for a service account's.
+    GoogleExternal(ExternalAccount),
     /// Azure Entra ID, client credentials grant.
     EntraClient(EntraClient),
     /// Azure managed identity (IMDS, or App Service's identity endpoint).
@@ -59,7 +63,8 @@ pub struct TokenRequest {
     /// Extra headers (`Metadata-Flavor`, `Metadata`, ...). Values may be
     /// secret (App Service's identity header): never logged.
     pub headers: Vec<(&'static str, String)>,
-    /// A form-encoded body for POST.
+    /// A body for POST: form-encoded unless `headers` name another
+    /// `content-type`.
     pub form: Option<String>,
 }
 
@@ -71,6 +76,8 @@ impl Identity {
             Identity::GoogleServiceAccount(sa) => sa.token_request(now),
             Identity::GoogleAuthorizedUser(u) => u.token_request(),
             Identity::GoogleMetadata(base) => Ok(super::vertex::adc::metadata_request(base)),
+            // Two or three requests: [`TokenSource`] runs them.
+            Identity::GoogleExternal(ea) => Err(format!("token exchange at {} takes several steps", ea.token_url.authority())),
             Identity::EntraClient(c) => c.token_request(),
             Identity::EntraManagedIdentity(m) => m.token_request(),
         }
@@ -82,6 +89,7 @@ impl Identity {
             Identity::GoogleServiceAccount(sa) => format!("service account {} (token endpoint {})", sa.client_email, authority_of(&sa.token_uri)),
             Identity::GoogleAuthorizedUser(u) => format!("gcloud user credentials, client {} (token endpoint {})", u.client_id, authority_of(&u.token_uri)),
             Identity::GoogleMetadata(b) => format!("metadata server {}", b.authority()),
+            Identity::GoogleExternal(ea) => ea.describe(),
             Identity::EntraClient(c) => format!("Entra ID client credentials, tenant {}, client {} (authority {})", c.tenant_id, c.client_id, c.authority.authority()),
             Identity::EntraManagedIdentity(m) => m.describe(),
         }
@@ -92,6 +100,7 @@ impl Identity {
     pub fn quota_project(&self) -> Option<&str> {
         match self {
             Identity::GoogleAuthorizedUser(u) => u.quota_project_id.as_deref().filter(|q| crate::providers::vertex::is_resource_segment(q)),
+            Identity::GoogleExternal(ea) => ea.quota_project_id.as_deref().filter(|q| crate::providers::vertex::is_resource_segment(q)),
             _ => None,
         }
     }
@@ -173,10 +182,95 @@ fn refresh_at(now: Instant, ttl: Duration) -> Instant {
     now + ttl - REFRESH_MARGIN.min(ttl / 2)
 }
 
-/// Fetches, caches and refreshes access tokens for one identity.
+/// After a failed fetch no new one is tried for this long, doubled after
+/// each further failure up to [`BACKOFF_MAX`]; a success resets it.
+const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// How long to wait after the `failures`-th failure in a row (1, 2, 4 ... 30 s).
+fn backoff(failures: u32) -> Duration {
+    BACKOFF_FIRST.saturating_mul(1u32 << failures.saturating_sub(1).min(16)).min(BACKOFF_MAX)
+}
+
+/// A token held by a [`TokenSource`].
+struct Cached {
+    token: String,
+    /// When a new one is fetched.
+    refresh_at: Instant,
+    /// When it stops being valid: until then it is used even when the
+    /// refresh fails.
+    expires_at: Instant,
+}
+
+/// What a [`TokenSource`] holds between calls.
+#[derive(Default)]
+struct State {
+    cached: Option<Cached>,
+    /// Failed fetches in a row.
+    failures: u32,
+    /// No fetch before this (backing off after a failure).
+    retry_at: Option<Instant>,
+    /// The last fetch's error (endpoint and status, never a secret).
+    last_error: String,
+}
+
+/// What [`State::plan`] says to do at some instant.
+#[derive(Debug, PartialEq, Eq)]
+enum Plan {
+    /// Use this token.
+    Use(String),
+    /// Fetch a new one.
+    Fetch,
+    /// Backing off and nothing valid cached: answer this error at once.
+    Fail(String),
+}
+
+impl State {
+    fn plan(&self, now: Instant) -> Plan {
+        let valid = self.cached.as_ref().filter(|c| now < c.expires_at);
+        if let Some(c) = self.cached.as_ref().filter(|c| now < c.refresh_at) {
+            return Plan::Use(c.token.clone());
+        }
+        match self.retry_at {
+            Some(at) if now < at => match valid {
+                Some(c) => Plan::Use(c.token.clone()),
+                None => Plan::Fail(format!("{} (next attempt in {}s)", self.last_error, (at - now).as_secs_f64().ceil() as u64)),
+            },
+            _ => Plan::Fetch,
+        }
+    }
+
+    /// Record a fetch's outcome at `now`; the token to use, if any.
+    fn settle(&mut self, now: Instant, outcome: Result<(String, Duration), String>) -> Result<String, String> {
+        match outcome {
+            Ok((token, ttl)) => {
+                self.cached = Some(Cached { token: token.clone(), refresh_at: refresh_at(now, ttl), expires_at: now + ttl });
+                self.failures = 0;
+                self.retry_at = None;
+                Ok(token)
+            }
+            Err(e) => {
+                self.failures = self.failures.saturating_add(1);
+                self.retry_at = Some(now + backoff(self.failures));
+                self.last_error = e.clone();
+                match self.cached.as_ref().filter(|c| now < c.expires_at) {
+                    Some(c) => {
+                        log::warn!("{e}; the cached access token is used until it expires (in {}s)", (c.expires_at - now).as_secs());
+                        Ok(c.token.clone())
+                    }
+                    None => Err(e),
+                }
+            }
+        }
+    }
+}
+
+/// Fetches, caches and refreshes access tokens for one identity. A failed
+/// fetch is not repeated at once: for [`backoff`] after it, callers get the
+/// cached token while it is still valid, else the error at once.
 pub struct TokenSource {
     identity: Identity,
-    cached: Mutex<Option<(String, Instant)>>,
+    state: Mutex<State>,
 }
 
 impl fmt::Debug for TokenSource {
@@ -187,7 +281,7 @@ impl fmt::Debug for TokenSource {
 
 impl TokenSource {
     pub fn new(identity: Identity) -> Self {
-        TokenSource { identity, cached: Mutex::new(None) }
+        TokenSource { identity, state: Mutex::new(State::default()) }
     }
 
     pub fn identity(&self) -> &Identity {
@@ -197,24 +291,48 @@ impl TokenSource {
     /// A valid access token, fetching one when none is cached or it is
     /// about to expire. Concurrent callers wait for one exchange.
     pub async fn token(&self, connector: &Connector, resolver: &Resolver, timeouts: &Timeouts) -> Result<String, String> {
-        let mut cached = self.cached.lock().await;
-        if let Some((tok, until)) = cached.as_ref() {
-            if Instant::now() < *until {
-                return Ok(tok.clone());
-            }
+        let mut state = self.state.lock().await;
+        match state.plan(Instant::now()) {
+            Plan::Use(t) => return Ok(t),
+            Plan::Fail(e) => return Err(e),
+            Plan::Fetch => {}
+        }
+        let outcome = self.fetch_token(connector, resolver, timeouts).await;
+        state.settle(Instant::now(), outcome)
+    }
+
+    async fn fetch_token(&self, connector: &Connector, resolver: &Resolver, timeouts: &Timeouts) -> Result<(String, Duration), String> {
+        if let Identity::GoogleExternal(ea) = &self.identity {
+            return external_token(ea, connector, resolver, timeouts).await;
         }
         let req = self.identity.request()?;
         let body = fetch(connector, resolver, timeouts, &req).await?;
         let now_unix = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-        let (tok, ttl) = parse_token_response(&body, now_unix).map_err(|e| format!("token endpoint {}: {e}", req.url.authority()))?;
-        *cached = Some((tok.clone(), refresh_at(Instant::now(), ttl)));
-        Ok(tok)
+        parse_token_response(&body, now_unix).map_err(|e| format!("token endpoint {}: {e}", req.url.authority()))
     }
 
     /// Drop the cached token (the provider answered 401).
     pub async fn invalidate(&self) {
-        *self.cached.lock().await = None;
+        self.state.lock().await.cached = None;
     }
+}
+
+/// Workload identity federation: the subject token (file or URL), the STS
+/// exchange, and the service account's token when impersonating.
+async fn external_token(ea: &ExternalAccount, connector: &Connector, resolver: &Resolver, timeouts: &Timeouts) -> Result<(String, Duration), String> {
+    let raw = match ea.subject_request() {
+        Some(req) => fetch(connector, resolver, timeouts, &req).await.map_err(|e| format!("subject token: {e}"))?,
+        None => ea.read_subject_file()?.unwrap_or_default(),
+    };
+    let subject = ea.subject_token(&raw)?;
+    let sts = ea.sts_request(&subject);
+    let body = fetch(connector, resolver, timeouts, &sts).await?;
+    let now_unix = || SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let (federated, ttl) = parse_token_response(&body, now_unix()).map_err(|e| format!("token endpoint {}: {e}", sts.url.authority()))?;
+    let Some(imp) = ea.impersonation_request(&federated) else { return Ok((federated, ttl)) };
+    let body = fetch(connector, resolver, timeouts, &imp).await?;
+    let (token, ttl) = external::parse_impersonation(&body, now_unix()).map_err(|e| format!("impersonation endpoint {}: {e}", imp.url.authority()))?;
+    Ok((token, ttl.min(Duration::from_secs(MAX_TTL))))
 }
 
 /// Send `req` and return the body of a 200 answer. Errors name the endpoint
@@ -239,7 +357,9 @@ pub async fn fetch(connector: &Connector, resolver: &Resolver, timeouts: &Timeou
         head.insert_header(*k, v.as_str()).map_err(fail_build)?;
     }
     if let Some(f) = &req.form {
-        head.insert_header("content-type", "application/x-www-form-urlencoded").map_err(fail_build)?;
+        if !req.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+            head.insert_header("content-type", "application/x-www-form-urlencoded").map_err(fail_build)?;
+        }
         head.insert_header("content-length", f.len().to_string()).map_err(fail_build)?;
     }
     let fail = |e: pingora::BError| format!("token endpoint {}: {}", up.authority, e.etype().as_str());
@@ -301,6 +421,41 @@ mod tests {
         assert_eq!(refresh_at(now, Duration::from_secs(100)), now + Duration::from_secs(50));
         // An already expired token is used once, never cached.
         assert_eq!(refresh_at(now, Duration::ZERO), now);
+    }
+
+    #[test]
+    fn failed_fetches_back_off_and_a_valid_token_outlives_a_failed_refresh() {
+        assert_eq!([1, 2, 3, 4, 5, 6, 7, 40].map(|n| backoff(n).as_secs()), [1, 2, 4, 8, 16, 30, 30, 30]);
+        let t0 = Instant::now();
+        let s = |secs: u64| t0 + Duration::from_secs(secs);
+        let mut st = State::default();
+        assert_eq!(st.plan(t0), Plan::Fetch);
+        // Nothing cached, the endpoint fails: the error now, and for 1 s.
+        assert_eq!(st.settle(t0, Err("token endpoint e answered 500".into())), Err("token endpoint e answered 500".into()));
+        assert!(matches!(st.plan(t0 + Duration::from_millis(999)), Plan::Fail(e) if e.starts_with("token endpoint e answered 500")));
+        assert_eq!(st.plan(s(1)), Plan::Fetch);
+        // Second failure: 2 s; third: 4 s.
+        assert!(st.settle(s(1), Err("down".into())).is_err());
+        assert!(matches!(st.plan(s(2)), Plan::Fail(_)));
+        assert_eq!(st.plan(s(3)), Plan::Fetch);
+        assert!(st.settle(s(3), Err("down".into())).is_err());
+        assert!(matches!(st.plan(s(6)), Plan::Fail(_)));
+        assert_eq!(st.plan(s(7)), Plan::Fetch);
+        // A success resets the backoff; its token (100 s) is refreshed at 50 s.
+        assert_eq!(st.settle(s(7), Ok(("tok-1".into(), Duration::from_secs(100)))), Ok("tok-1".into()));
+        assert_eq!(st.plan(s(56)), Plan::Use("tok-1".into()));
+        assert_eq!(st.plan(s(57)), Plan::Fetch);
+        // The refresh fails: the token is still valid until 107 s, so it is
+        // used, and no fetch is tried during the backoff.
+        assert_eq!(st.settle(s(57), Err("down".into())), Ok("tok-1".into()));
+        assert_eq!(st.plan(s(57)), Plan::Use("tok-1".into()));
+        assert_eq!(st.plan(s(58)), Plan::Fetch);
+        assert_eq!(st.settle(s(58), Err("down".into())), Ok("tok-1".into()));
+        assert_eq!(st.plan(s(59)), Plan::Use("tok-1".into()));
+        // Expired during a backoff: the error, not the stale token.
+        st.retry_at = Some(s(200));
+        assert!(matches!(st.plan(s(107)), Plan::Fail(_)));
+        assert!(st.settle(s(108), Err("down".into())).is_err());
     }
 
     #[test]

@@ -156,6 +156,19 @@ pub enum Reply {
     Upgrade(Box<dyn FnOnce(TcpStream, Vec<u8>) + Send>),
 }
 
+/// A provider's WebSocket endpoint: `101 Switching Protocols`, then the
+/// first message it reads is sent back prefixed with `echo:`, and the
+/// connection stays open until the gateway closes it.
+pub fn websocket_echo() -> Reply {
+    Reply::Upgrade(Box::new(|mut s: TcpStream, _| {
+        s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: x\r\n\r\n").unwrap();
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf).unwrap();
+        s.write_all(&[b"echo:".as_slice(), &buf[..n]].concat()).unwrap();
+        let _ = s.read(&mut buf);
+    }))
+}
+
 pub fn json(status: u16, body: serde_json::Value) -> Reply {
     Reply::Json(status, vec![], body.to_string())
 }

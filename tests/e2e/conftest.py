@@ -12,9 +12,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+import httpx2
 import pytest
 
 from mockprovider import MockProvider
+from pki import Pki
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("TOLLGATE_BIN", ROOT / "target" / "release" / "tollgate"))
@@ -199,12 +201,97 @@ def gateway(mocks):
         assert gw.records(), "the session produced records to check"
 
 
+@pytest.fixture(scope="session")
+def tls_gateway(mocks):
+    """The same gateway as `gateway`, serving HTTPS (HTTP/1.1 and HTTP/2 by
+    ALPN) with a certificate of a CA made here (`gw.pki`)."""
+    with tempfile.TemporaryDirectory(prefix="tollgate-e2e-tls-") as tmp:
+        pki = Pki(tmp)
+        gw = Gateway(mocks, tmp, tls=pki)
+        gw.pki = pki
+        yield gw
+        check_hygiene(gw, KEYS)
+
+
+class Transport:
+    """How the SDKs reach a gateway: `http` (plain HTTP/1.1, `gateway`),
+    `https-h1` or `https-h2` (`tls_gateway`, HTTP/1.1 or HTTP/2 by ALPN).
+    Each SDK is given an httpx2 client (the HTTP library of the openai and
+    anthropic SDKs; google-genai takes it too) from here (the test CA trusted,
+    `http2=True` for h2) that records the HTTP version of every response."""
+
+    def __init__(self, name, gw):
+        self.name, self.gw, self.http2 = name, gw, name == "https-h2"
+        self.versions, self.used = [], False
+
+    @property
+    def version(self):
+        return "HTTP/2" if self.http2 else "HTTP/1.1"
+
+    def _args(self):
+        return dict(http2=self.http2, verify=self.gw.ssl_context or True, timeout=httpx2.Timeout(60.0))
+
+    def client(self):
+        self.used = True
+        return httpx2.Client(event_hooks={"response": [lambda r: self.versions.append(r.http_version)]}, **self._args())
+
+    def async_client(self):
+        self.used = True
+
+        async def hook(r):
+            self.versions.append(r.http_version)
+
+        return httpx2.AsyncClient(event_hooks={"response": [hook]}, **self._args())
+
+    def curl_args(self):
+        """curl options for the same transport."""
+        if not self.gw.ssl_context:
+            return ["--http1.1"]
+        return ["--cacert", str(self.gw.pki.ca), "--http2" if self.http2 else "--http1.1"]
+
+    def check(self):
+        """Every response the SDKs got came over this transport."""
+        assert not self.used or self.versions, f"{self.name}: the SDKs' clients got no response"
+        assert set(self.versions) <= {self.version}, f"{self.name}: responses over {sorted(set(self.versions))}"
+
+
+TRANSPORTS = ["http", "https-h1", "https-h2"]
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport(request):
+    """Each test that takes it runs over plain HTTP, HTTPS with HTTP/1.1 and
+    HTTPS with HTTP/2."""
+    t = Transport(request.param, request.getfixturevalue("gateway" if request.param == "http" else "tls_gateway"))
+    yield t
+    t.check()
+
+
 @pytest.fixture
-def fresh(mocks, gateway):
+def gw(transport):
+    """The gateway `transport` reaches."""
+    return transport.gw
+
+
+@pytest.fixture
+def fresh(mocks, gw):
     """Clear what the mocks recorded; return the record index to look after."""
     for m in mocks.values():
         m.clear()
-    return gateway.settled_count()
+    return gw.settled_count()
+
+
+def openai_chat_stream(oai, model):
+    """Stream a chat completion with the OpenAI SDK: (text, when the first
+    chunk arrived, usage)."""
+    stream = oai.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}], stream=True, stream_options={"include_usage": True})
+    text, first_at, usage = "", None, None
+    for chunk in stream:
+        first_at = first_at or time.monotonic()
+        if chunk.choices and chunk.choices[0].delta.content:
+            text += chunk.choices[0].delta.content
+        usage = chunk.usage or usage
+    return text, first_at, usage
 
 
 # ---------------------------------------------------------------------------

@@ -1,4 +1,7 @@
-"""The official SDKs, unchanged, through tollgate (issue 4).
+"""The official SDKs, unchanged, through tollgate (issue 4), each over plain
+HTTP, HTTPS with HTTP/1.1 and HTTPS with HTTP/2 (issue 16: the `transport`
+fixture gives each SDK an httpx client trusting the test CA, `http2=True`
+for h2, and checks the HTTP version of every response).
 
 Each case asserts what the SDK returned, what the provider mock received
 (path, query, the provider's auth header with the gateway's key, never the
@@ -23,7 +26,7 @@ from google import genai
 from google.genai import types
 from google.oauth2.credentials import Credentials
 
-from conftest import AZURE_API_VERSION, KEYS, ROOT
+from conftest import AZURE_API_VERSION, KEYS, ROOT, openai_chat_stream
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -46,8 +49,8 @@ def upstream(mock, path, method="POST"):
     return r
 
 
-def record(gateway, after, path_part, provider, model=None, tokens=None, stream=None):
-    rec = gateway.wait_record(path_part, after)
+def record(gw, after, path_part, provider, model=None, tokens=None, stream=None):
+    rec = gw.wait_record(path_part, after)
     assert rec["provider"] == provider, rec
     assert rec["status"] == 200, rec
     if model is not None:
@@ -71,41 +74,35 @@ def first_before_last(mock, first_at):
 # --------------------------------------------------------------------------
 
 @pytest.fixture
-def oai(gateway):
-    return openai.OpenAI(base_url=f"{gateway.url}/openai_passthrough/v1", api_key="dummy-key", max_retries=0)
+def oai(transport):
+    return openai.OpenAI(base_url=f"{transport.gw.url}/openai_passthrough/v1", api_key="dummy-key", max_retries=0, http_client=transport.client())
 
 
-def test_openai_chat(oai, mocks, gateway, fresh):
+def test_openai_chat(oai, mocks, gw, fresh):
     r = oai.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
     assert r.choices[0].message.content == "Hello from the mock"
     assert r.usage.total_tokens == 16
     up = upstream(mocks["openai"], "/v1/chat/completions")
     assert up.json()["model"] == "gpt-4o-mini"
-    record(gateway, fresh, "/chat/completions", "openai", "gpt-4o-mini-2024-07-18", (11, 5), stream=False)
+    record(gw, fresh, "/chat/completions", "openai", "gpt-4o-mini-2024-07-18", (11, 5), stream=False)
 
 
-def test_openai_chat_stream(oai, mocks, gateway, fresh):
-    stream = oai.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True, stream_options={"include_usage": True})
-    text, first_at, usage = "", None, None
-    for chunk in stream:
-        first_at = first_at or time.monotonic()
-        if chunk.choices and chunk.choices[0].delta.content:
-            text += chunk.choices[0].delta.content
-        usage = chunk.usage or usage
+def test_openai_chat_stream(oai, mocks, gw, fresh):
+    text, first_at, usage = openai_chat_stream(oai, "gpt-4o-mini")
     assert text == "Hello from the mock" and usage.completion_tokens == 5
     first_before_last(mocks["openai"], first_at)
     upstream(mocks["openai"], "/v1/chat/completions")
-    record(gateway, fresh, "/chat/completions", "openai", "gpt-4o-mini-2024-07-18", (11, 5), stream=True)
+    record(gw, fresh, "/chat/completions", "openai", "gpt-4o-mini-2024-07-18", (11, 5), stream=True)
 
 
-def test_openai_responses(oai, mocks, gateway, fresh):
+def test_openai_responses(oai, mocks, gw, fresh):
     r = oai.responses.create(model="gpt-4.1-mini", input="hi")
     assert r.output_text == "Responses from the mock"
     upstream(mocks["openai"], "/v1/responses")
-    record(gateway, fresh, "/v1/responses", "openai", "gpt-4.1-mini-2025-04-14", (21, 6))
+    record(gw, fresh, "/v1/responses", "openai", "gpt-4.1-mini-2025-04-14", (21, 6))
 
 
-def test_openai_responses_stream(oai, mocks, gateway, fresh):
+def test_openai_responses_stream(oai, mocks, gw, fresh):
     text, first_at, done = "", None, None
     with oai.responses.stream(model="gpt-4.1-mini", input="hi") as stream:
         for ev in stream:
@@ -116,25 +113,25 @@ def test_openai_responses_stream(oai, mocks, gateway, fresh):
     assert text == "Responses from the mock" and done.usage.output_tokens == 6
     first_before_last(mocks["openai"], first_at)
     upstream(mocks["openai"], "/v1/responses")
-    record(gateway, fresh, "/v1/responses", "openai", "gpt-4.1-mini-2025-04-14", (21, 6), stream=True)
+    record(gw, fresh, "/v1/responses", "openai", "gpt-4.1-mini-2025-04-14", (21, 6), stream=True)
 
 
-def test_openai_embeddings(oai, mocks, gateway, fresh):
+def test_openai_embeddings(oai, mocks, gw, fresh):
     r = oai.embeddings.create(model="text-embedding-3-small", input="hello")
     assert r.data[0].embedding == [0.25, -0.5, 0.125]
     upstream(mocks["openai"], "/v1/embeddings")
-    record(gateway, fresh, "/v1/embeddings", "openai", "text-embedding-3-small", (4, 0))
+    record(gw, fresh, "/v1/embeddings", "openai", "text-embedding-3-small", (4, 0))
 
 
-def test_openai_models_list(oai, mocks, gateway, fresh):
+def test_openai_models_list(oai, mocks, gw, fresh):
     ids = [m.id for m in oai.models.list()]
     assert ids == ["gpt-4o-mini"]
     upstream(mocks["openai"], "/v1/models", "GET")
-    rec = record(gateway, fresh, "/v1/models", "openai")
+    rec = record(gw, fresh, "/v1/models", "openai")
     assert rec["method"] == "GET" and rec["input_tokens"] is None
 
 
-def test_openai_file_upload_and_delete(oai, mocks, gateway, fresh, tmp_path):
+def test_openai_file_upload_and_delete(oai, mocks, gw, fresh, tmp_path):
     data = b'{"custom_id":"1","method":"POST","url":"/v1/chat/completions","body":{}}\n' * 200
     f = tmp_path / "batch.jsonl"
     f.write_bytes(data)
@@ -146,7 +143,7 @@ def test_openai_file_upload_and_delete(oai, mocks, gateway, fresh, tmp_path):
     deleted = oai.files.delete("file-abc123")
     assert deleted.deleted is True
     upstream(mocks["openai"], "/v1/files/file-abc123", "DELETE")
-    rec = gateway.wait_record("/v1/files/file-abc123", fresh)
+    rec = gw.wait_record("/v1/files/file-abc123", fresh)
     assert rec["method"] == "DELETE" and rec["status"] == 200
 
 
@@ -155,19 +152,19 @@ def test_openai_file_upload_and_delete(oai, mocks, gateway, fresh, tmp_path):
 # --------------------------------------------------------------------------
 
 @pytest.fixture
-def claude(gateway):
-    return anthropic.Anthropic(base_url=f"{gateway.url}/anthropic_passthrough", api_key="dummy-key", max_retries=0)
+def claude(transport):
+    return anthropic.Anthropic(base_url=f"{transport.gw.url}/anthropic_passthrough", api_key="dummy-key", max_retries=0, http_client=transport.client())
 
 
-def test_anthropic_messages(claude, mocks, gateway, fresh):
+def test_anthropic_messages(claude, mocks, gw, fresh):
     m = claude.messages.create(model="claude-sonnet-4-5", max_tokens=64, messages=[{"role": "user", "content": "hi"}])
     assert m.content[0].text == "Hello from Claude mock"
     up = upstream(mocks["anthropic"], "/v1/messages")
     assert up.headers["anthropic-version"]
-    record(gateway, fresh, "/v1/messages", "anthropic", "claude-sonnet-4-5-20250929", (13, 7), stream=False)
+    record(gw, fresh, "/v1/messages", "anthropic", "claude-sonnet-4-5-20250929", (13, 7), stream=False)
 
 
-def test_anthropic_messages_stream(claude, mocks, gateway, fresh):
+def test_anthropic_messages_stream(claude, mocks, gw, fresh):
     text, first_at = "", None
     with claude.messages.stream(model="claude-sonnet-4-5", max_tokens=64, messages=[{"role": "user", "content": "hi"}]) as s:
         for t in s.text_stream:
@@ -177,14 +174,14 @@ def test_anthropic_messages_stream(claude, mocks, gateway, fresh):
     assert text == "Hello from Claude mock" and final.usage.output_tokens == 7
     first_before_last(mocks["anthropic"], first_at)
     upstream(mocks["anthropic"], "/v1/messages")
-    record(gateway, fresh, "/v1/messages", "anthropic", "claude-sonnet-4-5-20250929", (13, 7), stream=True)
+    record(gw, fresh, "/v1/messages", "anthropic", "claude-sonnet-4-5-20250929", (13, 7), stream=True)
 
 
-def test_anthropic_count_tokens(claude, mocks, gateway, fresh):
+def test_anthropic_count_tokens(claude, mocks, gw, fresh):
     r = claude.messages.count_tokens(model="claude-sonnet-4-5", messages=[{"role": "user", "content": "hi"}])
     assert r.input_tokens == 14
     upstream(mocks["anthropic"], "/v1/messages/count_tokens")
-    rec = record(gateway, fresh, "/count_tokens", "anthropic")
+    rec = record(gw, fresh, "/count_tokens", "anthropic")
     assert rec["input_tokens"] is None, "count_tokens is not usage"
 
 
@@ -192,13 +189,13 @@ def test_anthropic_count_tokens(claude, mocks, gateway, fresh):
 # Azure
 # --------------------------------------------------------------------------
 
-def test_azure_openai_chat_on_a_deployment(gateway, mocks, fresh):
-    az = openai.AzureOpenAI(azure_endpoint=f"{gateway.url}/azure_passthrough", api_version=AZURE_API_VERSION, api_key="dummy-key", max_retries=0)
+def test_azure_openai_chat_on_a_deployment(transport, gw, mocks, fresh):
+    az = openai.AzureOpenAI(azure_endpoint=f"{gw.url}/azure_passthrough", api_version=AZURE_API_VERSION, api_key="dummy-key", max_retries=0, http_client=transport.client())
     r = az.chat.completions.create(model="gpt4o-prod", messages=[{"role": "user", "content": "hi"}])
     assert r.choices[0].message.content == "Hello from the mock"
     up = upstream(mocks["azure"], "/openai/deployments/gpt4o-prod/chat/completions")
     assert f"api-version={AZURE_API_VERSION}" in up.query
-    record(gateway, fresh, "/openai/deployments/gpt4o-prod/chat/completions", "azure", "gpt-4o-mini-2024-07-18", (11, 5))
+    record(gw, fresh, "/openai/deployments/gpt4o-prod/chat/completions", "azure", "gpt-4o-mini-2024-07-18", (11, 5))
 
     text, first_at = "", None
     for chunk in az.chat.completions.create(model="gpt4o-prod", messages=[{"role": "user", "content": "hi"}], stream=True):
@@ -210,13 +207,13 @@ def test_azure_openai_chat_on_a_deployment(gateway, mocks, fresh):
     upstream(mocks["azure"], "/openai/deployments/gpt4o-prod/chat/completions")
 
 
-def test_azure_v1_responses_with_the_openai_sdk(gateway, mocks, fresh):
-    c = openai.OpenAI(base_url=f"{gateway.url}/azure_passthrough/openai/v1/", api_key="dummy-key", max_retries=0)
+def test_azure_v1_responses_with_the_openai_sdk(transport, gw, mocks, fresh):
+    c = openai.OpenAI(base_url=f"{gw.url}/azure_passthrough/openai/v1/", api_key="dummy-key", max_retries=0, http_client=transport.client())
     r = c.responses.create(model="gpt-4.1-mini", input="hi")
     assert r.output_text == "Responses from the mock"
     up = upstream(mocks["azure"], "/openai/v1/responses")
     assert "api-version" not in up.query
-    record(gateway, fresh, "/openai/v1/responses", "azure", "gpt-4.1-mini-2025-04-14", (21, 6))
+    record(gw, fresh, "/openai/v1/responses", "azure", "gpt-4.1-mini-2025-04-14", (21, 6))
     text = ""
     with c.responses.stream(model="gpt-4.1-mini", input="hi") as s:
         for ev in s:
@@ -226,12 +223,12 @@ def test_azure_v1_responses_with_the_openai_sdk(gateway, mocks, fresh):
     upstream(mocks["azure"], "/openai/v1/responses")
 
 
-def test_azure_foundry_anthropic_messages(gateway, mocks, fresh):
-    c = anthropic.Anthropic(base_url=f"{gateway.url}/azure_passthrough", api_key="dummy-key", max_retries=0)
+def test_azure_foundry_anthropic_messages(transport, gw, mocks, fresh):
+    c = anthropic.Anthropic(base_url=f"{gw.url}/azure_passthrough", api_key="dummy-key", max_retries=0, http_client=transport.client())
     m = c.messages.create(model="claude-sonnet-4-5", max_tokens=64, messages=[{"role": "user", "content": "hi"}])
     assert m.content[0].text == "Hello from Claude mock"
     upstream(mocks["azure"], "/v1/messages")
-    record(gateway, fresh, "/azure_passthrough/v1/messages", "azure", "claude-sonnet-4-5-20250929", (13, 7))
+    record(gw, fresh, "/azure_passthrough/v1/messages", "azure", "claude-sonnet-4-5-20250929", (13, 7))
     with c.messages.stream(model="claude-sonnet-4-5", max_tokens=64, messages=[{"role": "user", "content": "hi"}]) as s:
         assert "".join(s.text_stream) == "Hello from Claude mock"
     upstream(mocks["azure"], "/v1/messages")
@@ -241,8 +238,12 @@ def test_azure_foundry_anthropic_messages(gateway, mocks, fresh):
 # Google GenAI: Gemini, Vertex express, Vertex with OAuth credentials
 # --------------------------------------------------------------------------
 
-def genai_clients(gateway):
-    opts = types.HttpOptions(base_url=f"{gateway.url}/genai_passthrough")
+def genai_options(transport):
+    return types.HttpOptions(base_url=f"{transport.gw.url}/genai_passthrough", httpx_client=transport.client(), httpx_async_client=transport.async_client())
+
+
+def genai_clients(transport):
+    opts = genai_options(transport)
     return {
         "gemini": genai.Client(api_key="dummy-key", http_options=opts),
         "vertex-express": genai.Client(vertexai=True, api_key="dummy-key", http_options=opts),
@@ -260,8 +261,8 @@ def model_path(kind, model, method):
 
 
 @pytest.mark.parametrize("kind", ["gemini", "vertex-express", "vertex-oauth"])
-def test_genai(kind, gateway, mocks, fresh):
-    client = genai_clients(gateway)[kind]
+def test_genai(kind, transport, gw, mocks, fresh):
+    client = genai_clients(transport)[kind]
     mock = mocks["gemini" if kind == "gemini" else "vertex"]
     other = mocks["vertex" if kind == "gemini" else "gemini"]
     who = "Gemini" if kind == "gemini" else "Vertex"
@@ -270,9 +271,9 @@ def test_genai(kind, gateway, mocks, fresh):
     r = client.models.generate_content(model="gemini-2.5-flash", contents="hi")
     assert r.text == f"Hello from {who} mock"
     upstream(mock, model_path(kind, "gemini-2.5-flash", "generateContent"))
-    record(gateway, fresh, ":generateContent", provider, "gemini-2.5-flash", (8, 6), stream=False)
+    record(gw, fresh, ":generateContent", provider, "gemini-2.5-flash", (8, 6), stream=False)
 
-    n = gateway.settled_count()
+    n = gw.settled_count()
     text, first_at = "", None
     for chunk in client.models.generate_content_stream(model="gemini-2.5-flash", contents="hi"):
         first_at = first_at or time.monotonic()
@@ -281,7 +282,7 @@ def test_genai(kind, gateway, mocks, fresh):
     first_before_last(mock, first_at)
     up = upstream(mock, model_path(kind, "gemini-2.5-flash", "streamGenerateContent"))
     assert "alt=sse" in up.query
-    record(gateway, n, ":streamGenerateContent", provider, "gemini-2.5-flash", (8, 6), stream=True)
+    record(gw, n, ":streamGenerateContent", provider, "gemini-2.5-flash", (8, 6), stream=True)
 
     emb_model = "gemini-embedding-001" if kind == "gemini" else "text-embedding-004"
     e = client.models.embed_content(model=emb_model, contents="hello")
@@ -301,9 +302,9 @@ def test_genai(kind, gateway, mocks, fresh):
 # Async clients
 # --------------------------------------------------------------------------
 
-def test_async_clients_stream(gateway, mocks, fresh):
+def test_async_clients_stream(transport, gw, mocks, fresh):
     async def run():
-        oai = openai.AsyncOpenAI(base_url=f"{gateway.url}/openai_passthrough/v1", api_key="dummy-key", max_retries=0)
+        oai = openai.AsyncOpenAI(base_url=f"{gw.url}/openai_passthrough/v1", api_key="dummy-key", max_retries=0, http_client=transport.async_client())
         text, first = "", None
         async for chunk in await oai.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True, stream_options={"include_usage": True}):
             first = first or time.monotonic()
@@ -312,7 +313,7 @@ def test_async_clients_stream(gateway, mocks, fresh):
         assert text == "Hello from the mock"
         first_before_last(mocks["openai"], first)
 
-        cl = anthropic.AsyncAnthropic(base_url=f"{gateway.url}/anthropic_passthrough", api_key="dummy-key", max_retries=0)
+        cl = anthropic.AsyncAnthropic(base_url=f"{gw.url}/anthropic_passthrough", api_key="dummy-key", max_retries=0, http_client=transport.async_client())
         text, first = "", None
         async with cl.messages.stream(model="claude-sonnet-4-5", max_tokens=64, messages=[{"role": "user", "content": "hi"}]) as s:
             async for t in s.text_stream:
@@ -321,7 +322,7 @@ def test_async_clients_stream(gateway, mocks, fresh):
         assert text == "Hello from Claude mock"
         first_before_last(mocks["anthropic"], first)
 
-        g = genai.Client(api_key="dummy-key", http_options=types.HttpOptions(base_url=f"{gateway.url}/genai_passthrough"))
+        g = genai.Client(api_key="dummy-key", http_options=genai_options(transport))
         text, first = "", None
         async for chunk in await g.aio.models.generate_content_stream(model="gemini-2.5-flash", contents="hi"):
             first = first or time.monotonic()
@@ -333,7 +334,7 @@ def test_async_clients_stream(gateway, mocks, fresh):
     upstream(mocks["openai"], "/v1/chat/completions")
     upstream(mocks["anthropic"], "/v1/messages")
     upstream(mocks["gemini"], "/v1/models/gemini-2.5-flash:streamGenerateContent")
-    recs = gateway.records_after(fresh, 3)
+    recs = gw.records_after(fresh, 3)
     assert sorted(r["provider"] for r in recs) == ["anthropic", "gemini", "openai"]
     assert all(r["stream"] and r["output_tokens"] for r in recs), [(r["provider"], r["stream"], r["output_tokens"], r["error"]) for r in recs]
 
@@ -348,15 +349,17 @@ def readme_curls():
     return [c.strip() for c in re.split(r"\n\s*\n", section) if c.strip().startswith("curl")]
 
 
-def test_readme_curl_examples(gateway, mocks, fresh):
+def test_readme_curl_examples(transport, gw, mocks, fresh):
     cmds = readme_curls()
     assert len(cmds) >= 5, cmds
+    # Over TLS the certificate names localhost.
+    base = gw.url.replace("127.0.0.1", "localhost")
     for cmd in cmds:
-        cmd = cmd.replace("localhost:8080", f"127.0.0.1:{gateway.port}").replace("\\\n", " ")
-        out = subprocess.run(shlex.split(cmd) + ["-w", "\n%{http_code}"], capture_output=True, text=True, timeout=30)
+        cmd = re.sub(r"(?:http://)?localhost:8080", base, cmd).replace("\\\n", " ")
+        out = subprocess.run(shlex.split(cmd) + transport.curl_args() + ["-w", "\n%{http_code} %{http_version}"], capture_output=True, text=True, timeout=30)
         assert out.returncode == 0, (cmd, out.stderr)
         body, status = out.stdout.rsplit("\n", 1)
-        assert status == "200", (cmd, body)
+        assert status == "200 " + ("2" if transport.http2 else "1.1"), (cmd, body, status)
         assert "Hello" in body and "mock" in body, (cmd, body)
     for m in mocks.values():
         for r in m.take():

@@ -7,6 +7,7 @@
 use super::{AuthForm, Provider, Spec};
 
 pub mod adc;
+pub mod external;
 pub mod oauth;
 
 pub const SPEC: Spec = Spec {
