@@ -18,6 +18,8 @@ import report_peers
 
 RATES = (500, 1000, 2000)
 PATHS = ("direct", "nginx", "tollgate", "translated")
+# Max rate and held streams also run bare Pingora (benches/pingora_bare.rs).
+MAX_PATHS = ("direct", "nginx", "bare", "tollgate", "translated")
 PROXIES = ("nginx", "tollgate", "translated")
 # translated = tollgate /openai with an anthropic/ model (OpenAI -> Anthropic
 # Messages -> OpenAI), tollgate = /openai_passthrough (issue 13).
@@ -76,7 +78,7 @@ def main():
 
     # Max rate and CPU.
     mx = {}
-    for p in PATHS:
+    for p in MAX_PATHS:
         d = runs.get(f"max-{p}")
         if d:
             mx[p] = {
@@ -86,7 +88,7 @@ def main():
                 "cpu_ms_per_1000_requests": round(d["cpu_ms_per_1000_requests"], 2),
                 "cpu_cores_busy": round(d["cpu_cores_busy"], 2),
             }
-    for p in PATHS:
+    for p in MAX_PATHS:
         w = runs.get(f"wrk-{p}")
         if w and p in mx and w.get("requests"):
             rps = w["requests"] / (w["duration_us"] / 1e6)
@@ -101,6 +103,12 @@ def main():
         mx["tollgate_over_nginx"] = round(mx["tollgate"]["rps"] / mx["nginx"]["rps"], 3)
         if "wrk" in mx["nginx"] and "wrk" in mx["tollgate"]:
             mx["tollgate_over_nginx_wrk"] = round(mx["tollgate"]["wrk"]["rps"] / mx["nginx"]["wrk"]["rps"], 3)
+    if "bare" in mx and "tollgate" in mx and mx["bare"]["cpu_ms_per_1000_requests"] > 0:
+        b = mx["bare"]
+        mx["tollgate_cpu_over_bare"] = round(mx["tollgate"]["cpu_ms_per_1000_requests"] / b["cpu_ms_per_1000_requests"], 3)
+        if "wrk" in b and "wrk" in mx["tollgate"] and b["wrk"]["cpu_ms_per_1000_requests"] > 0:
+            mx["tollgate_cpu_over_bare_wrk"] = round(
+                mx["tollgate"]["wrk"]["cpu_ms_per_1000_requests"] / b["wrk"]["cpu_ms_per_1000_requests"], 3)
     fig["max_rate"] = mx
 
     # SSE.
@@ -130,7 +138,7 @@ def main():
         d = runs.get(f"idle-{name}")
         if d:
             mem[f"idle_{name.replace('-', '_')}"] = {"rss": d["rss"], "hwm": d["hwm"]}
-    for p in ("nginx", "tollgate"):
+    for p in ("nginx", "bare", "tollgate"):
         d = runs.get(f"hold-{p}")
         if d:
             mem[f"streams_{p}"] = {
@@ -285,11 +293,12 @@ def render(fig):
     L.append("")
     L.append("| path | RPS | p50 µs | p99 µs | CPU ms / 1,000 req | cores busy | errors | wrk RPS | wrk CPU ms / 1,000 req |")
     L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for p in PATHS:
+    for p in MAX_PATHS:
         if p in mx:
             x = mx[p]
             w = x.get("wrk")
-            who = {"direct": "mock", "nginx": "nginx workers", "tollgate": "tollgate", "translated": "tollgate"}[p]
+            who = {"direct": "mock", "nginx": "nginx workers", "bare": "bare Pingora", "tollgate": "tollgate",
+                   "translated": "tollgate"}[p]
             L.append(f"| {p} | {x['rps']:.0f} | {fmt_us(x['latency_us']['p50'])} | {fmt_us(x['latency_us']['p99'])} | "
                      f"{x['cpu_ms_per_1000_requests']:.1f} ({who}) | {x['cpu_cores_busy']:.2f} | {x['errors']} | "
                      + (f"{w['rps']:.0f} | {w['cpu_ms_per_1000_requests']:.1f} |" if w else "- | - |"))
@@ -297,6 +306,10 @@ def render(fig):
         L.append("")
         L.append(f"tollgate / nginx max RPS: {mx['tollgate_over_nginx']:.3f} (driver)"
                  + (f", {mx['tollgate_over_nginx_wrk']:.3f} (wrk)" if "tollgate_over_nginx_wrk" in mx else ""))
+    if "tollgate_cpu_over_bare" in mx:
+        L.append("")
+        L.append(f"tollgate / bare Pingora CPU per request: {mx['tollgate_cpu_over_bare']:.2f} (driver)"
+                 + (f", {mx['tollgate_cpu_over_bare_wrk']:.2f} (wrk)" if "tollgate_cpu_over_bare_wrk" in mx else ""))
     L.append("")
     sse = fig["sse"]
     L.append("SSE: 300 streams x 50 events at 50 events/s, 50 concurrent (µs)")
@@ -342,6 +355,10 @@ def render(fig):
     L.append(f"| bytes per open stream | {sv(st_t, 'bytes_per_stream', lambda v: f'{v / KIB:.1f} KiB')} | "
              f"{sv(st_n, 'bytes_per_stream', lambda v: f'{v / KIB:.1f} KiB')} |")
     L.append(f"| VmHWM at the end of the hold | {sv(st_t, 'hwm_held')} | {sv(st_n, 'hwm_held')} |")
+    st_b = mem.get("streams_bare")
+    if st_b:
+        L.append(f"| bytes per open stream, bare Pingora (the floor) | {st_b['bytes_per_stream'] / KIB:.1f} KiB "
+                 f"({st_b['opened']} opened, {st_b['failed']} failed) | |")
     for kind in ("upload", "download"):
         x = mem.get(f"{kind}_tollgate")
         d = mem.get(f"{kind}_direct")

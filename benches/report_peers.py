@@ -215,6 +215,30 @@ def targets(fig):
     v = d and d["per_request"]
     t.append({"target": "system calls per proxied request (passthrough)", "measured": v, "limit": 5, "unit": "ratio",
               "ok_if_le": True, "met": None if v is None else v <= 5, "note": "strace -c -f"})
+    mx = fig.get("max_rate") or {}
+    v = mx.get("tollgate_cpu_over_bare")
+    t.append({"target": "passthrough CPU per request / bare Pingora's (same run)", "measured": v, "limit": 1.0,
+              "unit": "ratio", "ok_if_le": True, "met": None if v is None else v <= 1.0,
+              "note": "driver, 64 connections; with wrk: %s" % mx.get("tollgate_cpu_over_bare_wrk")})
+    n = (mx.get("nginx") or {}).get("cpu_ms_per_1000_requests")
+    tg = (mx.get("tollgate") or {}).get("cpu_ms_per_1000_requests")
+    v = round(tg / n, 2) if n and tg else None
+    t.append({"target": "passthrough CPU per request / nginx's (same run)", "measured": v, "limit": 2.5,
+              "unit": "ratio", "ok_if_le": True, "met": None if v is None else v <= 2.5, "note": "driver, 64 connections"})
+    a = ((fig.get("open_loop") or {}).get("1000") or {}).get("tollgate", {}).get("added_latency_us")
+    v = a and a["p50"]
+    t.append({"target": "passthrough added p50 at 1,000 RPS", "measured": v, "limit": 100, "unit": "us",
+              "ok_if_le": True, "met": None if v is None else v <= 100, "note": ""})
+    sd = ((fig.get("sse") or {}).get("tollgate") or {}).get("added_delivery_us")
+    v = sd and sd["p99"]
+    t.append({"target": "SSE added inter-event delay p99", "measured": v, "limit": 500, "unit": "us",
+              "ok_if_le": True, "met": None if v is None else v <= 500, "note": ""})
+    mem = fig.get("memory") or {}
+    st, sb = mem.get("streams_tollgate"), mem.get("streams_bare")
+    v = st and round(st["bytes_per_stream"])
+    t.append({"target": "RSS per open SSE stream", "measured": v, "limit": 40 * 1024, "unit": "bytes",
+              "ok_if_le": True, "met": None if v is None else v <= 40 * 1024,
+              "note": "bare Pingora in the same run: %s bytes" % (sb and round(sb["bytes_per_stream"]))})
     rows = (fig.get("peers") or {}).get("rows") or {}
     for path in ("portkey", "litellm", "portkey-translated", "litellm-translated"):
         rt = (rows.get(path) or {}).get("tollgate_better_by")

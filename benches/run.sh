@@ -77,15 +77,15 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 log "building tollgate (release) and the bench tools"
 cargo build --release --locked
 TOLLGATE=$ROOT/target/release/tollgate
-eval "$(cargo build --release --locked --bench mock_provider --bench driver --message-format=json 2>/dev/null |
+eval "$(cargo build --release --locked --bench mock_provider --bench driver --bench pingora_bare --message-format=json 2>/dev/null |
   python3 -c '
 import json, sys
 for line in sys.stdin:
     m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] in ("mock_provider", "driver"):
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] in ("mock_provider", "driver", "pingora_bare"):
         print("%s=%s" % (m["target"]["name"].upper(), m["executable"]))
 ')"
-[ -x "${MOCK_PROVIDER:-}" ] && [ -x "${DRIVER:-}" ] || { echo "run.sh: bench tools did not build" >&2; exit 1; }
+[ -x "${MOCK_PROVIDER:-}" ] && [ -x "${DRIVER:-}" ] && [ -x "${PINGORA_BARE:-}" ] || { echo "run.sh: bench tools did not build" >&2; exit 1; }
 
 # ------------------------------------------------------------ environment
 # 2,000 streams cost tollgate two descriptors each (client + upstream).
@@ -131,7 +131,7 @@ wait_port() { # port, seconds
   echo "run.sh: nothing listens on 127.0.0.1:$1 after $2 s" >&2
   return 1
 }
-read -r MOCK_PORT NGINX_PORT TG_PORT TG_METRICS_PORT TGA_PORT TGA_METRICS_PORT <<<"$(free_ports 6)"
+read -r MOCK_PORT NGINX_PORT TG_PORT TG_METRICS_PORT TGA_PORT TGA_METRICS_PORT BARE_PORT <<<"$(free_ports 7)"
 # Peers (Portkey, LiteLLM) and the system-call counts: benches/peers.sh.
 # The peers are installed first, before anything is measured.
 # shellcheck source=benches/peers.sh
@@ -159,14 +159,20 @@ TG_PID=$!; PIDS+=("$TG_PID")
 wait_port "$TG_PORT" 20
 sleep 0.5
 NGINX_WORKERS=$(pgrep -P "$NGINX_PID" | paste -sd, -)
+# The floor (benches/pingora_bare.rs): Pingora's proxy with no tollgate
+# logic, same threads, pool and listener buffering as tollgate's config.
+"$PINGORA_BARE" "127.0.0.1:$BARE_PORT" "127.0.0.1:$MOCK_PORT" >"$TMP/bare.log" 2>&1 &
+BARE_PID=$!; PIDS+=("$BARE_PID")
+wait_port "$BARE_PORT" 10
 
 declare -A URL=(
   [direct]="http://127.0.0.1:$MOCK_PORT"
   [nginx]="http://127.0.0.1:$NGINX_PORT"
   [tollgate]="http://127.0.0.1:$TG_PORT/openai_passthrough"
   [translated]="http://127.0.0.1:$TG_PORT/openai"
+  [bare]="http://127.0.0.1:$BARE_PORT"
 )
-declare -A CPU_PIDS=([direct]="$MOCK_PID" [nginx]="$NGINX_WORKERS" [tollgate]="$TG_PID" [translated]="$TG_PID")
+declare -A CPU_PIDS=([direct]="$MOCK_PID" [nginx]="$NGINX_WORKERS" [tollgate]="$TG_PID" [translated]="$TG_PID" [bare]="$BARE_PID")
 PATHS=(direct nginx tollgate)
 ALL_PATHS=(direct nginx tollgate translated)
 # The translated path sends an OpenAI body naming an Anthropic model; tollgate
@@ -218,7 +224,8 @@ for r in "${RATES[@]}"; do
 done
 
 # --------------------------------------------------------- max rate
-for p in "${ALL_PATHS[@]}"; do
+# Bare Pingora too: tollgate's CPU per request against the engine's floor.
+for p in "${ALL_PATHS[@]}" bare; do
   log "max rate via $p (64 connections, closed loop, ${DUR}s)"
   mapfile -d '' body < <(body_args "$p")
   drv max --url "${URL[$p]}/v1/chat/completions" --conns 64 --duration "$DUR" --warmup "$WARM" \
@@ -228,7 +235,7 @@ done
 # Cross-check with wrk (C, one thread, same 64 connections): shows whether the
 # Rust driver, not the proxy, was the limit.
 cpu_ticks() { local t=0 p; for p in ${1//,/ }; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $t; }
-for p in "${PATHS[@]}"; do
+for p in "${PATHS[@]}" bare; do
   log "max rate via $p with wrk (1 thread, 64 connections, ${DUR}s)"
   c0=$(cpu_ticks "${CPU_PIDS[$p]}")
   wrk -t1 -c64 -d"${DUR}s" -s benches/wrk-post.lua "${URL[$p]}/v1/chat/completions" >"$TMP/wrk-$p.txt" 2>&1 || true
@@ -254,7 +261,7 @@ drv sse --url "${URL[translated]}/v1/chat/completions" --streams 50 --count 300 
 
 # --------------------------------------------------------- held streams
 # One event per second per stream; the streams outlive the hold.
-for p in nginx tollgate; do
+for p in nginx bare tollgate; do
   log "$STREAMS SSE streams held open via $p"
   drv hold --url "${URL[$p]}/v1/chat/completions" --streams "$STREAMS" --ramp-per-sec 1000 --hold-secs 4 \
     --header 'x-mock-events: 100000' --header 'x-mock-eps: 1' --pids "${CPU_PIDS[$p]}" \

@@ -648,7 +648,7 @@ fn grpc_export_carries_the_same_spans_and_headers_as_metadata() {
     assert_eq!(heads[0].get("x-collector-token"), Some(COLLECTOR_TOKEN));
     assert_eq!(heads[0].get("content-type"), Some("application/grpc"));
     drop(heads);
-    assert!(gw.metric("tollgate_otel_spans_exported_total", &[]) >= 2.0, "{}", gw.metrics());
+    gw.wait_metric_at_least("tollgate_otel_spans_exported_total", &[], 2.0);
     gw.wait_stderr("over OTLP/gRPC", 1);
     no_secret_in(&collector.all());
 }

@@ -736,6 +736,17 @@ impl Gateway {
         assert!(Command::new("kill").args([&format!("-{sig}"), &self.pid().to_string()]).status().unwrap().success());
     }
 
+    /// Wait (up to 10 s) until metric `name{labels}` is at least `min`: for
+    /// counters bumped after the fact (an exporter counts a batch when the
+    /// collector's answer arrives, after the collector has the spans).
+    pub fn wait_metric_at_least(&self, name: &str, labels: &[(&str, &str)], min: f64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.metric(name, labels) < min {
+            assert!(Instant::now() < deadline, "{name} never reached {min}: {}", self.metrics());
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Wait (up to 10 s) until stderr contains `needle` `times` times.
     pub fn wait_stderr(&self, needle: &str, times: usize) {
         let deadline = Instant::now() + Duration::from_secs(10);

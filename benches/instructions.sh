@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# User-space instructions per proxied request, counted by callgrind: a figure
+# that does not move with the machine's load (CPU time does, a lot, on a
+# shared 2-core VM, and the VM exposes no hardware counters to `perf stat`).
+#
+#   bash benches/instructions.sh          # about 2 minutes; installs valgrind if missing
+#
+# Each proxy runs under `valgrind --tool=callgrind` in front of the bench mock
+# (benches/mock_provider.rs). wrk sends the bench's chat-completion POST over
+# 4 keep-alive connections: 3 s of warm-up, then the counters are zeroed
+# (`callgrind_control -z`), 6 s measured, and dumped (`callgrind_control -d`).
+# Figure = instructions in the dump / requests wrk completed in the window.
+# Paths: bare Pingora (benches/pingora_bare.rs, the floor), tollgate
+# passthrough (/openai_passthrough), tollgate translated (/openai with an
+# anthropic/ model, to the mock's /v1/messages). Kernel time (system calls)
+# is not counted here: benches/run.sh counts the calls themselves.
+# Under callgrind the proxy runs some 50x slower; only the ratio and the
+# per-request count matter. BENCH_CALLGRIND_KEEP=DIR keeps the callgrind
+# files (read them with callgrind_annotate --inclusive=yes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+export OPENSSL_NO_VENDOR=${OPENSSL_NO_VENDOR:-1}
+
+missing=""
+command -v valgrind >/dev/null 2>&1 || missing="$missing valgrind"
+command -v wrk >/dev/null 2>&1 || missing="$missing wrk"
+if [ -n "$missing" ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get install -y -q $missing >/dev/null
+fi
+
+cargo build --release --locked
+eval "$(cargo build --release --locked --bench mock_provider --bench pingora_bare --message-format=json 2>/dev/null |
+  python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] in ("mock_provider", "pingora_bare"):
+        print("%s=%s" % (m["target"]["name"].upper(), m["executable"]))
+')"
+TOLLGATE=$ROOT/target/release/tollgate
+
+TMP=$(mktemp -d /tmp/tollgate-ir.XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+read -r MOCK_PORT P1 P2 P3 <<<"$(python3 -c 'import socket
+s = [socket.socket() for _ in range(4)]
+for x in s: x.bind(("127.0.0.1", 0))
+print(" ".join(str(x.getsockname()[1]) for x in s))')"
+
+"$MOCK_PROVIDER" --listen "127.0.0.1:$MOCK_PORT" --threads 1 >"$TMP/mock.log" 2>&1 &
+PIDS+=($!)
+
+# One proxy under callgrind: label, url, command...
+measure() {
+  local label=$1 url=$2; shift 2
+  local out=$TMP/cg.$label
+  valgrind --tool=callgrind --callgrind-out-file="$out" "$@" >"$TMP/$label.log" 2>&1 &
+  local vp=$!
+  PIDS+=("$vp")
+  local i
+  for ((i = 0; i < 120; i++)); do
+    curl -s -o /dev/null -X POST "$url" -d '{}' && break
+    sleep 0.5
+  done
+  local script=${WRK_SCRIPT:-benches/wrk-post.lua}
+  wrk -t1 -c4 -d3s -s "$script" "$url" >/dev/null 2>&1
+  callgrind_control -z "$vp" >/dev/null 2>&1
+  local res
+  res=$(wrk -t1 -c4 -d6s -s "$script" "$url" 2>&1 | sed -n 's/^WRKJSON //p')
+  callgrind_control -d "$vp" >/dev/null 2>&1
+  sleep 1
+  kill "$vp" 2>/dev/null || true
+  wait "$vp" 2>/dev/null || true
+  local dump
+  dump=$(ls -t "$out".* 2>/dev/null | head -1)
+  python3 - "$label" "$dump" "$res" <<'EOF'
+import json, re, subprocess, sys
+label, dump, res = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+text = subprocess.run(["callgrind_annotate", dump], capture_output=True, text=True).stdout
+ir = int(re.search(r"([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", text).group(1).replace(",", ""))
+n = res["requests"]
+bad = res["non_2xx"] + res["socket_errors"]
+print(f"| {label} | {n} | {bad} | {ir / n / 1000:.1f} k |")
+EOF
+  if [ -n "${BENCH_CALLGRIND_KEEP:-}" ]; then mkdir -p "$BENCH_CALLGRIND_KEEP"; cp "$dump" "$BENCH_CALLGRIND_KEEP/callgrind.$label"; fi
+}
+
+sed -e "s#@TMP@#$TMP#g; s#@PORT@#$P2#g; s#@METRICS_PORT@#$P3#g; s#@MOCK_PORT@#$MOCK_PORT#g" benches/tollgate-bench.yaml >"$TMP/tollgate.yaml"
+echo "User-space instructions per request (callgrind; wrk, 4 connections, 6 s measured)"
+echo
+echo "| path | requests | errors | instructions per request |"
+echo "|---|---:|---:|---:|"
+measure bare "http://127.0.0.1:$P1/v1/chat/completions" "$PINGORA_BARE" "127.0.0.1:$P1" "127.0.0.1:$MOCK_PORT"
+export TOLLGATE_BENCH_OPENAI_KEY=sk-bench-dummy TOLLGATE_BENCH_ANTHROPIC_KEY=sk-ant-bench-dummy RUST_LOG=warn
+measure tollgate "http://127.0.0.1:$P2/openai_passthrough/v1/chat/completions" "$TOLLGATE" -c "$TMP/tollgate.yaml"
+# The translated path: the same POST naming an Anthropic model (/openai ->
+# the mock's /v1/messages); a second tollgate, so each gets a fresh count.
+sed -e 's#"model":"gpt-4o-mini"#"model":"anthropic/claude-sonnet-4-5"#' benches/wrk-post.lua >"$TMP/wrk-translated.lua"
+grep -q anthropic/ "$TMP/wrk-translated.lua"
+WRK_SCRIPT=$TMP/wrk-translated.lua measure translated "http://127.0.0.1:$P2/openai/v1/chat/completions" "$TOLLGATE" -c "$TMP/tollgate.yaml"
