@@ -695,15 +695,14 @@ fn grpc_over_tls_verifies_the_collector_against_the_ca_bundle() {
     assert!(!collector.all().iter().any(|s| s.attr("tollgate.request_id") == &json!("otel-grpc-untrusted")));
 }
 
-#[test]
-fn dead_grpc_collector_changes_nothing_for_clients() {
-    let mock = provider_mock();
-    let gw = gateway_with(&mock, free_port(), free_port(), "    protocol: grpc\n    timeout_ms: 500\n");
-    for i in 0..3 {
+/// `n` passthrough requests with a dead collector: every one answered in
+/// full; then the exporter counts a failed export and nothing exported.
+fn serve_while_exports_fail(gw: &Gateway, id_prefix: &str, n: usize) {
+    for i in 0..n {
         let r = post_json(
             gw.port,
             "/openai_passthrough/v1/chat/completions",
-            &[("x-request-id", &format!("otel-grpc-dead-{i}"))],
+            &[("x-request-id", &format!("{id_prefix}-{i}"))],
             &json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hi"}]}),
         );
         assert_eq!(r.status, 200);
@@ -715,6 +714,13 @@ fn dead_grpc_collector_changes_nothing_for_clients() {
         thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(gw.metric("tollgate_otel_spans_exported_total", &[]), 0.0);
+}
+
+#[test]
+fn dead_grpc_collector_changes_nothing_for_clients() {
+    let mock = provider_mock();
+    let gw = gateway_with(&mock, free_port(), free_port(), "    protocol: grpc\n    timeout_ms: 500\n");
+    serve_while_exports_fail(&gw, "otel-grpc-dead", 3);
     // Still serving after the failed exports.
     let r = post_json(gw.port, "/openai_passthrough/v1/chat/completions", &[], &json!({"model": "gpt-4o-mini", "messages": []}));
     assert_eq!(r.status, 200);
@@ -728,22 +734,7 @@ fn dead_collector_changes_nothing_for_clients_and_drops_are_counted() {
     // A queue of one span: while the exporter is stuck retrying, spans are
     // refused and counted.
     let gw = gateway_with(&mock, dead, free_port(), "    max_queue_size: 1\n    max_export_batch_size: 1\n");
-    for i in 0..5 {
-        let r = post_json(
-            gw.port,
-            "/openai_passthrough/v1/chat/completions",
-            &[("x-request-id", &format!("otel-dead-{i}"))],
-            &json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hi"}]}),
-        );
-        assert_eq!(r.status, 200);
-        assert_eq!(r.json()["usage"]["completion_tokens"], 10);
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while gw.metric("tollgate_otel_spans_dropped_total", &[("reason", "export_failed")]) < 1.0 {
-        assert!(Instant::now() < deadline, "no drop counted: {}", gw.metrics());
-        thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(gw.metric("tollgate_otel_spans_exported_total", &[]), 0.0);
+    serve_while_exports_fail(&gw, "otel-dead", 5);
     // Ten spans for five requests; at most a few fit a queue of one.
     assert!(gw.metric("tollgate_otel_spans_dropped_total", &[("reason", "queue_full")]) >= 1.0, "{}", gw.metrics());
     gw.wait_stderr("otel: export of", 1);
