@@ -532,22 +532,7 @@ fn websocket_upgrade_is_passed_through() {
     let gw = Gateway::start(&format!("  providers:\n    openai: {{ base_url: \"{}\", keys: [{{ name: k, value: sk-real }}] }}\n", mock.url()), "", &[]);
     let mut s = TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(b"GET /openai_passthrough/v1/realtime?model=gpt-4o-realtime HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\nauthorization: Bearer dummy-key\r\n\r\n").unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !String::from_utf8_lossy(&got).contains("\r\n\r\n") {
-        let n = s.read(&mut buf).unwrap();
-        assert!(n > 0, "closed before the 101");
-        got.extend_from_slice(&buf[..n]);
-    }
-    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 101"), "{}", String::from_utf8_lossy(&got));
-    s.write_all(b"ping-frame").unwrap();
-    let mut echoed = Vec::new();
-    while !String::from_utf8_lossy(&echoed).contains("echo:ping-frame") {
-        let n = s.read(&mut buf).unwrap();
-        assert!(n > 0);
-        echoed.extend_from_slice(&buf[..n]);
-    }
+    websocket_round_trip(&mut s, "x");
     let up = one(&mock);
     assert_eq!(up.target, "/v1/realtime?model=gpt-4o-realtime");
     assert_eq!(up.header("authorization"), Some("Bearer sk-real"));

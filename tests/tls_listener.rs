@@ -163,22 +163,7 @@ fn https_http1_passthrough_stream_and_websocket() {
 
     // WebSocket upgrade (HTTP/1.1) through TLS, both directions.
     let mut s = tls_connect(&client, gw.port).unwrap();
-    s.write_all(b"GET /openai_passthrough/v1/realtime?model=gpt-4o-realtime HTTP/1.1\r\nhost: localhost\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\nauthorization: Bearer dummy-key\r\n\r\n").unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !String::from_utf8_lossy(&got).contains("\r\n\r\n") {
-        let n = s.read(&mut buf).unwrap();
-        assert!(n > 0, "closed before the 101");
-        got.extend_from_slice(&buf[..n]);
-    }
-    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 101"), "{}", String::from_utf8_lossy(&got));
-    s.write_all(b"ping-frame").unwrap();
-    let mut echoed = Vec::new();
-    while !String::from_utf8_lossy(&echoed).contains("echo:ping-frame") {
-        let n = s.read(&mut buf).unwrap();
-        assert!(n > 0, "closed before the echo");
-        echoed.extend_from_slice(&buf[..n]);
-    }
+    websocket_round_trip(&mut s, "localhost");
     let up = mock.take();
     assert_eq!(up.last().unwrap().target, "/v1/realtime?model=gpt-4o-realtime");
     assert_eq!(up.last().unwrap().header("authorization"), Some(format!("Bearer {KEY}").as_str()));

@@ -169,6 +169,28 @@ pub fn websocket_echo() -> Reply {
     }))
 }
 
+/// The client side of [`websocket_echo`] through the gateway, over any
+/// stream (plain TCP or TLS): a Realtime upgrade (`host` as given) must get
+/// `101`, and a message sent after it must come back echoed.
+pub fn websocket_round_trip(s: &mut (impl Read + Write), host: &str) {
+    s.write_all(format!("GET /openai_passthrough/v1/realtime?model=gpt-4o-realtime HTTP/1.1\r\nhost: {host}\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\nauthorization: Bearer dummy-key\r\n\r\n").as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&got).contains("\r\n\r\n") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before the 101");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 101"), "{}", String::from_utf8_lossy(&got));
+    s.write_all(b"ping-frame").unwrap();
+    let mut echoed = Vec::new();
+    while !String::from_utf8_lossy(&echoed).contains("echo:ping-frame") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before the echo");
+        echoed.extend_from_slice(&buf[..n]);
+    }
+}
+
 pub fn json(status: u16, body: serde_json::Value) -> Reply {
     Reply::Json(status, vec![], body.to_string())
 }
