@@ -8,6 +8,8 @@
 //!
 //! 2 threads and keep-alive pool 256 as tollgate's bench config; work
 //! stealing off, Pingora's cheapest setting, so this is a floor.
+//! `PINGORA_BARE_WORK_STEALING=1` turns it on, as tollgate runs, to compare
+//! the two at a low rate (wake-ups between threads, added latency).
 
 use async_trait::async_trait;
 use pingora::prelude::*;
@@ -37,7 +39,7 @@ fn main() {
     };
     let mut conf = ServerConf::default();
     conf.threads = 2;
-    conf.work_stealing = false;
+    conf.work_stealing = std::env::var("PINGORA_BARE_WORK_STEALING").is_ok_and(|v| v == "1");
     conf.upstream_keepalive_pool_size = 256;
     conf.grace_period_seconds = Some(0);
     conf.graceful_shutdown_timeout_seconds = Some(1);

@@ -6,7 +6,7 @@
 //! request over Pingora's connector and streams the answer back, translated
 //! event by event. Decisions are `routes::openai`'s and `translate`'s.
 
-use super::openai_io::{read_whole_body, Admitted, BodyRead, Mode, Prepared, Upstream as Exchange};
+use super::openai_io::{read_whole_body, Admitted, BodyRead, Mode, Prepared, Translated, Upstream as Exchange};
 use super::reply::write_json;
 use super::sink::Sink;
 use super::{Ctx, Gateway};
@@ -41,15 +41,15 @@ impl Gateway {
         if let Some(id) = route::async_poll_id(&session.req_header().headers) {
             return self.poll_job(session, ctx, endpoint, &id).await;
         }
-        let prepared = match self.admit_openai(session, ctx, endpoint, azure_deployment).await? {
+        let (prepared, translated) = match self.admit_openai(session, ctx, endpoint, azure_deployment, is_async).await? {
             Admitted::Answered => return Ok(true),
-            Admitted::Ready(p) => p,
+            Admitted::Ready(p, t) => (p, t),
         };
         if is_async {
             return self.submit_job(session, ctx, prepared).await;
         }
         let mut sink = super::sink::SessionSink(session);
-        self.execute_openai(&mut sink, ctx, prepared).await?;
+        self.execute_openai(&mut sink, ctx, prepared, translated).await?;
         Ok(true)
     }
 
@@ -57,8 +57,11 @@ impl Gateway {
     /// the body (bounded, JSON, a model), the provider, the virtual key and
     /// its limits, direct keys and a client-named Azure endpoint, a key
     /// configured for the provider, and the translation itself (a parameter
-    /// the provider cannot honour is refused here).
-    pub(super) async fn admit_openai(&self, session: &mut Session, ctx: &mut Ctx, endpoint: Endpoint, azure_deployment: Option<String>) -> Result<Admitted> {
+    /// the provider cannot honour is refused here). A request that will run
+    /// later (`keep_request`: an async job) keeps the client's request in
+    /// the `Prepared` to translate it then; otherwise the translation made
+    /// here is handed on and `Prepared.req` is left empty.
+    pub(super) async fn admit_openai(&self, session: &mut Session, ctx: &mut Ctx, endpoint: Endpoint, azure_deployment: Option<String>, keep_request: bool) -> Result<Admitted> {
         let limit = ctx.live.config.max_request_body_bytes.unwrap_or(DEFAULT_BODY_LIMIT);
         let body = match read_whole_body(session, limit).await? {
             BodyRead::Whole(b) => b,
@@ -129,16 +132,18 @@ impl Gateway {
             return Ok(Admitted::Answered);
         }
         // The translation, to refuse what the provider cannot honour now.
-        match translator_for(provider, endpoint) {
+        let translated = match translator_for(provider, endpoint) {
             Err(e) => return self.openai_refused(session, ctx, &e).await,
-            Ok(Mode::Translated(mut t)) => {
+            Ok(Mode::Translated(mut translator)) => {
                 let opts = Options { default_max_tokens: config.openai_compat.default_max_tokens };
-                if let Err(e) = t.request(req.clone(), &opts) {
-                    return self.openai_refused(session, ctx, &e).await;
+                let input = if keep_request { req.clone() } else { std::mem::take(&mut req) };
+                match translator.request(input, &opts) {
+                    Ok(body) => (!keep_request).then_some(Translated { translator, body }),
+                    Err(e) => return self.openai_refused(session, ctx, &e).await,
                 }
             }
-            Ok(Mode::Passthrough) => {}
-        }
+            Ok(Mode::Passthrough) => None,
+        };
         let h = &session.req_header();
         let mut clean = RequestHeader::build("POST", b"/", None)?;
         for (name, value) in h.headers.iter() {
@@ -152,12 +157,13 @@ impl Gateway {
             .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str().to_string(), v.to_string())))
             .collect();
         let api_version = crate::net::query::query_get(h.uri.query(), "api-version").map(str::to_string);
-        Ok(Admitted::Ready(Prepared { endpoint, provider: provider.name().to_string(), model: native, req, headers, api_version, direct, client_base }))
+        Ok(Admitted::Ready(Prepared { endpoint, provider: provider.name().to_string(), model: native, req, headers, api_version, direct, client_base }, translated))
     }
 
     /// Send an admitted request to its provider and write the answer to
-    /// `sink`: the session's client, or an async job's result.
-    pub(super) async fn execute_openai(&self, sink: &mut dyn Sink, ctx: &mut Ctx, p: Prepared) -> Result<()> {
+    /// `sink`: the session's client, or an async job's result. `translated`:
+    /// the translation made at admission, when there was one.
+    pub(super) async fn execute_openai(&self, sink: &mut dyn Sink, ctx: &mut Ctx, p: Prepared, translated: Option<Translated>) -> Result<()> {
         let config = ctx.live.config.clone();
         let Some(provider) = Provider::from_name(&p.provider) else {
             return self.sink_refuse(sink, ctx, GatewayError::ProviderNotConfigured, &format!("provider {} is no longer configured", p.provider)).await;
@@ -180,18 +186,27 @@ impl Gateway {
         }
 
         // The translation and the provider request body.
-        let stream_requested = p.req.get("stream").and_then(Value::as_bool).unwrap_or(false);
-        let mut mode = match translator_for(provider, endpoint) {
-            Ok(m) => m,
-            Err(e) => return self.sink_openai_error(sink, ctx, &e).await,
-        };
-        let opts = Options { default_max_tokens: config.openai_compat.default_max_tokens };
-        let (body, stream) = match &mut mode {
-            Mode::Passthrough => (p.req.to_string().into_bytes(), stream_requested),
-            Mode::Translated(t) => match t.request(p.req, &opts) {
-                Ok(v) => (v.to_string().into_bytes(), t.streaming()),
-                Err(e) => return self.sink_openai_error(sink, ctx, &e).await,
-            },
+        let (mode, body, stream) = match translated {
+            Some(Translated { translator, body }) => {
+                let stream = translator.streaming();
+                (Mode::Translated(translator), serde_json::to_vec(&body).unwrap_or_default(), stream)
+            }
+            None => {
+                let stream_requested = p.req.get("stream").and_then(Value::as_bool).unwrap_or(false);
+                let mut mode = match translator_for(provider, endpoint) {
+                    Ok(m) => m,
+                    Err(e) => return self.sink_openai_error(sink, ctx, &e).await,
+                };
+                let opts = Options { default_max_tokens: config.openai_compat.default_max_tokens };
+                let (body, stream) = match &mut mode {
+                    Mode::Passthrough => (serde_json::to_vec(&p.req).unwrap_or_default(), stream_requested),
+                    Mode::Translated(t) => match t.request(p.req, &opts) {
+                        Ok(v) => (serde_json::to_vec(&v).unwrap_or_default(), t.streaming()),
+                        Err(e) => return self.sink_openai_error(sink, ctx, &e).await,
+                    },
+                };
+                (mode, body, stream)
+            }
         };
         ctx.outcome.stream = stream;
 

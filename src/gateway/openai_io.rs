@@ -65,7 +65,17 @@ pub(super) struct Prepared {
 pub(super) enum Admitted {
     /// Refused; the answer is written.
     Answered,
-    Ready(Prepared),
+    /// Admitted; for a synchronous translated request also the translation
+    /// made at admission (to refuse what the provider cannot honour), so
+    /// that execution does not translate the request a second time.
+    Ready(Prepared, Option<Translated>),
+}
+
+/// A request translated at admission: the translator (it keeps what the
+/// answer's translation needs) and the provider's request body.
+pub(super) struct Translated {
+    pub translator: Box<dyn Translator>,
+    pub body: Value,
 }
 
 /// The record's usage from a translator's.

@@ -60,13 +60,13 @@ pub struct TokenUsage {
 impl TokenUsage {
     /// OpenAI chat `usage` object for this usage.
     pub fn to_chat_usage(&self) -> Value {
-        json!({
-            "prompt_tokens": self.input_tokens,
-            "completion_tokens": self.output_tokens,
-            "total_tokens": self.input_tokens + self.output_tokens,
-            "prompt_tokens_details": { "cached_tokens": self.cached_tokens },
-            "completion_tokens_details": { "reasoning_tokens": self.reasoning_tokens },
-        })
+        common::obj!(
+            "prompt_tokens" => self.input_tokens,
+            "completion_tokens" => self.output_tokens,
+            "total_tokens" => self.input_tokens + self.output_tokens,
+            "prompt_tokens_details" => common::obj!("cached_tokens" => self.cached_tokens),
+            "completion_tokens_details" => common::obj!("reasoning_tokens" => self.reasoning_tokens),
+        )
     }
 }
 

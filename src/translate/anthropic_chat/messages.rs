@@ -1,6 +1,7 @@
 //! Message translation: OpenAI `messages` → Anthropic `system` + alternating turns.
 
 use super::{get, invalid, unsupported};
+use crate::translate::common::obj;
 use crate::translate::TranslateError;
 use base64::Engine;
 use serde_json::{json, Map, Value};
@@ -38,12 +39,12 @@ pub(super) struct Turn {
 
 impl Turn {
     /// A turn that is a single plain text block is sent as a string.
-    pub(super) fn into_value(self) -> Value {
-        if self.blocks.len() == 1 && self.blocks[0].get("type") == Some(&json!("text")) && self.blocks[0].as_object().is_some_and(|o| o.len() == 2) {
-            let text = self.blocks[0]["text"].clone();
-            return json!({"role": self.role, "content": text});
+    pub(super) fn into_value(mut self) -> Value {
+        if self.blocks.len() == 1 && self.blocks[0].get("type").and_then(Value::as_str) == Some("text") && self.blocks[0].as_object().is_some_and(|o| o.len() == 2) {
+            let text = self.blocks[0]["text"].take();
+            return obj!("role" => self.role, "content" => text);
         }
-        json!({"role": self.role, "content": self.blocks})
+        obj!("role" => self.role, "content" => self.blocks)
     }
 }
 
@@ -220,7 +221,7 @@ fn assistant_blocks(m: &Map<String, Value>, p: &str) -> Result<Vec<Value>, Trans
             if !input.is_object() {
                 return Err(invalid(pa, "'arguments' must encode a JSON object."));
             }
-            v.push(json!({"type": "tool_use", "id": id, "name": name, "input": input}));
+            v.push(obj!("type" => "tool_use", "id" => id, "name" => name, "input" => input));
         }
     }
     Ok(v)

@@ -2,6 +2,7 @@
 
 use super::messages::{text_block, translate_messages, Turn};
 use super::{get, invalid, thinking_budget, unsupported, AnthropicChat, JSON_TOOL_NAME};
+use crate::translate::common::obj;
 use crate::translate::{Options, TranslateError};
 use serde_json::{json, Map, Value};
 
@@ -248,7 +249,7 @@ impl AnthropicChat {
         }
         let (system, turns) = translate_messages(msgs)?;
         if !system.is_empty() {
-            let sys = if system.len() == 1 { json!(system[0]) } else { Value::Array(system.iter().map(|s| text_block(s)).collect()) };
+            let sys = if system.len() == 1 { Value::from(system.into_iter().next().unwrap_or_default()) } else { Value::Array(system.iter().map(|s| text_block(s)).collect()) };
             out.insert("system".into(), sys);
         }
         if turns.is_empty() {
@@ -279,7 +280,7 @@ fn translate_tool(t: &Value, i: usize) -> Result<Value, TranslateError> {
         Some(p @ Value::Object(_)) => p.clone(),
         Some(_) => return Err(invalid(format!("tools[{i}].function.parameters"), "'parameters' must be an object.")),
     };
-    let mut tool = json!({"name": name, "input_schema": schema});
+    let mut tool = obj!("name" => name, "input_schema" => schema);
     if let Some(d) = get(f, "description").and_then(Value::as_str) {
         tool["description"] = json!(d);
     }

@@ -2,9 +2,9 @@
 //! Anthropic error bodies → OpenAI error bodies.
 
 use super::{AnthropicChat, JSON_TOOL_NAME};
-use crate::translate::common::chat_completion;
+use crate::translate::common::{chat_completion, obj};
 use crate::translate::{openai_error, unix_now, TranslateError, Translator};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// Anthropic `stop_reason` → OpenAI `finish_reason`.
 pub(super) fn finish_reason(stop: Option<&str>, json_mode: bool) -> &'static str {
@@ -64,33 +64,32 @@ impl AnthropicChat {
                 Some("text") => text.push_str(b.get("text").and_then(Value::as_str).unwrap_or("")),
                 Some("tool_use") => {
                     let name = b.get("name").and_then(Value::as_str).unwrap_or("");
-                    let input = b.get("input").cloned().unwrap_or_else(|| json!({}));
-                    let args = serde_json::to_string(&input).unwrap_or_else(|_| "{}".into());
+                    let args = b.get("input").map_or_else(|| "{}".to_string(), Value::to_string);
                     if self.json_mode && name == JSON_TOOL_NAME {
                         json_content.get_or_insert(args);
                     } else {
-                        tool_calls.push(json!({
-                            "id": b.get("id").and_then(Value::as_str).unwrap_or(""),
-                            "type": "function",
-                            "function": {"name": name, "arguments": args},
-                        }));
+                        tool_calls.push(obj!(
+                            "id" => b.get("id").and_then(Value::as_str).unwrap_or(""),
+                            "type" => "function",
+                            "function" => obj!("name" => name, "arguments" => args),
+                        ));
                     }
                 }
                 _ => {} // thinking, redacted_thinking, server tool blocks: not in the chat shape
             }
         }
         let content = match json_content {
-            Some(j) => json!(j),
+            Some(j) => Value::String(j),
             None if text.is_empty() && !tool_calls.is_empty() => Value::Null,
-            None => json!(text),
+            None => Value::String(text),
         };
-        let mut message = json!({"role": "assistant", "content": content, "refusal": null});
+        let mut message = obj!("role" => "assistant", "content" => content, "refusal" => Value::Null);
         if !tool_calls.is_empty() {
             message["tool_calls"] = Value::Array(tool_calls);
         }
         let finish = finish_reason(body.get("stop_reason").and_then(Value::as_str), self.json_mode);
-        let choices = json!([{"index": 0, "message": message, "finish_reason": finish, "logprobs": null}]);
-        Ok(chat_completion(self.chat_id(), unix_now(), self.model_name(), choices, self.usage().to_chat_usage()))
+        let choices = vec![obj!("index" => 0, "message" => message, "finish_reason" => finish, "logprobs" => Value::Null)];
+        Ok(chat_completion(self.chat_id(), unix_now(), self.model_name(), Value::Array(choices), self.usage().to_chat_usage()))
     }
 
     pub(super) fn translate_error(&self, status: u16, body: &[u8]) -> (u16, Value) {

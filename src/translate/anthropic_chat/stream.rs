@@ -2,21 +2,21 @@
 
 use super::response::{anthropic_error_body, finish_reason};
 use super::{AnthropicChat, Block, JSON_TOOL_NAME};
-use crate::translate::common::{chat_chunk, chunk_choice, usage_chunk};
+use crate::translate::common::{chat_chunk, chunk_choice, obj, usage_chunk};
 use crate::translate::{openai_error, unix_now, ClientEvent, StreamEnd, Translator};
 use serde_json::{json, Value};
 
 impl AnthropicChat {
     fn chunk(&self, delta: Value, finish: Option<&str>) -> Value {
-        chat_chunk(self.chat_id(), self.created, self.model_name(), json!([chunk_choice(0, delta, finish)]), self.include_usage)
+        chat_chunk(self.chat_id(), self.created, self.model_name(), Value::Array(vec![chunk_choice(0, delta, finish)]), self.include_usage)
     }
 
     fn content_chunk(&self, text: &str) -> ClientEvent {
-        ClientEvent::Data(self.chunk(json!({"content": text}), None))
+        ClientEvent::Data(self.chunk(obj!("content" => text), None))
     }
 
     fn args_chunk(&self, k: u32, args: &str) -> ClientEvent {
-        ClientEvent::Data(self.chunk(json!({"tool_calls": [{"index": k, "function": {"arguments": args}}]}), None))
+        ClientEvent::Data(self.chunk(obj!("tool_calls" => vec![obj!("index" => k, "function" => obj!("arguments" => args))]), None))
     }
 
     fn finish_chunk(&mut self, reason: &str, out: &mut Vec<ClientEvent>) {

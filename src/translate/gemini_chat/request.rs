@@ -1,7 +1,7 @@
 //! Request translation: an OpenAI chat request → a Gemini `generateContent` body.
 
 use super::GeminiChat;
-use crate::translate::common::present;
+use crate::translate::common::{obj, present};
 use crate::translate::TranslateError;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -175,17 +175,17 @@ fn convert_messages(messages: &[Value]) -> Result<(Vec<Value>, Vec<Value>), Tran
         match role {
             "system" | "developer" => {
                 for t in texts(content, &cparam, false)? {
-                    system.push(json!({ "text": t }));
+                    system.push(obj!("text" => t));
                 }
             }
             "user" => {
                 if content.is_null() {
                     return Err(TranslateError::invalid(cparam, "user content is required"));
                 }
-                contents.push(json!({ "role": "user", "parts": user_parts(content, &cparam)? }));
+                contents.push(obj!("role" => "user", "parts" => user_parts(content, &cparam)?));
             }
             "assistant" => {
-                let mut parts: Vec<Value> = texts(content, &cparam, true)?.into_iter().filter(|t| !t.is_empty()).map(|t| json!({ "text": t })).collect();
+                let mut parts: Vec<Value> = texts(content, &cparam, true)?.into_iter().filter(|t| !t.is_empty()).map(|t| obj!("text" => t)).collect();
                 let calls = m.get("tool_calls").unwrap_or(&Value::Null);
                 let calls = match calls {
                     Value::Null => &[][..],
@@ -215,14 +215,14 @@ fn convert_messages(messages: &[Value]) -> Result<(Vec<Value>, Vec<Value>), Tran
                         _ => return Err(TranslateError::invalid(aparam, "arguments must be a JSON string")),
                     };
                     names.insert(id.to_owned(), name.to_owned());
-                    let mut part = json!({ "functionCall": { "name": name, "args": args } });
+                    let mut part = obj!("functionCall" => obj!("name" => name, "args" => args));
                     if let Some(sig) = tc.pointer("/extra_content/google/thought_signature").and_then(Value::as_str) {
                         part["thoughtSignature"] = json!(sig);
                     }
                     parts.push(part);
                 }
                 if !parts.is_empty() {
-                    contents.push(json!({ "role": "model", "parts": parts }));
+                    contents.push(obj!("role" => "model", "parts" => parts));
                 }
             }
             "tool" => {
@@ -232,12 +232,12 @@ fn convert_messages(messages: &[Value]) -> Result<(Vec<Value>, Vec<Value>), Tran
                 let text = texts(content, &cparam, false)?.concat();
                 let response = match serde_json::from_str::<Value>(&text) {
                     Ok(v @ Value::Object(_)) => v,
-                    _ => json!({ "content": text }),
+                    _ => obj!("content" => text),
                 };
-                let part = json!({ "functionResponse": { "name": name, "response": response } });
+                let part = obj!("functionResponse" => obj!("name" => name.as_str(), "response" => response));
                 match contents.last_mut() {
                     Some(last) if last_was_tool => last["parts"].as_array_mut().expect("parts").push(part),
-                    _ => contents.push(json!({ "role": "user", "parts": [part] })),
+                    _ => contents.push(obj!("role" => "user", "parts" => vec![part])),
                 }
             }
             "function" => return Err(TranslateError::unsupported(format!("messages[{i}].role"), "the deprecated function role is not supported; use tool")),
@@ -439,9 +439,9 @@ impl GeminiChat {
             }
         }
 
-        let mut body = json!({ "contents": contents });
+        let mut body = obj!("contents" => contents);
         if !system.is_empty() {
-            body["systemInstruction"] = json!({ "parts": system });
+            body["systemInstruction"] = obj!("parts" => system);
         }
         if !gc.is_empty() {
             body["generationConfig"] = Value::Object(gc);
@@ -456,9 +456,9 @@ impl GeminiChat {
         }
         if !decls.is_empty() {
             let (fcc, decls) = convert_tool_choice(&tc, decls)?;
-            body["tools"] = json!([{ "functionDeclarations": decls }]);
+            body["tools"] = Value::Array(vec![obj!("functionDeclarations" => decls)]);
             if let Some(fcc) = fcc {
-                body["toolConfig"] = json!({ "functionCallingConfig": fcc });
+                body["toolConfig"] = obj!("functionCallingConfig" => fcc);
             }
         }
         Ok(body)

@@ -2,7 +2,7 @@
 //! `chat.completion`, Google error bodies → OpenAI error bodies.
 
 use super::GeminiChat;
-use crate::translate::common::chat_completion;
+use crate::translate::common::{chat_completion, obj};
 use crate::translate::{openai_error, TranslateError};
 use serde_json::{json, Value};
 
@@ -81,20 +81,18 @@ impl GeminiChat {
                         calls.truncate(1);
                     }
                     let reason = cand.get("finishReason").and_then(Value::as_str).unwrap_or("STOP");
-                    let mut msg = json!({ "role": "assistant", "content": text, "refusal": null });
+                    let content = if text.is_empty() && !calls.is_empty() { Value::Null } else { Value::String(text) };
+                    let mut msg = obj!("role" => "assistant", "content" => content, "refusal" => Value::Null);
                     if !calls.is_empty() {
-                        if text.is_empty() {
-                            msg["content"] = Value::Null;
-                        }
                         let tcs: Vec<Value> = calls.iter().enumerate().map(|(k, c)| tool_call_json(self.call_id(idx, k, c.id.as_deref()), c, None)).collect();
-                        msg["tool_calls"] = json!(tcs);
+                        msg["tool_calls"] = Value::Array(tcs);
                     }
-                    choices.push(json!({
-                        "index": idx,
-                        "message": msg,
-                        "logprobs": null,
-                        "finish_reason": finish_reason(reason, !calls.is_empty()),
-                    }));
+                    choices.push(obj!(
+                        "index" => idx,
+                        "message" => msg,
+                        "logprobs" => Value::Null,
+                        "finish_reason" => finish_reason(reason, !calls.is_empty()),
+                    ));
                 }
             }
             None => {

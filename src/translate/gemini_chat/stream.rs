@@ -35,7 +35,7 @@ impl GeminiChat {
         if cands.is_empty() {
             if v.pointer("/promptFeedback/blockReason").is_some() && self.cands.is_empty() {
                 self.cands.push(CandState { started: true, tool_calls: 0, finished: true });
-                out.push(ClientEvent::Data(self.chunk(json!([chunk_choice(0, json!({ "role": "assistant", "content": "" }), None)]))));
+                out.push(ClientEvent::Data(self.chunk(Value::Array(vec![chunk_choice(0, json!({ "role": "assistant", "content": "" }), None)]))));
                 out.push(ClientEvent::Data(self.chunk(json!([chunk_choice(0, json!({}), Some("content_filter"))]))));
             }
             return;
@@ -58,7 +58,7 @@ impl GeminiChat {
                 delta.insert("role".into(), json!("assistant"));
             }
             if !text.is_empty() {
-                delta.insert("content".into(), json!(text));
+                delta.insert("content".into(), Value::String(text));
             }
             let mut tcs = Vec::new();
             for c in &calls {
@@ -70,13 +70,13 @@ impl GeminiChat {
                 tcs.push(tool_call_json(self.call_id(idx, k, c.id.as_deref()), c, Some(k)));
             }
             if !tcs.is_empty() {
-                delta.insert("tool_calls".into(), json!(tcs));
+                delta.insert("tool_calls".into(), Value::Array(tcs));
             }
             if delta.len() == 1 && delta.contains_key("role") {
                 delta.insert("content".into(), json!(""));
             }
             if !delta.is_empty() {
-                out.push(ClientEvent::Data(self.chunk(json!([chunk_choice(idx, Value::Object(delta), None)]))));
+                out.push(ClientEvent::Data(self.chunk(Value::Array(vec![chunk_choice(idx, Value::Object(delta), None)]))));
             }
             if let Some(reason) = cand.get("finishReason").and_then(Value::as_str).filter(|r| !r.is_empty() && *r != "FINISH_REASON_UNSPECIFIED") {
                 self.cands[idx].finished = true;
