@@ -193,7 +193,7 @@ impl Gateway {
                         if let Some(t) = ctx.trace.as_mut() {
                             t.answer().object(ApiFamily::OpenAi, &v);
                         }
-                        json(sink, 200, v.to_string().as_bytes(), &ctx.request_id, None).await?
+                        json(sink, 200, &serde_json::to_vec(&v).unwrap_or_default(), &ctx.request_id, None).await?
                     }
                     Err(e) => {
                         ctx.outcome.error = Some(GatewayError::UpstreamError);
