@@ -18,9 +18,11 @@ import report_peers
 
 RATES = (500, 1000, 2000)
 PATHS = ("direct", "nginx", "tollgate", "translated")
+# Open loop also runs bare Pingora: the added latency of the engine alone.
+OPEN_PATHS = ("direct", "nginx", "bare", "tollgate", "translated")
 # Max rate and held streams also run bare Pingora (benches/pingora_bare.rs).
 MAX_PATHS = ("direct", "nginx", "bare", "tollgate", "translated")
-PROXIES = ("nginx", "tollgate", "translated")
+PROXIES = ("nginx", "bare", "tollgate", "translated")
 # translated = tollgate /openai with an anthropic/ model (OpenAI -> Anthropic
 # Messages -> OpenAI), tollgate = /openai_passthrough (issue 13).
 PCTS = (("p50", "p50_us"), ("p90", "p90_us"), ("p99", "p99_us"), ("p99.9", "p999_us"))
@@ -58,7 +60,7 @@ def main():
     ol = {}
     for r in RATES:
         row = {}
-        for p in PATHS:
+        for p in OPEN_PATHS:
             d = runs.get(f"rate-{p}-{r}")
             if d:
                 row[p] = {
@@ -272,7 +274,7 @@ def render(fig):
     L.append("| RPS | path | p50 | p90 | p99 | p99.9 | added p50 | added p90 | added p99 | added p99.9 | errors |")
     L.append("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r, row in fig["open_loop"].items():
-        for p in PATHS:
+        for p in OPEN_PATHS:
             if p not in row:
                 continue
             x = row[p]
@@ -463,7 +465,7 @@ def plot(runs, out):
     datadir = os.path.join(out, ".plotdata")
     os.makedirs(datadir, exist_ok=True)
     series = []
-    for p in PATHS:
+    for p in OPEN_PATHS:
         d = runs.get(f"rate-{p}-1000")
         if not d:
             continue

@@ -214,8 +214,10 @@ if d["requests"] == 0 or d["errors"] + d["non_2xx"] > 0:
 rm -f "$RAW/warm-translated.json"
 
 # --------------------------------------------------------- open loop
+# Bare Pingora too: the added latency of the engine alone, the floor for
+# tollgate's.
 for r in "${RATES[@]}"; do
-  for p in "${ALL_PATHS[@]}"; do
+  for p in "${ALL_PATHS[@]}" bare; do
     log "open loop $r RPS via $p (${DUR}s + ${WARM}s warm-up)"
     mapfile -d '' body < <(body_args "$p")
     drv rate --url "${URL[$p]}/v1/chat/completions" --rps "$r" --duration "$DUR" --warmup "$WARM" \

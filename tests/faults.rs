@@ -45,10 +45,15 @@ impl Seen {
 
 /// POST a chat completion and read until the gateway closes (or 15 s).
 fn call(port: u16, stream: bool) -> Seen {
-    let body = json!({"model": "gpt-4o", "stream": stream, "messages": [{"role": "user", "content": "hi"}]}).to_string();
+    call_at(port, "/openai_passthrough/v1/chat/completions", "gpt-4o", stream)
+}
+
+/// The same, to `target` naming `model`.
+fn call_at(port: u16, target: &str, model: &str, stream: bool) -> Seen {
+    let body = json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]}).to_string();
     let t0 = Instant::now();
     let headers = [("authorization", "Bearer dummy"), ("content-type", "application/json")];
-    let mut r = send_request(port, "POST", "/openai_passthrough/v1/chat/completions", &headers, body.as_bytes(), Duration::from_secs(15));
+    let mut r = send_request(port, "POST", target, &headers, body.as_bytes(), Duration::from_secs(15));
     let head = read_head(&mut r).unwrap().expect("a response head");
     let status = head.start.split(' ').nth(1).unwrap().parse().unwrap();
     let mut raw = Vec::new();
@@ -300,6 +305,41 @@ fn a_slow_drip_is_cut_at_the_total_timeout() {
     let rec = last_record(&gw);
     assert_eq!(rec["error"], "upstream_timeout");
     assert!(rec["response_bytes"].as_u64().unwrap() >= 3, "the drip was forwarded as it came");
+}
+
+#[test]
+fn openai_route_deadlines_a_drip_and_a_silent_provider_without_timers() {
+    // The translated route (/openai -> Anthropic) holds the same deadlines
+    // as the passthrough with no timer of its own: a drip (an SSE comment a
+    // second, never idle for read_ms) ends at the total deadline with the
+    // stream's error event; a provider silent after its head ends at the
+    // read timeout.
+    let drip = Mock::start(|_| {
+        let mut pieces = vec![(Duration::ZERO, sse_head())];
+        for _ in 0..60 {
+            pieces.push((Duration::from_secs(1), chunk(b": drip\n")));
+        }
+        Reply::Raw(pieces)
+    });
+    let silent = Mock::start(|_| Reply::Raw(vec![(Duration::ZERO, b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{".to_vec()), (Duration::from_secs(30), Vec::new())]));
+    for (mock, stream, least, most) in [(&drip, true, 3900, 6500), (&silent, false, 1900, 3500)] {
+        let gw = Gateway::start(
+            &format!("{TIMEOUTS}  providers:\n    anthropic: {{ base_url: \"{}\", keys: [{{ name: k, value: sk-ant-fault }}] }}\n", mock.url()),
+            "",
+            &[],
+        );
+        let seen = call_at(gw.port, "/openai/v1/chat/completions", "anthropic/claude-sonnet-4-5", stream);
+        let ms = seen.elapsed.as_millis();
+        assert!(ms >= least && ms < most, "stream {stream}: ended after {ms} ms, not in {least}..{most}");
+        if stream {
+            assert_eq!(seen.status, 200);
+            assert!(seen.text().contains("\"error\""), "the stream ends with an error event: {}", seen.text());
+            assert!(!seen.text().contains("[DONE]"));
+        } else {
+            assert_eq!((seen.status, seen.json()["error"]["type"].as_str()), (504, Some("upstream_timeout")), "{}", seen.text());
+        }
+        assert_eq!(last_record(&gw)["error"], "upstream_timeout");
+    }
 }
 
 #[test]

@@ -156,10 +156,11 @@ impl Gateway {
             http.finish_request_body().await?;
             http.read_response_header().await
         };
-        let sent = match tokio::time::timeout_at(deadline.into(), sent).await {
-            Ok(r) => r.map_err(|e| (GatewayError::from_proxy_error(&e).unwrap_or(GatewayError::UpstreamError), e.to_string())),
-            Err(_) => Err((GatewayError::UpstreamTimeout, "total timeout reached".to_string())),
-        };
+        // Each write and read is bounded by the read/write timeouts, capped
+        // at what was left of the total when connecting (`connect`); no
+        // tokio timer (registering one per request woke the runtime's
+        // parked I/O driver through its eventfd every time).
+        let sent = sent.await.map_err(|e| (GatewayError::from_proxy_error(&e).unwrap_or(GatewayError::UpstreamError), e.to_string()));
         if let Err((kind, detail)) = sent {
             // Sent, maybe in part: never replayed.
             let kind = if kind == GatewayError::UpstreamUnreachable { GatewayError::UpstreamError } else { kind };
@@ -174,15 +175,22 @@ impl Gateway {
         let clean = match &mut mode {
             Mode::Passthrough => self.relay_bytes(sink, ctx, &mut http, resp, deadline).await?,
             Mode::Translated(tr) if status >= 400 => {
-                let (body, complete) = read_whole(&mut http, deadline, MAX_WHOLE_RESPONSE).await;
+                let (body, fault) = read_whole(&mut http, deadline, MAX_WHOLE_RESPONSE).await;
                 let (st, err) = tr.error(status, &body);
                 let retry_after = resp.headers.get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
                 ctx.outcome.error_detail = Some(format!("provider answered {status}"));
                 json(sink, st, err.to_string().as_bytes(), &ctx.request_id, retry_after.as_deref()).await?;
-                complete
+                fault.is_none()
             }
             Mode::Translated(tr) if !tr.streaming() => {
-                let (body, complete) = read_whole(&mut http, deadline, MAX_WHOLE_RESPONSE).await;
+                let (body, fault) = read_whole(&mut http, deadline, MAX_WHOLE_RESPONSE).await;
+                if fault == Some(GatewayError::UpstreamTimeout) {
+                    // Nothing was sent to the client yet: a 504, as a
+                    // provider silent before its head gets.
+                    METRICS.upstream_errors.with_label_values(&[ctx.provider_label(), GatewayError::UpstreamTimeout.kind()]).inc();
+                    return self.sink_refuse(sink, ctx, GatewayError::UpstreamTimeout, &format!("{} ({authority})", GatewayError::UpstreamTimeout.describe())).await;
+                }
+                let complete = fault.is_none();
                 let answer = if complete { serde_json::from_slice(&body).map_err(|_| ()) } else { Err(()) };
                 let out = match answer {
                     Ok(v) => tr.response(v),
@@ -233,9 +241,12 @@ impl Gateway {
                             if let Some(t) = &ctx.trace {
                                 t.connected(reused);
                             }
+                            // The total deadline caps every read and write
+                            // from here on, as on the passthrough routes.
                             let t = &ctx.live.config.timeouts;
-                            http.set_read_timeout(Some(t.read));
-                            http.set_write_timeout(Some(t.write));
+                            let remaining = t.total.saturating_sub(ctx.timing.start.elapsed());
+                            http.set_read_timeout(Some(t.read.min(remaining)));
+                            http.set_write_timeout(Some(t.write.min(remaining)));
                             return Ok((http, peer));
                         }
                         Err(e) => (GatewayError::from_proxy_error(&e).unwrap_or(GatewayError::UpstreamUnreachable), e.to_string()),
@@ -384,35 +395,40 @@ enum Next {
 }
 
 /// The provider's next body chunk, unless the client went away first or the
-/// total deadline passed.
+/// total deadline passed. A silent provider is ended by the read timeout
+/// (capped at the deadline when connecting); a slow drip by the deadline
+/// checked at each chunk, as `response_body_filter` does on the passthrough.
 async fn next_chunk(sink: &mut dyn Sink, http: &mut HttpSession, deadline: Instant) -> Next {
     tokio::select! {
-        r = tokio::time::timeout_at(deadline.into(), http.read_response_body()) => match r {
-            Ok(Ok(Some(b))) => Next::Chunk(b),
-            Ok(Ok(None)) => Next::End,
-            Ok(Err(e)) => Next::UpstreamFailed(match e.etype() {
+        r = http.read_response_body() => match r {
+            Ok(Some(_)) if Instant::now() > deadline => Next::UpstreamFailed(GatewayError::UpstreamTimeout),
+            Ok(Some(b)) => Next::Chunk(b),
+            Ok(None) => Next::End,
+            Err(e) => Next::UpstreamFailed(match e.etype() {
                 ErrorType::ReadTimedout => GatewayError::UpstreamTimeout,
                 _ => GatewayError::UpstreamError,
             }),
-            Err(_) => Next::UpstreamFailed(GatewayError::UpstreamTimeout),
         },
         _ = sink.gone() => Next::ClientGone,
     }
 }
 
-/// A whole (bounded) provider body; `false` when it was cut or too large.
-async fn read_whole(http: &mut HttpSession, deadline: Instant, max: usize) -> (Vec<u8>, bool) {
+/// A whole (bounded) provider body, and why it is not whole: a timeout
+/// (read timeout or the total deadline), or cut or too large.
+async fn read_whole(http: &mut HttpSession, deadline: Instant, max: usize) -> (Vec<u8>, Option<GatewayError>) {
     let mut body = Vec::new();
     loop {
-        match tokio::time::timeout_at(deadline.into(), http.read_response_body()).await {
-            Ok(Ok(Some(b))) => {
+        match http.read_response_body().await {
+            Ok(Some(_)) if Instant::now() > deadline => return (body, Some(GatewayError::UpstreamTimeout)),
+            Ok(Some(b)) => {
                 if body.len() + b.len() > max {
-                    return (body, false);
+                    return (body, Some(GatewayError::UpstreamError));
                 }
                 body.extend_from_slice(&b);
             }
-            Ok(Ok(None)) => return (body, true),
-            _ => return (body, false),
+            Ok(None) => return (body, None),
+            Err(e) if matches!(e.etype(), ErrorType::ReadTimedout) => return (body, Some(GatewayError::UpstreamTimeout)),
+            Err(_) => return (body, Some(GatewayError::UpstreamError)),
         }
     }
 }
