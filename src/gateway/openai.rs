@@ -145,17 +145,24 @@ impl Gateway {
             Ok(Mode::Passthrough) => None,
         };
         let h = &session.req_header();
-        let mut clean = RequestHeader::build("POST", b"/", None)?;
-        for (name, value) in h.headers.iter() {
-            clean.append_header(name.clone(), value.clone())?;
-        }
-        headers::to_provider(&mut clean, "-", &headers::UpstreamAuth { inject: None, keep_client_credentials: false }, false);
-        let headers = clean
-            .headers
-            .iter()
-            .filter(|(n, _)| !matches!(n.as_str(), "host" | "content-length" | "transfer-encoding" | "expect"))
-            .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str().to_string(), v.to_string())))
-            .collect();
+        // An OpenAI-shaped provider gets the client's headers as on the
+        // passthrough; a translated request only the client's user-agent
+        // (`provider_head`), so only that is kept.
+        let headers = if provider.openai_shaped() {
+            let mut clean = RequestHeader::build("POST", b"/", None)?;
+            for (name, value) in h.headers.iter() {
+                clean.append_header(name.clone(), value.clone())?;
+            }
+            headers::to_provider(&mut clean, "-", &headers::UpstreamAuth { inject: None, keep_client_credentials: false }, false);
+            clean
+                .headers
+                .iter()
+                .filter(|(n, _)| !matches!(n.as_str(), "host" | "content-length" | "transfer-encoding" | "expect"))
+                .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str().to_string(), v.to_string())))
+                .collect()
+        } else {
+            h.headers.get("user-agent").and_then(|v| v.to_str().ok()).map(|ua| vec![("user-agent".to_string(), ua.to_string())]).unwrap_or_default()
+        };
         let api_version = crate::net::query::query_get(h.uri.query(), "api-version").map(str::to_string);
         Ok(Admitted::Ready(Prepared { endpoint, provider: provider.name().to_string(), model: native, req, headers, api_version, direct, client_base }, translated))
     }

@@ -224,7 +224,10 @@ def test_chat_to_anthropic(oa_gateway, oa_mocks, oa_fresh):
     assert r.choices[0].message.role == "assistant" and r.choices[0].message.content == "Hello from Claude mock"
     assert r.choices[0].finish_reason == "stop"
     assert (r.usage.prompt_tokens, r.usage.completion_tokens, r.usage.total_tokens) == (13, 7, 20)
-    body = anthropic_req(oa_mocks).json()
+    up = anthropic_req(oa_mocks)
+    # The client's user-agent is the one client header a translated request carries.
+    assert up.headers.get("user-agent", "").startswith("OpenAI/Python"), up.headers
+    body = up.json()
     assert body["model"] == "claude-3-sonnet-20240229"
     assert body["max_tokens"] == OA_DEFAULT_MAX_TOKENS
     system = text_of(body["system"])
