@@ -131,15 +131,15 @@ impl Gateway {
                 series.response_bytes.inc_by(rec.response_bytes);
             });
             if let Some(u) = tokens {
-                let m = METRICS.model_label(model.as_deref());
                 let vk_label = ctx.cred.virtual_key.as_deref().unwrap_or("none");
-                let labels = [plabel, m.as_str(), vk_label];
-                METRICS.input_tokens.with_label_values(&labels).inc_by(u.input_tokens);
-                METRICS.output_tokens.with_label_values(&labels).inc_by(u.output_tokens);
-                METRICS.cached_tokens.with_label_values(&labels).inc_by(u.cached_tokens);
-                if let Some(c) = cost {
-                    METRICS.cost.with_label_values(&labels).inc_by(c);
-                }
+                METRICS.with_tokens(plabel, model.as_deref(), vk_label, |s| {
+                    s.input.inc_by(u.input_tokens);
+                    s.output.inc_by(u.output_tokens);
+                    s.cached.inc_by(u.cached_tokens);
+                    if let Some(c) = cost {
+                        s.cost.inc_by(c);
+                    }
+                });
             }
         }
         if let Some(vk) = &ctx.cred.virtual_key {

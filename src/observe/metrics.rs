@@ -229,9 +229,31 @@ pub struct ProviderSeries {
 
 type RequestKey = (&'static str, &'static str, &'static str, u16);
 
+/// The token and cost series of one (provider, model, virtual key).
+pub struct TokenSeries {
+    pub input: IntCounter,
+    pub output: IntCounter,
+    pub cached: IntCounter,
+    pub cost: prometheus::Counter,
+}
+
+/// Token series cached per thread, keyed by the model as the answer named
+/// it (before the label cap folds it into `other`); the cache is emptied
+/// when it holds this many, so models never seen again do not accumulate.
+const TOKEN_SERIES_CACHE: usize = 1024;
+
 thread_local! {
     static PROVIDER_SERIES: RefCell<HashMap<&'static str, ProviderSeries>> = RefCell::new(HashMap::new());
     static REQUEST_SERIES: RefCell<HashMap<RequestKey, IntCounter>> = RefCell::new(HashMap::new());
+    static TOKEN_SERIES: RefCell<TokenCache> = RefCell::new(TokenCache::default());
+}
+
+/// provider → virtual key → model (`\0` when unknown) → series, looked up by
+/// `&str` without allocating; `len` counts the series held.
+#[derive(Default)]
+struct TokenCache {
+    by: HashMap<&'static str, HashMap<String, HashMap<String, TokenSeries>>>,
+    len: usize,
 }
 
 impl Metrics {
@@ -247,6 +269,33 @@ impl Metrics {
                 response_bytes: self.response_bytes.with_label_values(&[label]),
             });
             f(series)
+        })
+    }
+
+    /// Run `f` with the token and cost series of (provider, model, virtual
+    /// key); `model` goes through the label cap the first time a thread
+    /// sees it. Four labelled lookups and the cap's lock a request before.
+    pub fn with_tokens<R>(&self, provider: &'static str, model: Option<&str>, virtual_key: &str, f: impl FnOnce(&TokenSeries) -> R) -> R {
+        TOKEN_SERIES.with(|cache| {
+            let cache = &mut *cache.borrow_mut();
+            let model_key = model.unwrap_or("\0");
+            let cached = cache.by.get(provider).and_then(|v| v.get(virtual_key)).is_some_and(|m| m.contains_key(model_key));
+            if !cached {
+                if cache.len >= TOKEN_SERIES_CACHE {
+                    *cache = TokenCache::default();
+                }
+                let m = self.model_label(model);
+                let labels = [provider, m.as_str(), virtual_key];
+                let series = TokenSeries {
+                    input: self.input_tokens.with_label_values(&labels),
+                    output: self.output_tokens.with_label_values(&labels),
+                    cached: self.cached_tokens.with_label_values(&labels),
+                    cost: self.cost.with_label_values(&labels),
+                };
+                cache.by.entry(provider).or_default().entry(virtual_key.to_string()).or_default().insert(model_key.to_string(), series);
+                cache.len += 1;
+            }
+            f(&cache.by[provider][virtual_key][model_key])
         })
     }
 
@@ -306,6 +355,26 @@ impl pingora::apps::http_app::ServeHttp for MetricsApp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_series_are_cached_per_thread_and_count_in_the_registry() {
+        let labels = ["openai", "gpt-test-cache", "vk-cache"];
+        let before = METRICS.input_tokens.with_label_values(&labels).get();
+        for _ in 0..3 {
+            METRICS.with_tokens("openai", Some("gpt-test-cache"), "vk-cache", |s| s.input.inc_by(5));
+        }
+        assert_eq!(METRICS.input_tokens.with_label_values(&labels).get() - before, 15);
+        // An unknown model is its own series, labelled `unknown`.
+        METRICS.with_tokens("openai", None, "vk-cache", |s| s.output.inc_by(2));
+        assert!(METRICS.output_tokens.with_label_values(&["openai", "unknown", "vk-cache"]).get() >= 2);
+        // Past the cache's bound it starts again, and the series still count.
+        for i in 0..TOKEN_SERIES_CACHE + 3 {
+            METRICS.with_tokens("anthropic", Some("m-cache"), &format!("vk-many-{i}"), |s| s.cached.inc());
+        }
+        METRICS.with_tokens("openai", Some("gpt-test-cache"), "vk-cache", |s| s.input.inc_by(1));
+        assert_eq!(METRICS.input_tokens.with_label_values(&labels).get() - before, 16);
+        TOKEN_SERIES.with(|c| assert!(c.borrow().len <= TOKEN_SERIES_CACHE));
+    }
 
     #[test]
     fn label_cap_folds_into_other() {
