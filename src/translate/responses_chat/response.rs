@@ -3,6 +3,7 @@
 use serde_json::{json, Value};
 
 use super::{new_id, PartKind, ResponsesOverChat};
+use crate::translate::common::obj;
 use crate::translate::{unix_now, TokenUsage, TranslateError};
 
 fn chat_usage_to_responses(u: &Value) -> Value {
@@ -43,7 +44,7 @@ pub(super) fn part_json(kind: PartKind, text: &str) -> Value {
 }
 
 pub(super) fn message_json(id: &str, status: &str, parts: Value) -> Value {
-    json!({ "type": "message", "id": id, "status": status, "role": "assistant", "content": parts })
+    obj!("type" => "message", "id" => id, "status" => status, "role" => "assistant", "content" => parts)
 }
 
 pub(super) fn function_call_json(id: &str, call_id: &str, name: &str, args: &str, status: &str) -> Value {
@@ -55,33 +56,33 @@ impl ResponsesOverChat {
         let e = &self.echo;
         let model = model.map(|m| json!(m)).unwrap_or_else(|| e.model.clone());
         let completed_at = if status == "completed" { json!(unix_now()) } else { Value::Null };
-        json!({
-            "id": self.id,
-            "object": "response",
-            "created_at": self.created_at,
-            "completed_at": completed_at,
-            "status": status,
-            "background": false,
-            "error": error,
-            "incomplete_details": incomplete,
-            "instructions": e.instructions,
-            "max_output_tokens": e.max_output_tokens,
-            "model": model,
-            "output": output,
-            "parallel_tool_calls": e.parallel_tool_calls,
-            "previous_response_id": null,
-            "reasoning": e.reasoning,
-            "store": e.store,
-            "temperature": e.temperature,
-            "text": e.text,
-            "tool_choice": e.tool_choice,
-            "tools": e.tools,
-            "top_p": e.top_p,
-            "truncation": e.truncation,
-            "usage": usage,
-            "user": e.user,
-            "metadata": e.metadata,
-        })
+        obj!(
+            "id" => self.id.as_str(),
+            "object" => "response",
+            "created_at" => self.created_at,
+            "completed_at" => completed_at,
+            "status" => status,
+            "background" => false,
+            "error" => error,
+            "incomplete_details" => incomplete,
+            "instructions" => e.instructions.clone(),
+            "max_output_tokens" => e.max_output_tokens.clone(),
+            "model" => model,
+            "output" => output,
+            "parallel_tool_calls" => e.parallel_tool_calls,
+            "previous_response_id" => Value::Null,
+            "reasoning" => e.reasoning.clone(),
+            "store" => e.store.clone(),
+            "temperature" => e.temperature.clone(),
+            "text" => e.text.clone(),
+            "tool_choice" => e.tool_choice.clone(),
+            "tools" => e.tools.clone(),
+            "top_p" => e.top_p.clone(),
+            "truncation" => e.truncation.clone(),
+            "usage" => usage,
+            "user" => e.user.clone(),
+            "metadata" => e.metadata.clone(),
+        )
     }
 
     pub(super) fn usage_value(&self, chat_usage: Option<&Value>) -> Value {

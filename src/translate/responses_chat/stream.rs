@@ -4,7 +4,7 @@ use serde_json::{json, Value};
 
 use super::response::{function_call_json, message_json, part_json, status_for};
 use super::{new_id, MsgItem, Part, PartKind, ResponsesOverChat, StreamState, ToolItem};
-use crate::translate::common::present;
+use crate::translate::common::{obj, present};
 use crate::translate::ClientEvent;
 
 /// Longest prefix of `s` of at most `n` bytes on a char boundary.
@@ -33,8 +33,8 @@ impl ResponsesOverChat {
         }
         self.st.started = true;
         let r = self.response_object("in_progress", Vec::new(), Value::Null, Value::Null, Value::Null, None);
-        self.emit("response.created", json!({ "response": r.clone() }), out);
-        self.emit("response.in_progress", json!({ "response": r }), out);
+        self.emit("response.created", obj!("response" => r.clone()), out);
+        self.emit("response.in_progress", obj!("response" => r), out);
     }
 
     /// Append to retained text within the cap.
@@ -56,7 +56,7 @@ impl ResponsesOverChat {
             self.st.next_output_index += 1;
             self.emit(
                 "response.output_item.added",
-                json!({ "output_index": output_index, "item": message_json(&id, "in_progress", json!([])) }),
+                obj!("output_index" => output_index, "item" => message_json(&id, "in_progress", Value::Array(Vec::new()))),
                 out,
             );
             self.st.message = Some(MsgItem { id, output_index, parts: Vec::new() });
@@ -68,7 +68,7 @@ impl ResponsesOverChat {
             let content_index = msg.parts.len() - 1;
             self.emit(
                 "response.content_part.added",
-                json!({ "item_id": item_id, "output_index": output_index, "content_index": content_index, "part": part_json(kind, "") }),
+                obj!("item_id" => item_id.as_str(), "output_index" => output_index, "content_index" => content_index, "part" => part_json(kind, "")),
                 out,
             );
         }
@@ -111,13 +111,13 @@ impl ResponsesOverChat {
             let pj = part_json(p.kind, &p.text);
             self.emit(
                 "response.content_part.done",
-                json!({ "item_id": msg.id, "output_index": msg.output_index, "content_index": ci, "part": pj.clone() }),
+                obj!("item_id" => msg.id.as_str(), "output_index" => msg.output_index, "content_index" => ci, "part" => pj.clone()),
                 out,
             );
             parts.push(pj);
         }
         let item = message_json(&msg.id, item_status, Value::Array(parts));
-        self.emit("response.output_item.done", json!({ "output_index": msg.output_index, "item": item.clone() }), out);
+        self.emit("response.output_item.done", obj!("output_index" => msg.output_index, "item" => item.clone()), out);
         self.st.done_items.push((msg.output_index, item));
     }
 
@@ -143,7 +143,7 @@ impl ResponsesOverChat {
                 self.st.next_output_index += 1;
                 self.emit(
                     "response.output_item.added",
-                    json!({ "output_index": output_index, "item": function_call_json(&id, &call_id, &name, "", "in_progress") }),
+                    obj!("output_index" => output_index, "item" => function_call_json(&id, &call_id, &name, "", "in_progress")),
                     out,
                 );
                 self.st.tools.push(ToolItem { chat_index, id, output_index, call_id, name, args: String::new() });
@@ -184,7 +184,7 @@ impl ResponsesOverChat {
                 out,
             );
             let item = function_call_json(&t.id, &t.call_id, &t.name, &t.args, item_status);
-            self.emit("response.output_item.done", json!({ "output_index": t.output_index, "item": item.clone() }), out);
+            self.emit("response.output_item.done", obj!("output_index" => t.output_index, "item" => item.clone()), out);
             self.st.done_items.push((t.output_index, item));
         }
     }
@@ -214,7 +214,7 @@ impl ResponsesOverChat {
         let r = self.response_object(status, self.output_so_far("completed"), usage, incomplete, Value::Null, self.st.model.as_deref());
         self.st.terminated = true;
         let ty = if status == "completed" { "response.completed" } else { "response.incomplete" };
-        self.emit(ty, json!({ "response": r }), out);
+        self.emit(ty, obj!("response" => r), out);
     }
 
     /// An `error` event, then `response.failed` (the terminal event).
@@ -238,7 +238,7 @@ impl ResponsesOverChat {
             self.st.model.as_deref(),
         );
         self.st.terminated = true;
-        self.emit("response.failed", json!({ "response": r }), out);
+        self.emit("response.failed", obj!("response" => r), out);
     }
 
     fn on_chunk(&mut self, v: &Value, out: &mut Vec<ClientEvent>) {
