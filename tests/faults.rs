@@ -286,17 +286,23 @@ fn a_100_mb_response_streams_in_bounded_memory() {
     assert_eq!(last_record(&gw)["response_bytes"].as_u64(), Some(SIZE as u64));
 }
 
+/// An SSE answer that sends `piece` once a second for a minute: never idle
+/// for read_ms, so only the total deadline ends it.
+fn drip(piece: &'static [u8]) -> Mock {
+    Mock::start(move |_| {
+        let mut pieces = vec![(Duration::ZERO, sse_head())];
+        for _ in 0..60 {
+            pieces.push((Duration::from_secs(1), chunk(piece)));
+        }
+        Reply::Raw(pieces)
+    })
+}
+
 #[test]
 fn a_slow_drip_is_cut_at_the_total_timeout() {
     // One byte a second: never idle for read_ms (2 s), so only the total
     // deadline (4 s) ends it.
-    let mock = Mock::start(|_| {
-        let mut pieces = vec![(Duration::ZERO, sse_head())];
-        for _ in 0..60 {
-            pieces.push((Duration::from_secs(1), chunk(b":")));
-        }
-        Reply::Raw(pieces)
-    });
+    let mock = drip(b":");
     let gw = gateway(&mock.url(), "");
     let seen = call(gw.port, true);
     assert_eq!(seen.status, 200);
@@ -314,13 +320,7 @@ fn openai_route_deadlines_a_drip_and_a_silent_provider_without_timers() {
     // second, never idle for read_ms) ends at the total deadline with the
     // stream's error event; a provider silent after its head ends at the
     // read timeout.
-    let drip = Mock::start(|_| {
-        let mut pieces = vec![(Duration::ZERO, sse_head())];
-        for _ in 0..60 {
-            pieces.push((Duration::from_secs(1), chunk(b": drip\n")));
-        }
-        Reply::Raw(pieces)
-    });
+    let drip = drip(b": drip\n");
     let silent = Mock::start(|_| Reply::Raw(vec![(Duration::ZERO, b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{".to_vec()), (Duration::from_secs(30), Vec::new())]));
     for (mock, stream, least, most) in [(&drip, true, 3900, 6500), (&silent, false, 1900, 3500)] {
         let gw = Gateway::start(

@@ -164,9 +164,7 @@ impl Gateway {
         if let Err((kind, detail)) = sent {
             // Sent, maybe in part: never replayed.
             let kind = if kind == GatewayError::UpstreamUnreachable { GatewayError::UpstreamError } else { kind };
-            METRICS.upstream_errors.with_label_values(&[ctx.provider_label(), kind.kind()]).inc();
-            log::warn!("/openai: {} ({authority}): {detail}", kind.describe());
-            return self.sink_refuse(sink, ctx, kind, &format!("{} ({authority})", kind.describe())).await;
+            return self.upstream_failed(sink, ctx, kind, &authority, &detail).await;
         }
         let resp = http.response_header().cloned().ok_or_else(|| Error::explain(ErrorType::InternalError, "no response header"))?;
         ctx.timing.ttfb = Some(ctx.timing.start.elapsed());
@@ -187,8 +185,7 @@ impl Gateway {
                 if fault == Some(GatewayError::UpstreamTimeout) {
                     // Nothing was sent to the client yet: a 504, as a
                     // provider silent before its head gets.
-                    METRICS.upstream_errors.with_label_values(&[ctx.provider_label(), GatewayError::UpstreamTimeout.kind()]).inc();
-                    return self.sink_refuse(sink, ctx, GatewayError::UpstreamTimeout, &format!("{} ({authority})", GatewayError::UpstreamTimeout.describe())).await;
+                    return self.upstream_failed(sink, ctx, GatewayError::UpstreamTimeout, &authority, "the answer's body timed out").await;
                 }
                 let complete = fault.is_none();
                 let answer = if complete { serde_json::from_slice(&body).map_err(|_| ()) } else { Err(()) };
@@ -223,6 +220,14 @@ impl Gateway {
         Ok(())
     }
 
+    /// The provider failed after the request was sent and before anything
+    /// reached the client: counted, logged and answered with `kind`.
+    async fn upstream_failed(&self, sink: &mut dyn Sink, ctx: &mut Ctx, kind: GatewayError, authority: &str, detail: &str) -> Result<()> {
+        METRICS.upstream_errors.with_label_values(&[ctx.provider_label(), kind.kind()]).inc();
+        log::warn!("/openai: {} ({authority}): {detail}", kind.describe());
+        self.sink_refuse(sink, ctx, kind, &format!("{} ({authority})", kind.describe())).await
+    }
+
     /// Connect to the planned upstream, on another key after a connect
     /// failure (nothing was sent), up to `connect_retries` times.
     async fn connect(&self, ctx: &mut Ctx) -> std::result::Result<(HttpSession, HttpPeer), (GatewayError, String)> {
@@ -243,10 +248,9 @@ impl Gateway {
                             }
                             // The total deadline caps every read and write
                             // from here on, as on the passthrough routes.
-                            let t = &ctx.live.config.timeouts;
-                            let remaining = t.total.saturating_sub(ctx.timing.start.elapsed());
-                            http.set_read_timeout(Some(t.read.min(remaining)));
-                            http.set_write_timeout(Some(t.write.min(remaining)));
+                            let t = ctx.live.config.timeouts.within(ctx.timing.start.elapsed());
+                            http.set_read_timeout(Some(t.read));
+                            http.set_write_timeout(Some(t.write));
                             return Ok((http, peer));
                         }
                         Err(e) => (GatewayError::from_proxy_error(&e).unwrap_or(GatewayError::UpstreamUnreachable), e.to_string()),
@@ -394,22 +398,29 @@ enum Next {
     ClientGone,
 }
 
-/// The provider's next body chunk, unless the client went away first or the
-/// total deadline passed. A silent provider is ended by the read timeout
-/// (capped at the deadline when connecting); a slow drip by the deadline
-/// checked at each chunk, as `response_body_filter` does on the passthrough.
+/// The provider's next body chunk, unless the client went away first.
 async fn next_chunk(sink: &mut dyn Sink, http: &mut HttpSession, deadline: Instant) -> Next {
     tokio::select! {
-        r = http.read_response_body() => match r {
-            Ok(Some(_)) if Instant::now() > deadline => Next::UpstreamFailed(GatewayError::UpstreamTimeout),
+        r = read_chunk(http, deadline) => match r {
             Ok(Some(b)) => Next::Chunk(b),
             Ok(None) => Next::End,
-            Err(e) => Next::UpstreamFailed(match e.etype() {
-                ErrorType::ReadTimedout => GatewayError::UpstreamTimeout,
-                _ => GatewayError::UpstreamError,
-            }),
+            Err(kind) => Next::UpstreamFailed(kind),
         },
         _ = sink.gone() => Next::ClientGone,
+    }
+}
+
+/// The provider's next body chunk (`None` at its end) within the total
+/// deadline, or why not: `UpstreamTimeout` when the provider was silent for
+/// the read timeout (capped at the deadline when connecting) or a chunk came
+/// past the deadline (a slow drip, as `response_body_filter` checks on the
+/// passthrough), `UpstreamError` for any other failure.
+async fn read_chunk(http: &mut HttpSession, deadline: Instant) -> std::result::Result<Option<Bytes>, GatewayError> {
+    match http.read_response_body().await {
+        Ok(Some(_)) if Instant::now() > deadline => Err(GatewayError::UpstreamTimeout),
+        Ok(chunk) => Ok(chunk),
+        Err(e) if matches!(e.etype(), ErrorType::ReadTimedout) => Err(GatewayError::UpstreamTimeout),
+        Err(_) => Err(GatewayError::UpstreamError),
     }
 }
 
@@ -418,8 +429,7 @@ async fn next_chunk(sink: &mut dyn Sink, http: &mut HttpSession, deadline: Insta
 async fn read_whole(http: &mut HttpSession, deadline: Instant, max: usize) -> (Vec<u8>, Option<GatewayError>) {
     let mut body = Vec::new();
     loop {
-        match http.read_response_body().await {
-            Ok(Some(_)) if Instant::now() > deadline => return (body, Some(GatewayError::UpstreamTimeout)),
+        match read_chunk(http, deadline).await {
             Ok(Some(b)) => {
                 if body.len() + b.len() > max {
                     return (body, Some(GatewayError::UpstreamError));
@@ -427,8 +437,7 @@ async fn read_whole(http: &mut HttpSession, deadline: Instant, max: usize) -> (V
                 body.extend_from_slice(&b);
             }
             Ok(None) => return (body, None),
-            Err(e) if matches!(e.etype(), ErrorType::ReadTimedout) => return (body, Some(GatewayError::UpstreamTimeout)),
-            Err(_) => return (body, Some(GatewayError::UpstreamError)),
+            Err(kind) => return (body, Some(kind)),
         }
     }
 }

@@ -26,13 +26,11 @@ impl Gateway {
             .await
             .map_err(|e| upstream_error(ErrorType::ConnectError, e.0))?;
         // The total deadline caps every read and write from here on.
-        let remaining = ctx.live.config.timeouts.total.saturating_sub(ctx.timing.start.elapsed());
-        if remaining.is_zero() {
+        let elapsed = ctx.timing.start.elapsed();
+        if elapsed >= ctx.live.config.timeouts.total {
             return Err(total_timeout(&ctx.live.config.timeouts));
         }
-        let mut timeouts = ctx.live.config.timeouts.clone();
-        timeouts.read = timeouts.read.min(remaining);
-        timeouts.write = timeouts.write.min(remaining);
+        let timeouts = ctx.live.config.timeouts.within(elapsed);
         if let Some(tr) = ctx.trace.as_mut() {
             tr.upstream_attempt(&outgoing(up));
         }

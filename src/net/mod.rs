@@ -132,6 +132,16 @@ pub struct Timeouts {
     pub total: Duration,
 }
 
+impl Timeouts {
+    /// The read and write timeouts for an exchange `elapsed` into its total:
+    /// each capped at what is left of the total (zero once it has passed),
+    /// so no read or write outlasts the deadline.
+    pub fn within(&self, elapsed: Duration) -> Timeouts {
+        let remaining = self.total.saturating_sub(elapsed);
+        Timeouts { read: self.read.min(remaining), write: self.write.min(remaining), ..self.clone() }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,5 +161,15 @@ mod tests {
         assert!(BaseUrl::parse("https://host:notaport").is_err());
         assert!(BaseUrl::parse("https://host/x?y").is_err());
         assert!(BaseUrl::parse("host").is_err());
+    }
+
+    #[test]
+    fn timeouts_within_the_total() {
+        let t = Timeouts { connect: Duration::from_secs(1), read: Duration::from_secs(60), write: Duration::from_secs(30), total: Duration::from_secs(100) };
+        assert_eq!(t.within(Duration::from_secs(10)), t);
+        let late = t.within(Duration::from_secs(80));
+        assert_eq!((late.read, late.write, late.connect, late.total), (Duration::from_secs(20), Duration::from_secs(20), t.connect, t.total));
+        let past = t.within(Duration::from_secs(120));
+        assert_eq!((past.read, past.write), (Duration::ZERO, Duration::ZERO));
     }
 }
