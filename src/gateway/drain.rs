@@ -1,6 +1,11 @@
 //! Graceful upgrades (`SIGQUIT` with a new process started by `-u`) and
 //! drains (`SIGTERM`) that lose no request.
 //!
+//! When the watch flips: at once on `SIGTERM`; on `SIGQUIT`, 5 s after the
+//! listening sockets were handed to the new process (Pingora's fixed
+//! `CLOSE_TIMEOUT`, time for the new process to start accepting). Until
+//! then the old process serves its open connections as usual.
+//!
 //! What Pingora 0.9 does on its own when its shutdown watch flips: the accept
 //! loops stop, and the HTTP app's `http_cleanup` runs at once. That drops
 //! every kept-alive connection parked between two requests, so a client that
