@@ -287,8 +287,10 @@ impl Gateway {
     }
 
     /// The provider request head: OpenAI-shaped providers get the client's
-    /// headers as on the passthrough (credentials and control headers
-    /// removed); translated requests get the provider's own set.
+    /// headers as on the passthrough (cleaned at admission by
+    /// `headers::to_provider`: hop-by-hop, credentials and control headers
+    /// removed); translated requests get the provider's own set. `host` and
+    /// the credential are set by `run_exchange` once connected.
     fn provider_head(&self, client: &[(String, String)], ctx: &Ctx, up: &Upstream, provider: Provider, mode: &Mode, len: usize, stream: bool) -> Result<RequestHeader> {
         let mut h = RequestHeader::build("POST", up.path_and_query.as_bytes(), None)?;
         match mode {
@@ -312,8 +314,6 @@ impl Gateway {
                 }
             }
         }
-        let inject = ctx.cred.inject.as_ref().map(|(n, v)| (*n, v.as_str()));
-        headers::to_provider(&mut h, &up.authority, &headers::UpstreamAuth { inject, keep_client_credentials: false }, false);
         h.insert_header("content-length", len.to_string())?;
         h.insert_header("x-request-id", ctx.request_id.as_str())?;
         Ok(h)

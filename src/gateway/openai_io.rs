@@ -130,16 +130,15 @@ impl Gateway {
                 return self.sink_refuse(sink, ctx, kind, &msg).await;
             }
         };
-        // The credential and host of the key finally used: an identity's
-        // token is fetched while connecting, and a connect failure may have
-        // moved the request to another key (and Azure endpoint).
+        // The credential and host of the key finally used, set only here:
+        // an identity's token is fetched while connecting, and a connect
+        // failure may have moved the request to another key (and Azure
+        // endpoint). The head carries no credential before this
+        // (`provider_head`).
         if let Some(up) = &ctx.target.upstream {
             req.head.insert_header("host", up.authority.as_str())?;
         }
         if let Some((name, value)) = &ctx.cred.inject {
-            for h in crate::routes::credentials::CLIENT_CREDENTIAL_HEADERS {
-                req.head.remove_header(h);
-            }
             req.head.insert_header(*name, value.as_str())?;
         }
         if let Some(q) = &ctx.cred.quota_project {
