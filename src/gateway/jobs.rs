@@ -67,7 +67,7 @@ impl Unsaved {
             result
         } else {
             let err = GatewayError::AsyncJobStoreError;
-            JobResult { status: err.status(), body: err.body(&format!("{} ({why})", err.describe()), request_id) }
+            JobResult { status: err.status(), body: err.body(&format!("{} ({why})", err.describe()), request_id).into() }
         };
         held.insert(id.to_string(), result);
     }
@@ -293,18 +293,19 @@ impl Gateway {
                 ctx.cred.virtual_key = r.virtual_key;
                 let outcome = self.execute_openai(&mut sink, &mut ctx, r.prepared, None).await;
                 match (outcome, sink.status) {
-                    (Ok(()), Some(status)) => JobResult { status, body: std::mem::take(&mut sink.body) },
+                    (Ok(()), Some(status)) => JobResult { status, body: std::mem::take(&mut sink.body).into() },
                     (res, _) => {
                         let msg = res.err().map_or("the job produced no answer".to_string(), |e| e.to_string());
                         ctx.outcome.error.get_or_insert(GatewayError::UpstreamError);
-                        JobResult { status: 502, body: GatewayError::UpstreamError.body(&msg, &ctx.request_id) }
+                        JobResult { status: 502, body: GatewayError::UpstreamError.body(&msg, &ctx.request_id).into() }
                     }
                 }
             }
-            Err(e) => JobResult { status: 500, body: GatewayError::Internal.body(&format!("unreadable job: {e}"), &ctx.request_id) },
+            Err(e) => JobResult { status: 500, body: GatewayError::Internal.body(&format!("unreadable job: {e}"), &ctx.request_id).into() },
         };
         let status = result.status;
         let bytes = result.body.len() as u64;
+        // A clone shares the body (`Bytes`): kept only for `unsaved.hold`.
         match store.finish(&job.id.0, result.clone()).await {
             Ok(()) => {}
             Err(StoreError::NotRunning(_)) => {
@@ -442,9 +443,9 @@ mod tests {
     #[test]
     fn unsaved_results_are_held_up_to_the_bound_then_replaced_by_a_clear_error() {
         let u = Unsaved::with_limit(10);
-        u.hold("a", JobResult { status: 200, body: vec![b'x'; 8] }, &full(), "r1");
-        u.hold("b", JobResult { status: 200, body: vec![b'y'; 8] }, &full(), "r2");
-        assert_eq!(u.get("a"), Some(JobResult { status: 200, body: vec![b'x'; 8] }));
+        u.hold("a", JobResult { status: 200, body: vec![b'x'; 8].into() }, &full(), "r1");
+        u.hold("b", JobResult { status: 200, body: vec![b'y'; 8].into() }, &full(), "r2");
+        assert_eq!(u.get("a"), Some(JobResult { status: 200, body: vec![b'x'; 8].into() }));
         let b = u.get("b").unwrap();
         assert_eq!(b.status, 500);
         let v: Value = serde_json::from_slice(&b.body).unwrap();
@@ -470,7 +471,7 @@ mod tests {
             )
             .await
             .unwrap();
-        let answer = JobResult { status: 200, body: b"{\"ok\":true}".to_vec() };
+        let answer = JobResult { status: 200, body: bytes::Bytes::from_static(b"{\"ok\":true}") };
         let e = store.finish(id.as_str(), answer.clone()).await.unwrap_err();
         let u = Unsaved::default();
         u.hold(id.as_str(), answer.clone(), &e, "r");

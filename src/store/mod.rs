@@ -91,7 +91,9 @@ pub struct NewJob {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobResult {
     pub status: u16,
-    pub body: Vec<u8>,
+    /// Shared, not copied, when the worker keeps it for a retry after a
+    /// failed write to the store.
+    pub body: bytes::Bytes,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,7 +109,16 @@ pub struct Job {
     /// Unix seconds.
     pub created_at: u64,
     pub finished_at: Option<u64>,
+    /// `finished_at` + the job's TTL. Times are whole seconds (the finish
+    /// rounded down), so the result is kept through this second and gone
+    /// after it ([`expired`]): it lives at least its TTL, never less.
     pub expires_at: Option<u64>,
+}
+
+/// Whether a result with `expires_at` is gone at `now` (Unix seconds): only
+/// once that second has passed (see [`Job::expires_at`]).
+pub fn expired(expires_at: u64, now: u64) -> bool {
+    expires_at < now
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,7 +165,7 @@ pub trait JobStore: Send + Sync {
     /// on this machine) no longer runs. Redis: jobs whose claiming instance's
     /// lease expired. Safe to call at start and periodically in both.
     async fn fail_interrupted(&self) -> Result<u64, StoreError>;
-    /// Deletes Done jobs with `expires_at <= now`; returns how many.
+    /// Deletes Done jobs [`expired`] at `now`; returns how many.
     async fn sweep(&self, now: u64) -> Result<u64, StoreError>;
 }
 

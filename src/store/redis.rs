@@ -267,7 +267,7 @@ fn parse_job(h: HashMap<String, Vec<u8>>) -> Result<Job, StoreError> {
     let result = match (state, num("status")?) {
         (JobState::Done, Some(s)) => Some(JobResult {
             status: s.min(u16::MAX as u64) as u16,
-            body: h.get("body").cloned().unwrap_or_default(),
+            body: h.get("body").cloned().unwrap_or_default().into(),
         }),
         _ => None,
     };
@@ -330,7 +330,7 @@ impl JobStore for RedisStore {
             return Ok(None);
         }
         let job = parse_job(h)?;
-        if job.state == JobState::Done && job.expires_at.is_some_and(|e| e <= now_s()) {
+        if job.state == JobState::Done && job.expires_at.is_some_and(|e| super::expired(e, now_s())) {
             return Ok(None);
         }
         Ok(Some(job))
@@ -362,7 +362,7 @@ impl JobStore for RedisStore {
             .key(self.key("jobs:running"))
             .arg(id)
             .arg(result.status)
-            .arg(result.body.as_slice())
+            .arg(result.body.as_ref())
             .arg(now_s());
         let mut c = self.conn.clone();
         let n: i64 = bounded(self.timeout, "finish", inv.invoke_async(&mut c)).await?;

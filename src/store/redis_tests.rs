@@ -96,7 +96,7 @@ fn new_job(owner: &str, request: &[u8], ttl: u64) -> NewJob {
 fn ok(body: &str) -> JobResult {
     JobResult {
         status: 200,
-        body: body.as_bytes().to_vec(),
+        body: body.as_bytes().to_vec().into(),
     }
 }
 
@@ -127,7 +127,7 @@ async fn redis_submit_get_claim_finish() {
 
     let result = JobResult {
         status: 502,
-        body: b"{\"error\":{\"type\":\"upstream\"}}".to_vec(),
+        body: b"{\"error\":{\"type\":\"upstream\"}}".to_vec().into(),
     };
     s.finish(&id.0, result.clone()).await.unwrap();
     let done = s.get(&id.0, "alice").await.unwrap().unwrap();

@@ -282,7 +282,7 @@ fn row_to_job(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
     let result = match (state, status) {
         (JobState::Done, Some(s)) => Some(JobResult {
             status: s.clamp(0, u16::MAX as i64) as u16,
-            body: body.unwrap_or_default(),
+            body: body.unwrap_or_default().into(),
         }),
         _ => None,
     };
@@ -333,7 +333,7 @@ impl JobStore for SqliteStore {
             c.query_row(
                 &format!(
                     "SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1 AND owner = ?2
-                     AND NOT (state = 'done' AND expires_at <= ?3)"
+                     AND NOT (state = 'done' AND expires_at < ?3)"
                 ),
                 params![id, owner, to_i64(now_s())],
                 row_to_job,
@@ -377,7 +377,7 @@ impl JobStore for SqliteStore {
                     "UPDATE jobs SET state = 'done', status = ?2, body = ?3, finished_at = ?4, request = X'',
                             expires_at = ?4 + result_ttl_s
                      WHERE id = ?1 AND state = 'running'",
-                    params![id, result.status, result.body, now],
+                    params![id, result.status, result.body.as_ref(), now],
                 )
                 .map_err(backend)?;
             if n == 0 {
@@ -417,7 +417,7 @@ impl JobStore for SqliteStore {
     async fn sweep(&self, now: u64) -> Result<u64, StoreError> {
         self.with(move |c| {
             c.execute(
-                "DELETE FROM jobs WHERE state = 'done' AND expires_at <= ?1",
+                "DELETE FROM jobs WHERE state = 'done' AND expires_at < ?1",
                 params![to_i64(now)],
             )
             .map(|n| n as u64)

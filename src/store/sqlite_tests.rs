@@ -86,7 +86,7 @@ async fn submit_get_claim_finish() {
 
     let result = JobResult {
         status: 429,
-        body: b"{\"error\":{}}".to_vec(),
+        body: b"{\"error\":{}}".to_vec().into(),
     };
     s.finish(&id.0, result.clone()).await.unwrap();
     let done = s.get(&id.0, "alice").await.unwrap().unwrap();
@@ -105,7 +105,7 @@ async fn submit_get_claim_finish() {
             "nope",
             JobResult {
                 status: 200,
-                body: vec![]
+                body: Default::default()
             }
         )
         .await,
@@ -146,26 +146,36 @@ async fn ttl_and_sweep() {
     let short = s.submit(new_job("o", "{}", 0)).await.unwrap();
     let long = s.submit(new_job("o", "{}", 3600)).await.unwrap();
     let queued = s.submit(new_job("o", "{}", 0)).await.unwrap();
+    let before = now_s();
     for _ in 0..2 {
         let j = s.claim_next().await.unwrap().unwrap();
         s.finish(
             &j.id.0,
             JobResult {
                 status: 200,
-                body: b"ok".to_vec(),
+                body: b"ok".to_vec().into(),
             },
         )
         .await
         .unwrap();
     }
-    // ttl 0: expired at once, hidden from get even before the sweep.
+    let after = now_s();
+    // A result is kept through the second its TTL ends in (times are whole
+    // seconds): never shorter than its TTL. Nothing has expired at `before`.
+    assert_eq!(s.sweep(before).await.unwrap(), 0);
+    // ttl 0: gone once its finishing second has passed, hidden from get
+    // even before the sweep.
+    while now_s() <= after {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     assert!(s.get(&short.0, "o").await.unwrap().is_none());
     assert!(s.get(&long.0, "o").await.unwrap().is_some());
-    let now = now_s();
-    assert_eq!(s.sweep(now).await.unwrap(), 1);
-    assert_eq!(s.sweep(now).await.unwrap(), 0);
+    assert_eq!(s.sweep(after + 1).await.unwrap(), 1);
+    assert_eq!(s.sweep(after + 1).await.unwrap(), 0);
     assert!(s.get(&long.0, "o").await.unwrap().is_some());
-    assert_eq!(s.sweep(now + 3601).await.unwrap(), 1);
+    // ttl 3600: still there at `before` + 3600, gone after `after` + 3600.
+    assert_eq!(s.sweep(before + 3600).await.unwrap(), 0);
+    assert_eq!(s.sweep(after + 3601).await.unwrap(), 1);
     assert!(s.get(&long.0, "o").await.unwrap().is_none());
     // Queued (and running) jobs are never swept.
     assert_eq!(s.sweep(u64::MAX).await.unwrap(), 0);
@@ -234,7 +244,7 @@ async fn reopen_keeps_queued_and_done_jobs() {
             &q.0,
             JobResult {
                 status: 200,
-                body: b"r".to_vec(),
+                body: b"r".to_vec().into(),
             },
         )
         .await
@@ -251,7 +261,7 @@ async fn reopen_keeps_queued_and_done_jobs() {
             .result
             .unwrap()
             .body,
-        b"r"
+        &b"r"[..]
     );
     assert_eq!(
         s.get(&done.0, "o").await.unwrap().unwrap().state,
