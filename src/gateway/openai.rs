@@ -149,7 +149,7 @@ impl Gateway {
         // passthrough; a translated request only the client's user-agent
         // (`provider_head`), so only that is kept.
         let headers = if provider.openai_shaped() {
-            let mut clean = RequestHeader::build("POST", b"/", None)?;
+            let mut clean = RequestHeader::build_no_case("POST", b"/", None)?;
             for (name, value) in h.headers.iter() {
                 clean.append_header(name.clone(), value.clone())?;
             }
@@ -292,7 +292,7 @@ impl Gateway {
     /// removed); translated requests get the provider's own set. `host` and
     /// the credential are set by `run_exchange` once connected.
     fn provider_head(&self, client: &[(String, String)], ctx: &Ctx, up: &Upstream, provider: Provider, mode: &Mode, len: usize, stream: bool) -> Result<RequestHeader> {
-        let mut h = RequestHeader::build("POST", up.path_and_query.as_bytes(), None)?;
+        let mut h = RequestHeader::build_no_case("POST", up.path_and_query.as_bytes(), None)?;
         match mode {
             Mode::Passthrough => {
                 for (name, value) in client {

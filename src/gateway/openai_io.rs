@@ -336,7 +336,7 @@ impl Gateway {
     /// A translated stream: each provider event becomes the client's events
     /// as it arrives.
     async fn relay_events(&self, sink: &mut dyn Sink, ctx: &mut Ctx, http: &mut HttpSession, tr: &mut dyn Translator, deadline: Instant) -> Result<bool> {
-        let mut head = ResponseHeader::build(200, Some(6))?;
+        let mut head = ResponseHeader::build_no_case(200, Some(6))?;
         head.insert_header("content-type", "text/event-stream; charset=utf-8")?;
         head.insert_header("cache-control", "no-cache")?;
         head.insert_header("transfer-encoding", "chunked")?;

@@ -10,7 +10,7 @@ use pingora::proxy::Session;
 
 /// The head of a complete small JSON answer of `len` bytes.
 pub(super) fn json_head(status: u16, len: usize, request_id: &str, retry_after: Option<&str>) -> Result<ResponseHeader> {
-    let mut resp = ResponseHeader::build(status, Some(5))?;
+    let mut resp = ResponseHeader::build_no_case(status, Some(5))?;
     if let Some(s) = retry_after {
         resp.insert_header("retry-after", s)?;
     }
