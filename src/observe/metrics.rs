@@ -279,23 +279,23 @@ impl Metrics {
         TOKEN_SERIES.with(|cache| {
             let cache = &mut *cache.borrow_mut();
             let model_key = model.unwrap_or("\0");
-            let cached = cache.by.get(provider).and_then(|v| v.get(virtual_key)).is_some_and(|m| m.contains_key(model_key));
-            if !cached {
-                if cache.len >= TOKEN_SERIES_CACHE {
-                    *cache = TokenCache::default();
-                }
-                let m = self.model_label(model);
-                let labels = [provider, m.as_str(), virtual_key];
-                let series = TokenSeries {
-                    input: self.input_tokens.with_label_values(&labels),
-                    output: self.output_tokens.with_label_values(&labels),
-                    cached: self.cached_tokens.with_label_values(&labels),
-                    cost: self.cost.with_label_values(&labels),
-                };
-                cache.by.entry(provider).or_default().entry(virtual_key.to_string()).or_default().insert(model_key.to_string(), series);
-                cache.len += 1;
+            if let Some(series) = cache.by.get(provider).and_then(|v| v.get(virtual_key)).and_then(|m| m.get(model_key)) {
+                return f(series);
             }
-            f(&cache.by[provider][virtual_key][model_key])
+            if cache.len >= TOKEN_SERIES_CACHE {
+                *cache = TokenCache::default();
+            }
+            let m = self.model_label(model);
+            let labels = [provider, m.as_str(), virtual_key];
+            let series = TokenSeries {
+                input: self.input_tokens.with_label_values(&labels),
+                output: self.output_tokens.with_label_values(&labels),
+                cached: self.cached_tokens.with_label_values(&labels),
+                cost: self.cost.with_label_values(&labels),
+            };
+            cache.len += 1;
+            let by_model = cache.by.entry(provider).or_default().entry(virtual_key.to_string()).or_default();
+            f(by_model.entry(model_key.to_string()).or_insert(series))
         })
     }
 
