@@ -243,7 +243,9 @@ async fn heartbeat(mut conn: ConnectionManager, key: String, lease_s: u64, timeo
     }
 }
 
-fn parse_job(h: HashMap<String, Vec<u8>>) -> Result<Job, StoreError> {
+fn parse_job(mut h: HashMap<String, Vec<u8>>) -> Result<Job, StoreError> {
+    // The two large fields are moved out of the reply, not copied.
+    let (body, request) = (h.remove("body"), h.remove("request"));
     let text = |k: &str| -> Result<String, StoreError> {
         let v = h
             .get(k)
@@ -267,7 +269,7 @@ fn parse_job(h: HashMap<String, Vec<u8>>) -> Result<Job, StoreError> {
     let result = match (state, num("status")?) {
         (JobState::Done, Some(s)) => Some(JobResult {
             status: s.min(u16::MAX as u64) as u16,
-            body: h.get("body").cloned().unwrap_or_default().into(),
+            body: body.unwrap_or_default().into(),
         }),
         _ => None,
     };
@@ -276,7 +278,7 @@ fn parse_job(h: HashMap<String, Vec<u8>>) -> Result<Job, StoreError> {
         owner: text("owner")?,
         endpoint: text("endpoint")?,
         state,
-        request: h.get("request").cloned().unwrap_or_default(),
+        request: request.unwrap_or_default(),
         result,
         created_at: num("created_at")?.unwrap_or(0),
         finished_at: num("finished_at")?,
