@@ -212,6 +212,9 @@ peers_measure() {
   PEER_URL[translated]=${URL[translated]}; PEER_ARGS[translated]=$'--body\n'"$TRANSLATED_BODY"
   PEER_PIDS[translated]=${CPU_PIDS[translated]}
   PEER_URL[direct]=${URL[direct]}; PEER_ARGS[direct]=""
+  # Bare Pingora (the floor: the engine with no gateway code) runs beside
+  # tollgate at every rate, so a peer's ratio can be read against the engine too.
+  PEER_URL[bare]=${URL[bare]}; PEER_ARGS[bare]=""; PEER_PIDS[bare]=${CPU_PIDS[bare]}
   for p in "${PEER_PATHS[@]}"; do # warm-up: JITs, pools, caches
     peer_args "$p"
     drv rate --url "${PEER_URL[$p]}/v1/chat/completions" --rps 20 --duration 2 --warmup 0 --conns 8 \
@@ -222,7 +225,8 @@ peers_measure() {
     mem_json "$p-idle" "$(tree_pids "${PEER_PID[$p]}")" >"$RAW/peer-mem-$p-idle.json" || true
   done
   mem_json tollgate-idle "$TG_PID" >"$RAW/peer-mem-tollgate-idle.json"
-  for p in tollgate translated "${PEER_PATHS[@]}"; do
+  mem_json bare-idle "${CPU_PIDS[bare]}" >"$RAW/peer-mem-bare-idle.json" || true
+  for p in tollgate translated bare "${PEER_PATHS[@]}"; do
     log "peers: max rate via $p ($PEER_CONNS connections, closed loop, ${DUR}s)"
     peer_args "$p"
     drv max --url "${PEER_URL[$p]}/v1/chat/completions" --conns "$PEER_CONNS" --duration "$DUR" --warmup "$WARM" \
@@ -235,7 +239,7 @@ peers_measure() {
     [[ " ${rates[*]} " == *" ${PEER_RATE[$p]} "* ]] || rates+=("${PEER_RATE[$p]}")
   done
   for r in "${rates[@]}"; do
-    for p in direct tollgate translated; do
+    for p in direct tollgate translated bare; do
       log "peers: open loop $r RPS via $p (${DUR}s + ${WARM}s warm-up)"
       peer_args "$p"
       drv rate --url "${PEER_URL[$p]}/v1/chat/completions" --rps "$r" --duration "$DUR" --warmup "$WARM" \
@@ -254,12 +258,13 @@ peers_measure() {
     mem_json "$p-end" "$(tree_pids "${PEER_PID[$p]}")" >"$RAW/peer-mem-$p-end.json" || true
   done
   mem_json tollgate-end "$TG_PID" >"$RAW/peer-mem-tollgate-end.json"
+  mem_json bare-end "${CPU_PIDS[bare]}" >"$RAW/peer-mem-bare-end.json" || true
 }
 
 # ---------------------------------------------------------------- syscalls
 # strace -c -f attached to the serving process(es) over a fixed open-loop
 # workload; the count divided by the requests the driver sent. tollgate and
-# nginx at BENCH_STRACE_RPS; a peer at no more than the rate it sustains.
+# nginx and bare Pingora at BENCH_STRACE_RPS; a peer at no more than the rate it sustains.
 syscalls_one() { # label pids url rps seconds [driver args...]
   local label=$1 pids=$2 url=$3 rps=$4 secs=$5 sp i a=() p
   shift 5
@@ -290,14 +295,14 @@ syscalls_measure() {
     return 0
   fi
   local p a r s
-  for p in tollgate translated nginx "${PEER_PATHS[@]}"; do
+  for p in tollgate translated bare nginx "${PEER_PATHS[@]}"; do
     case $p in
-      tollgate | nginx) a=() ;;
+      tollgate | nginx | bare) a=() ;;
       translated) a=(--body "$TRANSLATED_BODY") ;;
       *) a=(); [ -z "${PEER_ARGS[$p]}" ] || mapfile -t a <<<"${PEER_ARGS[$p]}" ;;
     esac
     case $p in
-      tollgate | translated | nginx)
+      tollgate | translated | nginx | bare)
         syscalls_one "$p" "${CPU_PIDS[$p]}" "${URL[$p]}" "$STRACE_RPS" "$STRACE_SECS" "${a[@]}" ;;
       *) # a peer: at most the rate it sustains, for about as many requests (at most 4x as long)
         r=$(( ${PEER_RATE[$p]:-$STRACE_RPS} < STRACE_RPS ? ${PEER_RATE[$p]:-$STRACE_RPS} : STRACE_RPS ))

@@ -7,6 +7,7 @@ benches/peers.sh; render(fig, L) appends the tables to the report lines.
 # Rows of the peers table: (group, path, who, what).
 PEER_ROWS = (
     ("passthrough", "tollgate", "tollgate", "/openai_passthrough/v1/chat/completions"),
+    ("passthrough", "bare", "bare Pingora", "/v1/chat/completions, Pingora's proxy with no gateway code (the floor)"),
     ("passthrough", "portkey", "Portkey", "/v1/chat/completions, x-portkey-provider: openai"),
     ("passthrough", "litellm", "LiteLLM", "/openai_passthrough/v1/chat/completions"),
     ("translated", "translated", "tollgate", "/openai/v1/chat/completions, anthropic/claude-sonnet-4-5 -> /v1/messages"),
@@ -17,7 +18,9 @@ PEER_ROWS = (
 )
 BASE = {"passthrough": "tollgate", "translated": "translated"}
 GOAL = 10.0
-SYSCALL_ORDER = ("tollgate", "translated", "nginx", "portkey", "portkey-translated", "litellm", "litellm-translated",
+# Rows measured beside tollgate at every rate: not peers, no ratios of their own.
+OURS = ("tollgate", "bare Pingora")
+SYSCALL_ORDER = ("tollgate", "translated", "bare", "nginx", "portkey", "portkey-translated", "litellm", "litellm-translated",
                  "litellm-openai")
 
 
@@ -50,6 +53,21 @@ def _added(d, direct):
     return {k: round(a[k] - b[k], 1) for k in a}
 
 
+def _better(x, base, base_rates, direct, r):
+    """How many times `base` is better than row `x`: added latency at rate r, max RPS, CPU."""
+    ba = _added(base_rates.get(r), direct.get(r)) if r else None
+    xa = x.get("added_us")
+    bm, xm = base.get("max"), x.get("max")
+    return {
+        "rate": r,
+        "tollgate_added_us": ba,
+        "added_p50": _ratio(xa and xa["p50"], ba and ba["p50"]),
+        "added_p99": _ratio(xa and xa["p99"], ba and ba["p99"]),
+        "max_rps": _ratio(bm and bm["rps"], xm and xm["rps"]),
+        "cpu": _ratio(xm and xm["cpu_us_per_request"], bm and bm["cpu_us_per_request"]),
+    }
+
+
 def figures(runs):
     # System calls per request.
     sc = {}
@@ -70,7 +88,7 @@ def figures(runs):
             continue
         x = {"group": group, "who": who, "what": what}
         if rates:
-            r = top if who == "tollgate" and top in rates else max(rates)
+            r = top if who in OURS and top in rates else max(rates)
             d = rates[r]
             x["rate"] = {"rps_target": r, "rps_achieved": round(d["rps_achieved"], 1), "requests": d["requests"],
                          "errors": d["errors"] + d["non_2xx"], "latency_us": _pick(d["latency"]),
@@ -82,7 +100,7 @@ def figures(runs):
                         "errors": m["errors"] + m["non_2xx"],
                         "cpu_us_per_request": round(m["cpu_ms_per_1000_requests"], 1) if n else None,
                         "pids": m["pids"]}
-        peer = path.split("-")[0] if who != "tollgate" else "tollgate"
+        peer = "tollgate" if who == "tollgate" else path if who in OURS else path.split("-")[0]
         for when in ("idle", "end"):
             mm = runs.get(f"peer-mem-{peer}-{when}")
             if mm:
@@ -94,23 +112,16 @@ def figures(runs):
     for path, x in rows.items():
         base_path = BASE[x["group"]]
         base = rows.get(base_path)
-        if x["who"] == "tollgate" or not base:
+        if x["who"] in OURS or not base:
             continue
         r = (x.get("rate") or {}).get("rps_target")
-        ba = _added(rr.get(base_path, {}).get(r), direct.get(r)) if r else None
-        xa = x.get("added_us")
-        bm, xm = base.get("max"), x.get("max")
-        rt = {
-            "rate": r,
-            "tollgate_added_us": ba,
-            "added_p50": _ratio(xa and xa["p50"], ba and ba["p50"]),
-            "added_p99": _ratio(xa and xa["p99"], ba and ba["p99"]),
-            "max_rps": _ratio(bm and bm["rps"], xm and xm["rps"]),
-            "cpu": _ratio(xm and xm["cpu_us_per_request"], bm and bm["cpu_us_per_request"]),
-        }
-        need = (rt["added_p50"], rt["max_rps"], rt["cpu"])
-        rt["goal_met"] = None if None in need else all(v >= GOAL for v in need)
+        rt = _better(x, base, rr.get(base_path, {}), direct, r)
+        rt["goal_met"] = None if None in (rt["added_p50"], rt["max_rps"], rt["cpu"]) else \
+            all(rt[k] >= GOAL for k in ("added_p50", "max_rps", "cpu"))
         x["tollgate_better_by"] = rt
+        # The same ratios for the engine alone: what a gateway on Pingora could reach at best.
+        if rows.get("bare"):
+            x["bare_better_by"] = _better(x, rows["bare"], rr.get("bare", {}), direct, r)
     return {"syscalls": sc, "peers": {"status": status, "rows": rows, "rps": top, "goal": GOAL,
                                       "rates": sorted(direct)}}
 
@@ -201,6 +212,17 @@ def render(fig, L):
                      f"{_f(m.get('rps'))} | {_f(m.get('cpu_us_per_request'), '{:.1f}')} | {_mib(x.get('rss_idle'))} | "
                      f"{_mib(x.get('hwm'))} | {better} | {goal} |")
         L.append("")
+        floor = [(path, x["bare_better_by"]) for _, path, _, _ in PEER_ROWS
+                 for x in [rows.get(path)] if x and x.get("bare_better_by")]
+        if floor:
+            L.append("The same ratios for bare Pingora (the engine with no gateway code, same mock, same rate): "
+                     + "; ".join(f"{path} " + " / ".join(_f(b[k], "{:.1f}×") for k in
+                                                               ("added_p50", "added_p99", "max_rps", "cpu"))
+                                 + (f" (bare at {b['rate']} RPS: added p50 {b['tollgate_added_us']['p50']:.0f})"
+                                    if b.get("tollgate_added_us") else "")
+                                 for path, b in floor)
+                     + ". Where bare Pingora's own ratio is under 10×, no gateway built on it reaches the goal.")
+            L.append("")
         L.append("Ratios: peer added latency / tollgate's, tollgate RPS / peer's, peer CPU / tollgate's, against "
                  "tollgate's row of the same group; the goal (issue 15) is ≥ 10× on added p50, max RPS and CPU. "
                  "On 2 cores the driver and the mock share the CPUs, so tollgate's max RPS (and the RPS ratio) is "
