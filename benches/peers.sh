@@ -263,8 +263,9 @@ peers_measure() {
 
 # ---------------------------------------------------------------- syscalls
 # strace -c -f attached to the serving process(es) over a fixed open-loop
-# workload; the count divided by the requests the driver sent. tollgate and
-# nginx and bare Pingora at BENCH_STRACE_RPS; a peer at no more than the rate it sustains.
+# workload; the count divided by the requests the driver sent. tollgate,
+# bare Pingora and nginx at BENCH_STRACE_RPS; a peer at no more than the rate
+# it sustains.
 syscalls_one() { # label pids url rps seconds [driver args...]
   local label=$1 pids=$2 url=$3 rps=$4 secs=$5 sp i a=() p
   shift 5

@@ -60,7 +60,7 @@ def _better(x, base, base_rates, direct, r):
     bm, xm = base.get("max"), x.get("max")
     return {
         "rate": r,
-        "tollgate_added_us": ba,
+        "base_added_us": ba,
         "added_p50": _ratio(xa and xa["p50"], ba and ba["p50"]),
         "added_p99": _ratio(xa and xa["p99"], ba and ba["p99"]),
         "max_rps": _ratio(bm and bm["rps"], xm and xm["rps"]),
@@ -100,7 +100,7 @@ def figures(runs):
                         "errors": m["errors"] + m["non_2xx"],
                         "cpu_us_per_request": round(m["cpu_ms_per_1000_requests"], 1) if n else None,
                         "pids": m["pids"]}
-        peer = "tollgate" if who == "tollgate" else path if who in OURS else path.split("-")[0]
+        peer = path.split("-")[0] if who != "tollgate" else "tollgate"
         for when in ("idle", "end"):
             mm = runs.get(f"peer-mem-{peer}-{when}")
             if mm:
@@ -116,8 +116,8 @@ def figures(runs):
             continue
         r = (x.get("rate") or {}).get("rps_target")
         rt = _better(x, base, rr.get(base_path, {}), direct, r)
-        rt["goal_met"] = None if None in (rt["added_p50"], rt["max_rps"], rt["cpu"]) else \
-            all(rt[k] >= GOAL for k in ("added_p50", "max_rps", "cpu"))
+        need = (rt["added_p50"], rt["max_rps"], rt["cpu"])
+        rt["goal_met"] = None if None in need else all(v >= GOAL for v in need)
         x["tollgate_better_by"] = rt
         # The same ratios for the engine alone: what a gateway on Pingora could reach at best.
         if rows.get("bare"):
@@ -198,7 +198,7 @@ def render(fig, L):
             errs = (x.get("rate") or {}).get("errors", 0) + m.get("errors", 0)
             if rt:
                 better = " / ".join(_f(rt[k], "{:.1f}×") for k in ("added_p50", "added_p99", "max_rps", "cpu"))
-                ta = rt.get("tollgate_added_us")
+                ta = rt.get("base_added_us")
                 if rt.get("rate") != pe.get("rps") and ta:
                     better += f" (tollgate at {rt['rate']} RPS: added p50 {ta['p50']:.0f} / p99 {ta['p99']:.0f})"
                 goal = "n/a" if rt["goal_met"] is None else ("met" if rt["goal_met"] else "NOT met")
@@ -218,8 +218,8 @@ def render(fig, L):
             L.append("The same ratios for bare Pingora (the engine with no gateway code, same mock, same rate): "
                      + "; ".join(f"{path} " + " / ".join(_f(b[k], "{:.1f}×") for k in
                                                                ("added_p50", "added_p99", "max_rps", "cpu"))
-                                 + (f" (bare at {b['rate']} RPS: added p50 {b['tollgate_added_us']['p50']:.0f})"
-                                    if b.get("tollgate_added_us") else "")
+                                 + (f" (bare at {b['rate']} RPS: added p50 {b['base_added_us']['p50']:.0f})"
+                                    if b.get("base_added_us") else "")
                                  for path, b in floor)
                      + ". Where bare Pingora's own ratio is under 10×, no gateway built on it reaches the goal.")
             L.append("")
