@@ -98,6 +98,7 @@ fn main() {
     if redis_jobs.is_none() {
         gateway.jobs.set_store(Arc::new(store));
     }
+    let admin_gateway = gateway.clone();
     let workers = JobWorkers { gateway: gateway.clone(), workers: config.async_jobs.workers, redis: redis_jobs };
     // Traces (tollgate.otel): the exporter starts in the serving process
     // (after Pingora daemonized), before the proxy takes requests.
@@ -153,10 +154,21 @@ fn main() {
         proxy.add_dependency(otel);
     }
 
-    if let Some(addr) = config.metrics_listen {
+    // The admin API (SPEC 12) shares the metrics listener unless it has its
+    // own address; one service then answers /metrics and /admin/.
+    let admin_shares = config.admin.on_metrics_listener(config.metrics_listen);
+    if let Some(addr) = config.metrics_listen.filter(|_| !admin_shares) {
         let mut metrics = Service::new("metrics".to_string(), tollgate::observe::metrics::MetricsApp);
         metrics.add_tcp(&addr.to_string());
         server.add_service(metrics);
+    }
+    if let Some(addr) = config.admin.listen {
+        let app = tollgate::gateway::admin::AdminApp { gateway: admin_gateway, with_metrics: admin_shares };
+        let mut admin = Service::new("admin".to_string(), app);
+        admin.add_tcp(&addr.to_string());
+        server.add_service(admin);
+    } else if config.metrics_listen.is_some() {
+        log::warn!("admin API off: metrics_listen is not a loopback address and admin.token is not set (README, Admin API)");
     }
     if let Some(p) = persistence {
         server.add_service(background_service("spend persistence", p));

@@ -17,11 +17,15 @@ use crate::observe::access_log::AccessLogTarget;
 use crate::observe::prices::PriceTable;
 use crate::providers::Provider;
 
+pub mod admin;
+pub mod cache;
 pub mod glob;
 pub mod identity;
+pub mod logs;
 pub mod otel;
 pub mod providers;
 pub mod redis;
+pub mod routing;
 mod summary;
 pub mod tls;
 pub mod virtual_keys;
@@ -105,6 +109,12 @@ struct RawGateway {
     #[serde(default, rename = "async")]
     async_jobs: RawAsync,
     otel: Option<otel::RawOtel>,
+    // Sections 10-12.
+    routing: Option<serde_yaml::Value>,
+    cache: Option<serde_yaml::Value>,
+    admin_listen: Option<String>,
+    admin: Option<admin::RawAdmin>,
+    logs: Option<serde_yaml::Value>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -179,6 +189,14 @@ pub struct Config {
     pub async_jobs: AsyncJobs,
     /// OpenTelemetry traces (`tollgate.otel`); `None` is off.
     pub otel: Option<crate::observe::trace::TraceSettings>,
+    /// Routing across providers on `/openai` (SPEC 10).
+    pub routing: routing::RoutingConf,
+    /// The response cache on `/openai` (SPEC 11); `None` is off.
+    pub cache: Option<cache::CacheConf>,
+    /// The admin listener and its token (SPEC 12).
+    pub admin: admin::AdminConf,
+    /// The request log store (SPEC 12); `None` is off.
+    pub logs: Option<logs::LogsConf>,
 }
 
 /// `tollgate.async`.
@@ -340,6 +358,18 @@ impl Config {
         if max_request_body_bytes == Some(0) {
             return Err(err("tollgate.limits.max_request_body_bytes", "must be greater than zero".into()));
         }
+        let routing = routing::parse(raw.routing, &p)?;
+        let cache = cache::parse(raw.cache, &p)?;
+        let admin = admin::parse(raw.admin_listen, raw.admin, metrics_listen, &p)?;
+        // Its own address must not collide with the proxy's or the metrics
+        // listener's (sharing the metrics listener exactly is the default).
+        if let Some(a) = admin.listen {
+            let with_metrics = metrics_listen.is_some_and(|m| m != a && listeners_overlap(&a, &m));
+            if listeners_overlap(&listen, &a) || with_metrics {
+                return Err(err("tollgate.admin_listen", format!("`{a}` overlaps tollgate.listen or tollgate.metrics_listen; give it its own port, or the metrics listener's exact address")));
+            }
+        }
+        let logs = logs::parse(raw.logs, &p)?;
         Ok(Config {
             file: file.to_string(),
             listen,
@@ -360,6 +390,10 @@ impl Config {
             store_path,
             async_jobs: AsyncJobs { workers, result_ttl_s, max_result_ttl_s },
             otel,
+            routing,
+            cache,
+            admin,
+            logs,
         })
     }
 }

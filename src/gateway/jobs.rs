@@ -126,9 +126,10 @@ struct JobRequest {
     trace: Vec<(String, String)>,
 }
 
-/// Whose job: the virtual key, or (without one) a digest of the client's
-/// credential, so a job is private to whoever submitted it.
-fn owner(gateway: &Gateway, session: &Session) -> String {
+/// Who a request belongs to, for what the gateway keeps on its behalf (async
+/// jobs, cached answers, reasoning replay): `vk:<name>` for a virtual key,
+/// `cred:<sha256>` for another client credential, `anonymous` for none. A job is private to whoever submitted it.
+pub(super) fn owner(gateway: &Gateway, session: &Session) -> String {
     let req = session.req_header();
     let presented = virtual_key_header(&req.headers).or_else(|| client_credential(&req.headers, req.uri.query()).map(|c| c.secret));
     match presented {

@@ -155,6 +155,7 @@ fn keep_start_bound(old: &Config, new: &mut Config) -> Vec<&'static str> {
         new.tls = old.tls.clone();
     }
     keep("metrics_listen", &old.metrics_listen, &mut new.metrics_listen, &mut changed);
+    keep("admin_listen", &old.admin.listen, &mut new.admin.listen, &mut changed);
     keep("access_log", &old.access_log, &mut new.access_log, &mut changed);
     keep("redis", &old.redis, &mut new.redis, &mut changed);
     keep("store.path", &old.store_path, &mut new.store_path, &mut changed);

@@ -32,6 +32,7 @@ use pingora::upstreams::peer::HttpPeer;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod admin;
 mod admission;
 mod ctx;
 pub mod drain;
