@@ -1470,7 +1470,7 @@ struct Fixture {
 }
 
 fn usage(model: &str, input: u64, output: u64, cached: u64, reasoning: u64) -> Usage {
-    Usage { model: Some(model.into()), input_tokens: input, output_tokens: output, cached_tokens: cached, reasoning_tokens: reasoning, seen: true }
+    Usage { model: Some(model.into()), input_tokens: input, output_tokens: output, cached_tokens: cached, reasoning_tokens: reasoning, seen: true, ..Default::default() }
 }
 
 /// The recorded shapes of src/usage/tests.rs (copied: they are private).

@@ -73,7 +73,7 @@ impl Gateway {
         let duration = ctx.timing.start.elapsed();
         let tokens = usage.as_ref().filter(|u| u.seen);
         let cost = match (ctx.target.provider, tokens, model.as_deref()) {
-            (Some(p), Some(u), Some(m)) => ctx.live.config.prices.cost(p, m, u.input_tokens, u.output_tokens, u.cached_tokens),
+            (Some(p), Some(u), Some(m)) => ctx.live.config.prices.cost(p, m, u),
             _ => None,
         };
         let rec = Record {
@@ -95,6 +95,8 @@ impl Gateway {
             input_tokens: tokens.map(|u| u.input_tokens),
             output_tokens: tokens.map(|u| u.output_tokens),
             cached_tokens: tokens.map(|u| u.cached_tokens),
+            cache_read_tokens: tokens.map(|u| u.cached_tokens),
+            cache_write_tokens: tokens.map(|u| u.cache_write_tokens),
             reasoning_tokens: tokens.map(|u| u.reasoning_tokens),
             cost_usd: cost,
             virtual_key: ctx.cred.virtual_key.clone(),
@@ -136,6 +138,7 @@ impl Gateway {
                     s.input.inc_by(u.input_tokens);
                     s.output.inc_by(u.output_tokens);
                     s.cached.inc_by(u.cached_tokens);
+                    s.cache_write.inc_by(u.cache_write_tokens);
                     if let Some(c) = cost {
                         s.cost.inc_by(c);
                     }

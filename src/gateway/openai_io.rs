@@ -87,6 +87,8 @@ pub(super) fn usage_of(t: &dyn Translator) -> Usage {
         output_tokens: u.output_tokens,
         cached_tokens: u.cached_tokens,
         reasoning_tokens: u.reasoning_tokens,
+        cache_write_tokens: u.cache_write_tokens,
+        cache_write_1h_tokens: u.cache_write_1h_tokens,
         seen: u.seen,
     }
 }

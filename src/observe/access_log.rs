@@ -36,6 +36,10 @@ pub struct Record {
     pub input_tokens: Option<u64>,
     pub output_tokens: Option<u64>,
     pub cached_tokens: Option<u64>,
+    /// Input tokens read from a prompt cache (the same as `cached_tokens`).
+    pub cache_read_tokens: Option<u64>,
+    /// Input tokens written to a prompt cache (priced at the write rate).
+    pub cache_write_tokens: Option<u64>,
     pub reasoning_tokens: Option<u64>,
     pub cost_usd: Option<f64>,
     pub virtual_key: Option<String>,

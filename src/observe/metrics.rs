@@ -38,6 +38,7 @@ pub struct Metrics {
     pub input_tokens: IntCounterVec,
     pub output_tokens: IntCounterVec,
     pub cached_tokens: IntCounterVec,
+    pub cache_write_tokens: IntCounterVec,
     pub cost: CounterVec,
     pub vk_rejections: IntCounterVec,
     pub key_healthy: IntGaugeVec,
@@ -143,6 +144,12 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
         &["provider", "model", "virtual_key"]
     )
     .expect("register"),
+    cache_write_tokens: register_int_counter_vec!(
+        "tollgate_cache_write_tokens_total",
+        "Input tokens written to a prompt cache, reported by providers (part of the input tokens)",
+        &["provider", "model", "virtual_key"]
+    )
+    .expect("register"),
     cost: register_counter_vec!(
         "tollgate_cost_usd_total",
         "Cost in USD computed from tokens and the price table",
@@ -234,6 +241,7 @@ pub struct TokenSeries {
     pub input: IntCounter,
     pub output: IntCounter,
     pub cached: IntCounter,
+    pub cache_write: IntCounter,
     pub cost: prometheus::Counter,
 }
 
@@ -291,6 +299,7 @@ impl Metrics {
                 input: self.input_tokens.with_label_values(&labels),
                 output: self.output_tokens.with_label_values(&labels),
                 cached: self.cached_tokens.with_label_values(&labels),
+                cache_write: self.cache_write_tokens.with_label_values(&labels),
                 cost: self.cost.with_label_values(&labels),
             };
             cache.len += 1;

@@ -2,6 +2,7 @@
 //! model). The shipped table `conf/prices.yaml` is compiled in; the config
 //! can replace it (`prices_file`) and override single models (`prices`).
 
+use crate::observe::usage::Usage;
 use crate::providers::Provider;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -15,8 +16,33 @@ pub struct Price {
     pub input: f64,
     /// USD per million output tokens.
     pub output: f64,
-    /// USD per million cached input tokens; input price when absent.
+    /// USD per million cached input tokens (prompt-cache reads); input
+    /// price when absent.
     pub cached: Option<f64>,
+    /// USD per million input tokens written to a prompt cache with the
+    /// 5-minute TTL; when absent, input × [`CACHE_WRITE_FACTOR`].
+    #[serde(default)]
+    pub cache_write: Option<f64>,
+    /// The same for the 1-hour TTL; when absent, input × [`CACHE_WRITE_1H_FACTOR`].
+    #[serde(default)]
+    pub cache_write_1h: Option<f64>,
+}
+
+/// Anthropic's published multiplier of the input price for 5-minute cache
+/// writes: the fallback when a model's price names no `cache_write`.
+pub const CACHE_WRITE_FACTOR: f64 = 1.25;
+/// The same for 1-hour cache writes (`cache_write_1h`).
+pub const CACHE_WRITE_1H_FACTOR: f64 = 2.0;
+
+impl Price {
+    /// USD per million tokens written to a prompt cache (`one_hour`: with the 1-hour TTL).
+    pub fn write_rate(&self, one_hour: bool) -> f64 {
+        if one_hour {
+            self.cache_write_1h.unwrap_or(self.input * CACHE_WRITE_1H_FACTOR)
+        } else {
+            self.cache_write.unwrap_or(self.input * CACHE_WRITE_FACTOR)
+        }
+    }
 }
 
 /// provider name → model → price.
@@ -35,7 +61,8 @@ impl PriceTable {
             let provider = Provider::from_name(&p).ok_or_else(|| format!("{p}: unknown provider"))?;
             for (m, price) in models {
                 let ok = |v: f64| v.is_finite() && v >= 0.0;
-                if !ok(price.input) || !ok(price.output) || !price.cached.map_or(true, ok) {
+                let optional = [price.cached, price.cache_write, price.cache_write_1h];
+                if !ok(price.input) || !ok(price.output) || !optional.iter().all(|v| v.map_or(true, ok)) {
                     return Err(format!("{p}.{m}: prices must be non-negative numbers"));
                 }
                 table.entry(provider).or_default().insert(m, price);
@@ -84,14 +111,22 @@ impl PriceTable {
         self.table.get(&provider).map(|m| m.keys().map(String::as_str).collect()).unwrap_or_default()
     }
 
-    /// Cost in USD. `input` counts every input token, `cached` the part of
-    /// them served from a prompt cache (priced at the cached rate).
-    pub fn cost(&self, provider: Provider, model: &str, input: u64, output: u64, cached: u64) -> Option<f64> {
+    /// Cost in USD, as the provider bills it. `u.input_tokens` counts every
+    /// input token; of them `cached_tokens` were read from a prompt cache
+    /// (the cached rate) and `cache_write_tokens` written to one (the write
+    /// rate of their TTL, `cache_write_1h_tokens` with the 1-hour one); the
+    /// rest is plain input.
+    pub fn cost(&self, provider: Provider, model: &str, u: &Usage) -> Option<f64> {
         let p = self.lookup(provider, model)?;
-        let cached = cached.min(input);
-        let usd = ((input - cached) as f64 * p.input
+        let cached = u.cached_tokens.min(u.input_tokens);
+        let written = u.cache_write_tokens.min(u.input_tokens - cached);
+        let written_1h = u.cache_write_1h_tokens.min(written);
+        let plain = u.input_tokens - cached - written;
+        let usd = (plain as f64 * p.input
             + cached as f64 * p.cached.unwrap_or(p.input)
-            + output as f64 * p.output)
+            + (written - written_1h) as f64 * p.write_rate(false)
+            + written_1h as f64 * p.write_rate(true)
+            + u.output_tokens as f64 * p.output)
             / 1_000_000.0;
         Some(usd)
     }
@@ -117,15 +152,51 @@ mod tests {
         assert_eq!(t.lookup(Provider::Vertex, "gemini-2.5-pro").unwrap().input, 1.25);
     }
 
+    fn tokens(input: u64, output: u64, cached: u64, write: u64, write_1h: u64) -> Usage {
+        Usage { input_tokens: input, output_tokens: output, cached_tokens: cached, cache_write_tokens: write, cache_write_1h_tokens: write_1h, seen: true, ..Default::default() }
+    }
+
     #[test]
     fn cost_arithmetic() {
         let t = PriceTable::parse_yaml("openai:\n  m: { input: 2.0, output: 10.0, cached: 1.0 }\n  n: { input: 2.0, output: 10.0 }\n").unwrap();
         // 1000 input of which 400 cached, 500 output
-        let c = t.cost(Provider::OpenAi, "m", 1000, 500, 400).unwrap();
+        let c = t.cost(Provider::OpenAi, "m", &tokens(1000, 500, 400, 0, 0)).unwrap();
         assert!((c - (600.0 * 2.0 + 400.0 * 1.0 + 500.0 * 10.0) / 1e6).abs() < 1e-12);
-        let c = t.cost(Provider::OpenAi, "n", 1000, 0, 400).unwrap();
+        let c = t.cost(Provider::OpenAi, "n", &tokens(1000, 0, 400, 0, 0)).unwrap();
         assert!((c - 1000.0 * 2.0 / 1e6).abs() < 1e-12);
-        assert_eq!(t.cost(Provider::OpenAi, "zzz", 1, 1, 0), None);
+        assert_eq!(t.cost(Provider::OpenAi, "zzz", &tokens(1, 1, 0, 0, 0)), None);
+    }
+
+    /// The example: claude-sonnet-4-5 with 10 plain input tokens,
+    /// 1,000 written (5 minutes), 2,000 read and 5 output is billed
+    /// 10×3 + 1000×3.75 + 2000×0.30 + 5×15 per million = $0.004455.
+    #[test]
+    fn cache_writes_are_priced_at_their_own_rate() {
+        let t = PriceTable::default_table();
+        let c = t.cost(Provider::Anthropic, "claude-sonnet-4-5-20250929", &tokens(3010, 5, 2000, 1000, 0)).unwrap();
+        assert!((c - 0.004455).abs() < 1e-12, "{c}");
+        // 1-hour writes at 2× input: 400 of the 1,000 written.
+        let c = t.cost(Provider::Anthropic, "claude-sonnet-4-5", &tokens(3010, 5, 2000, 1000, 400)).unwrap();
+        assert!((c - (10.0 * 3.0 + 600.0 * 3.75 + 400.0 * 6.0 + 2000.0 * 0.30 + 5.0 * 15.0) / 1e6).abs() < 1e-12, "{c}");
+        // Every Anthropic model ships both write rates, about 1.25× and 2×
+        // input (Claude 3 Haiku's are published rounded: $0.30 and $0.50).
+        for m in t.models(Provider::Anthropic) {
+            let p = t.lookup(Provider::Anthropic, m).unwrap();
+            let near = |v: Option<f64>, want: f64| v.is_some_and(|v| (v - want).abs() <= want * 0.05);
+            assert!(near(p.cache_write, p.input * 1.25), "{m}: {p:?}");
+            assert!(near(p.cache_write_1h, p.input * 2.0), "{m}: {p:?}");
+        }
+    }
+
+    #[test]
+    fn without_write_rates_the_documented_multipliers_apply() {
+        let t = PriceTable::parse_yaml("anthropic:\n  m: { input: 4.0, output: 8.0, cached: 0.4 }\n").unwrap();
+        let c = t.cost(Provider::Anthropic, "m", &tokens(1000, 0, 0, 1000, 500)).unwrap();
+        assert!((c - (500.0 * 5.0 + 500.0 * 8.0) / 1e6).abs() < 1e-12, "never plain input: {c}");
+        let t = PriceTable::parse_yaml("anthropic:\n  m: { input: 4.0, output: 8.0, cache_write: 4.5, cache_write_1h: 7.0 }\n").unwrap();
+        let c = t.cost(Provider::Anthropic, "m", &tokens(1000, 0, 0, 1000, 500)).unwrap();
+        assert!((c - (500.0 * 4.5 + 500.0 * 7.0) / 1e6).abs() < 1e-12, "{c}");
+        assert!(PriceTable::parse_yaml("anthropic:\n  m: { input: 1, output: 1, cache_write: -1 }\n").is_err());
     }
 
     #[test]

@@ -53,6 +53,10 @@ pub struct TokenUsage {
     pub output_tokens: u64,
     pub cached_tokens: u64,
     pub reasoning_tokens: u64,
+    /// Input tokens written to a prompt cache (part of `input_tokens`).
+    pub cache_write_tokens: u64,
+    /// The part of `cache_write_tokens` written with the 1-hour TTL.
+    pub cache_write_1h_tokens: u64,
     /// Some usage was reported by the provider.
     pub seen: bool,
 }
@@ -60,13 +64,18 @@ pub struct TokenUsage {
 impl TokenUsage {
     /// OpenAI chat `usage` object for this usage.
     pub fn to_chat_usage(&self) -> Value {
-        common::obj!(
+        let mut v = common::obj!(
             "prompt_tokens" => self.input_tokens,
             "completion_tokens" => self.output_tokens,
             "total_tokens" => self.input_tokens + self.output_tokens,
             "prompt_tokens_details" => common::obj!("cached_tokens" => self.cached_tokens),
             "completion_tokens_details" => common::obj!("reasoning_tokens" => self.reasoning_tokens),
-        )
+        );
+        // Prompt-cache writes (Anthropic), where there were any.
+        if self.cache_write_tokens > 0 {
+            v["prompt_tokens_details"]["cache_write_tokens"] = self.cache_write_tokens.into();
+        }
+        v
     }
 }
 

@@ -436,6 +436,20 @@ def text_of(content):
     return "".join(b.get("text", "") for b in content or [] if isinstance(b, dict))
 
 
+def cache_control_marks(body):
+    """Every cache_control in a Messages request: tools, system blocks, message blocks and tool results' blocks."""
+    marks = [t["cache_control"] for t in body.get("tools") or [] if "cache_control" in t]
+    system = body.get("system")
+    blocks = list(system) if isinstance(system, list) else []
+    for m in body.get("messages") or []:
+        if isinstance(m.get("content"), list):
+            blocks += m["content"]
+            for b in m["content"]:
+                if b.get("type") == "tool_result" and isinstance(b.get("content"), list):
+                    blocks += b["content"]
+    return marks + [b["cache_control"] for b in blocks if isinstance(b, dict) and "cache_control" in b]
+
+
 def anthropic_problem(r, body):
     """(status, error type, message[, headers]) where the Messages API refuses the request."""
     if not r.headers.get("anthropic-version"):
@@ -455,6 +469,12 @@ def anthropic_problem(r, body):
     msgs = body.get("messages")
     if not isinstance(msgs, list) or not msgs:
         return 400, "invalid_request_error", "messages: at least one message is required"
+    marks = cache_control_marks(body)
+    if len(marks) > 4:
+        return 400, "invalid_request_error", f"A maximum of 4 blocks with cache_control may be provided. Found {len(marks)}."
+    for cc in marks:
+        if not isinstance(cc, dict) or cc.get("type") != "ephemeral" or cc.get("ttl", "5m") not in ("5m", "1h"):
+            return 400, "invalid_request_error", f"cache_control: invalid value {cc!r}"
     for i, m in enumerate(msgs):
         if m.get("role") not in ("user", "assistant"):
             return 400, "invalid_request_error", f"messages.{i}.role: Input should be 'user' or 'assistant'"

@@ -47,6 +47,8 @@ fn wanted_leaf(key: &[u8]) -> bool {
             | b"reasoning_tokens"
             | b"cache_read_input_tokens"
             | b"cache_creation_input_tokens"
+            | b"ephemeral_5m_input_tokens"
+            | b"ephemeral_1h_input_tokens"
             | b"promptTokenCount"
             | b"candidatesTokenCount"
             | b"thoughtsTokenCount"

@@ -14,7 +14,11 @@
 //! `input_tokens + cache_creation_input_tokens + cache_read_input_tokens`),
 //! `cached_tokens` the part served from a prompt cache, `output_tokens`
 //! every generated token (Gemini: candidates + thoughts), `reasoning_tokens`
-//! the part spent on reasoning where the provider says so.
+//! the part spent on reasoning where the provider says so;
+//! `cache_write_tokens` the part written to a prompt cache (Anthropic's
+//! `cache_creation_input_tokens`), of which `cache_write_1h_tokens` with the
+//! 1-hour TTL (`cache_creation.ephemeral_1h_input_tokens`), priced at their
+//! own rates.
 
 use decode::Decoder;
 use json::JsonScan;
@@ -31,6 +35,10 @@ pub struct Usage {
     pub output_tokens: u64,
     pub cached_tokens: u64,
     pub reasoning_tokens: u64,
+    /// Input tokens written to a prompt cache (part of `input_tokens`).
+    pub cache_write_tokens: u64,
+    /// The part of `cache_write_tokens` written with the 1-hour TTL.
+    pub cache_write_1h_tokens: u64,
     /// Some usage field was found.
     pub seen: bool,
 }
@@ -55,6 +63,8 @@ struct Raw {
     reasoning: u64,
     // Anthropic
     cache_creation: u64,
+    cache_5m: u64,
+    cache_1h: u64,
     // Gemini
     thoughts: u64,
     // Vertex embeddings (`predictions[].embeddings.statistics.token_count`)
@@ -110,6 +120,8 @@ impl Raw {
             (ApiFamily::Anthropic, ["usage", "output_tokens"]) => &mut self.output,
             (ApiFamily::Anthropic, ["usage", "cache_read_input_tokens"]) => &mut self.cached,
             (ApiFamily::Anthropic, ["usage", "cache_creation_input_tokens"]) => &mut self.cache_creation,
+            (ApiFamily::Anthropic, ["usage", "cache_creation", "ephemeral_5m_input_tokens"]) => &mut self.cache_5m,
+            (ApiFamily::Anthropic, ["usage", "cache_creation", "ephemeral_1h_input_tokens"]) => &mut self.cache_1h,
             (ApiFamily::Gemini, ["usageMetadata", "promptTokenCount"]) => &mut self.input,
             (ApiFamily::Gemini, ["usageMetadata", "candidatesTokenCount"]) => &mut self.output,
             (ApiFamily::Gemini, ["usageMetadata", "thoughtsTokenCount"]) => &mut self.thoughts,
@@ -127,14 +139,15 @@ impl Raw {
     }
 
     fn usage(&self, family: ApiFamily) -> Usage {
+        let mut writes = (0, 0);
         let (input, output, cached, reasoning) = match family {
             ApiFamily::OpenAi => (self.input, self.output, self.cached, self.reasoning),
-            ApiFamily::Anthropic => (
-                self.input.saturating_add(self.cache_creation).saturating_add(self.cached),
-                self.output,
-                self.cached,
-                0,
-            ),
+            ApiFamily::Anthropic => {
+                // The TTL breakdown, when given, accounts for every write.
+                let written = self.cache_creation.max(self.cache_5m.saturating_add(self.cache_1h));
+                writes = (written, self.cache_1h.min(written));
+                (self.input.saturating_add(written).saturating_add(self.cached), self.output, self.cached, 0)
+            }
             ApiFamily::Gemini => (
                 self.input.saturating_add(self.predict_tokens),
                 self.output.saturating_add(self.thoughts),
@@ -142,7 +155,16 @@ impl Raw {
                 self.thoughts,
             ),
         };
-        Usage { model: self.model.clone(), input_tokens: input, output_tokens: output, cached_tokens: cached, reasoning_tokens: reasoning, seen: self.seen }
+        Usage {
+            model: self.model.clone(),
+            input_tokens: input,
+            output_tokens: output,
+            cached_tokens: cached,
+            reasoning_tokens: reasoning,
+            cache_write_tokens: writes.0,
+            cache_write_1h_tokens: writes.1,
+            seen: self.seen,
+        }
     }
 }
 

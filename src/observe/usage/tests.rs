@@ -39,7 +39,7 @@ const GEMINI_JSON_ARRAY: &str = r#"[{"candidates":[{"content":{"parts":[{"text":
 const VERTEX_PREDICT_JSON: &str = r#"{"predictions":[{"embeddings":{"statistics":{"truncated":false,"token_count":6},"values":[0.1,0.2]}},{"embeddings":{"statistics":{"truncated":false,"token_count":4},"values":[0.3]}}],"metadata":{"billableCharacterCount":20}}"#;
 
 fn u(model: &str, input: u64, output: u64, cached: u64, reasoning: u64) -> Usage {
-    Usage { model: Some(model.into()), input_tokens: input, output_tokens: output, cached_tokens: cached, reasoning_tokens: reasoning, seen: true }
+    Usage { model: Some(model.into()), input_tokens: input, output_tokens: output, cached_tokens: cached, reasoning_tokens: reasoning, seen: true, ..Default::default() }
 }
 
 fn fixtures() -> Vec<(&'static str, ApiFamily, &'static str, &'static str, Usage)> {
@@ -49,7 +49,7 @@ fn fixtures() -> Vec<(&'static str, ApiFamily, &'static str, &'static str, Usage
         ("openai responses json", ApiFamily::OpenAi, "application/json", OPENAI_RESPONSES_JSON, u("gpt-4.1-2025-04-14", 36, 87, 12, 40)),
         ("openai responses sse", ApiFamily::OpenAi, "text/event-stream", OPENAI_RESPONSES_SSE, u("o4-mini-2025-04-16", 11, 64, 0, 48)),
         ("openai embeddings", ApiFamily::OpenAi, "application/json", OPENAI_EMBEDDINGS_JSON, u("text-embedding-3-small", 8, 0, 0, 0)),
-        ("anthropic json", ApiFamily::Anthropic, "application/json", ANTHROPIC_JSON, u("claude-sonnet-4-5-20250929", 175, 12, 50, 0)),
+        ("anthropic json", ApiFamily::Anthropic, "application/json", ANTHROPIC_JSON, Usage { cache_write_tokens: 100, ..u("claude-sonnet-4-5-20250929", 175, 12, 50, 0) }),
         ("anthropic sse", ApiFamily::Anthropic, "text/event-stream", ANTHROPIC_SSE, u("claude-haiku-4-5-20251001", 472, 15, 0, 0)),
         ("gemini json", ApiFamily::Gemini, "application/json; charset=UTF-8", GEMINI_JSON, u("gemini-2.5-flash", 9, 31, 4, 26)),
         ("gemini sse", ApiFamily::Gemini, "text/event-stream", GEMINI_SSE, u("gemini-2.0-flash", 7, 6, 0, 0)),
@@ -292,4 +292,23 @@ data: {\"prompt_tokens\":99,\"model\":\"m-top\",\"usage\":{\"prompt_tokens\":5,\
     s.feed(sse.as_bytes());
     let u = s.finish().clone();
     assert_eq!((u.input_tokens, u.output_tokens, u.model.as_deref()), (5, 7, Some("m-top")));
+}
+
+/// Prompt-cache writes by TTL, from Anthropic's documented usage object, in
+/// JSON and in the `message_start` / `message_delta` events.
+#[test]
+fn anthropic_cache_writes_by_ttl() {
+    let json = r#"{"id":"msg_1","type":"message","model":"claude-sonnet-4-5","usage":{"input_tokens":10,"cache_creation_input_tokens":1000,"cache_read_input_tokens":2000,"cache_creation":{"ephemeral_5m_input_tokens":600,"ephemeral_1h_input_tokens":400},"output_tokens":5}}"#;
+    let got = scan(ApiFamily::Anthropic, "application/json", None, &[json.as_bytes()]);
+    assert_eq!((got.input_tokens, got.cached_tokens, got.cache_write_tokens, got.cache_write_1h_tokens, got.output_tokens), (3010, 2000, 1000, 400, 5));
+    let sse = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"claude-sonnet-4-5\",\"usage\":{\"input_tokens\":10,\"cache_creation_input_tokens\":1000,\"cache_read_input_tokens\":2000,\"cache_creation\":{\"ephemeral_5m_input_tokens\":1000,\"ephemeral_1h_input_tokens\":0},\"output_tokens\":1}}}\n\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":5}}\n\n";
+    let b = sse.as_bytes();
+    for cut in 0..=b.len() {
+        let got = scan(ApiFamily::Anthropic, "text/event-stream", None, &[&b[..cut], &b[cut..]]);
+        assert_eq!((got.input_tokens, got.cached_tokens, got.cache_write_tokens, got.cache_write_1h_tokens, got.output_tokens), (3010, 2000, 1000, 0, 5), "split at {cut}");
+    }
+    // No TTL breakdown (older answers): every write is a 5-minute one.
+    let json = r#"{"usage":{"input_tokens":1,"cache_creation_input_tokens":7,"output_tokens":1}}"#;
+    let got = scan(ApiFamily::Anthropic, "application/json", None, &[json.as_bytes()]);
+    assert_eq!((got.input_tokens, got.cache_write_tokens, got.cache_write_1h_tokens), (8, 7, 0));
 }

@@ -10,6 +10,57 @@ pub(super) fn text_block(s: &str) -> Value {
     json!({"type": "text", "text": s})
 }
 
+/// Anthropic allows this many prompt-cache breakpoints in one request.
+pub(super) const MAX_CACHE_BREAKPOINTS: usize = 4;
+
+/// The request's prompt-cache breakpoints (`cache_control` markers), by the
+/// OpenAI parameter that carried each, in request order.
+#[derive(Default)]
+pub(super) struct Breakpoints(pub Vec<String>);
+
+impl Breakpoints {
+    /// `from["cache_control"]`, checked, onto the Anthropic `block` (an
+    /// object); `param` names where it was. `{"type": "ephemeral"}` with an
+    /// optional `ttl` of `5m` or `1h`, as Anthropic takes it.
+    pub(super) fn carry(&mut self, from: &Value, block: &mut Value, param: &str) -> Result<(), TranslateError> {
+        self.carry_marker(from.get("cache_control"), block, param)
+    }
+
+    /// A `cache_control` value (maybe absent) onto `block`.
+    fn carry_marker(&mut self, cc: Option<&Value>, block: &mut Value, param: &str) -> Result<(), TranslateError> {
+        let Some(cc) = cc.filter(|v| !v.is_null()) else { return Ok(()) };
+        let p = format!("{param}.cache_control");
+        let o = cc.as_object().ok_or_else(|| invalid(p.clone(), "'cache_control' must be an object."))?;
+        if o.get("type").and_then(Value::as_str) != Some("ephemeral") {
+            return Err(invalid(format!("{p}.type"), "'cache_control.type' must be 'ephemeral'."));
+        }
+        match o.get("ttl") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(t)) if t == "5m" || t == "1h" => {}
+            Some(_) => return Err(invalid(format!("{p}.ttl"), "'cache_control.ttl' must be '5m' or '1h'.")),
+        }
+        if let Some(k) = o.keys().find(|k| !matches!(k.as_str(), "type" | "ttl")) {
+            return Err(invalid(format!("{p}.{k}"), format!("Unknown field '{k}' in 'cache_control'.")));
+        }
+        if let Some(b) = block.as_object_mut() {
+            b.insert("cache_control".into(), cc.clone());
+        }
+        self.0.push(p);
+        Ok(())
+    }
+
+    /// More than Anthropic allows is a 400 naming the first one too many.
+    pub(super) fn check(&self) -> Result<(), TranslateError> {
+        match self.0.get(MAX_CACHE_BREAKPOINTS) {
+            Some(p) => Err(invalid(
+                p.clone(),
+                format!("A request may carry at most {MAX_CACHE_BREAKPOINTS} cache_control breakpoints (this one has {}).", self.0.len()),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
 /// `data:<mime>[;params];base64,<data>` → (lower-case mime, data).
 fn parse_data_url(url: &str) -> Option<(String, &str)> {
     let rest = url.strip_prefix("data:")?;
@@ -74,11 +125,12 @@ fn push_turn(turns: &mut Vec<Turn>, role: &'static str, blocks: Vec<Value>) {
     }
 }
 
-/// Text-only content (system, developer, tool): string or array of `text` parts → texts.
-fn text_parts(content: Option<&Value>, p: &str) -> Result<Vec<String>, TranslateError> {
+/// Text-only content (system, developer, tool): string or array of `text`
+/// parts → text blocks, each part's `cache_control` kept.
+fn text_parts(content: Option<&Value>, p: &str, marks: &mut Breakpoints) -> Result<Vec<Value>, TranslateError> {
     match content {
         None => Ok(vec![]),
-        Some(Value::String(s)) => Ok(if s.is_empty() { vec![] } else { vec![s.clone()] }),
+        Some(Value::String(s)) => Ok(if s.is_empty() { vec![] } else { vec![text_block(s)] }),
         Some(Value::Array(parts)) => {
             let mut v = Vec::new();
             for (j, part) in parts.iter().enumerate() {
@@ -86,7 +138,9 @@ fn text_parts(content: Option<&Value>, p: &str) -> Result<Vec<String>, Translate
                     Some("text") => {
                         let t = part.get("text").and_then(Value::as_str).ok_or_else(|| invalid(format!("{p}[{j}].text"), "'text' must be a string."))?;
                         if !t.is_empty() {
-                            v.push(t.to_string());
+                            let mut b = text_block(t);
+                            marks.carry(part, &mut b, &format!("{p}[{j}]"))?;
+                            v.push(b);
                         }
                     }
                     _ => return Err(unsupported(format!("{p}[{j}]"), "Only text content parts are supported for this message role.")),
@@ -146,7 +200,7 @@ fn file_block(part: &Value, p: &str) -> Result<Value, TranslateError> {
     }
 }
 
-fn user_blocks(content: Option<&Value>, p: &str) -> Result<Vec<Value>, TranslateError> {
+fn user_blocks(content: Option<&Value>, p: &str, marks: &mut Breakpoints) -> Result<Vec<Value>, TranslateError> {
     match content {
         None => Err(invalid(p, "User messages must have 'content'.")),
         Some(Value::String(s)) => Ok(if s.is_empty() { vec![] } else { vec![text_block(s)] }),
@@ -154,18 +208,21 @@ fn user_blocks(content: Option<&Value>, p: &str) -> Result<Vec<Value>, Translate
             let mut v = Vec::new();
             for (j, part) in parts.iter().enumerate() {
                 let pj = format!("{p}[{j}]");
-                match part.get("type").and_then(Value::as_str) {
+                let mut block = match part.get("type").and_then(Value::as_str) {
                     Some("text") => {
                         let t = part.get("text").and_then(Value::as_str).ok_or_else(|| invalid(format!("{pj}.text"), "'text' must be a string."))?;
-                        if !t.is_empty() {
-                            v.push(text_block(t));
+                        if t.is_empty() {
+                            continue;
                         }
+                        text_block(t)
                     }
-                    Some("image_url") => v.push(image_block(part, &pj)?),
-                    Some("file") => v.push(file_block(part, &pj)?),
+                    Some("image_url") => image_block(part, &pj)?,
+                    Some("file") => file_block(part, &pj)?,
                     Some("input_audio") => return Err(unsupported(pj, "Audio input is not supported with this model.")),
                     _ => return Err(invalid(pj, "Unknown content part type.")),
-                }
+                };
+                marks.carry(part, &mut block, &pj)?;
+                v.push(block);
             }
             Ok(v)
         }
@@ -173,7 +230,7 @@ fn user_blocks(content: Option<&Value>, p: &str) -> Result<Vec<Value>, Translate
     }
 }
 
-fn assistant_blocks(m: &Map<String, Value>, p: &str) -> Result<Vec<Value>, TranslateError> {
+fn assistant_blocks(m: &Map<String, Value>, p: &str, marks: &mut Breakpoints) -> Result<Vec<Value>, TranslateError> {
     let pc = format!("{p}.content");
     let mut v = Vec::new();
     match get(m, "content") {
@@ -189,7 +246,9 @@ fn assistant_blocks(m: &Map<String, Value>, p: &str) -> Result<Vec<Value>, Trans
                 };
                 let t = part.get(key).and_then(Value::as_str).ok_or_else(|| invalid(format!("{pc}[{j}].{key}"), format!("'{key}' must be a string.")))?;
                 if !t.is_empty() {
-                    v.push(text_block(t));
+                    let mut b = text_block(t);
+                    marks.carry(part, &mut b, &format!("{pc}[{j}]"))?;
+                    v.push(b);
                 }
             }
         }
@@ -227,8 +286,10 @@ fn assistant_blocks(m: &Map<String, Value>, p: &str) -> Result<Vec<Value>, Trans
     Ok(v)
 }
 
-/// OpenAI messages → (system texts, alternating Anthropic turns).
-pub(super) fn translate_messages(msgs: &[Value]) -> Result<(Vec<String>, Vec<Turn>), TranslateError> {
+/// OpenAI messages → (system blocks, alternating Anthropic turns). A
+/// `cache_control` on a content part stays on its block; one on the message
+/// itself goes on the message's last block (LiteLLM's form).
+pub(super) fn translate_messages(msgs: &[Value], marks: &mut Breakpoints) -> Result<(Vec<Value>, Vec<Turn>), TranslateError> {
     let mut system = Vec::new();
     let mut turns: Vec<Turn> = Vec::new();
     for (i, m) in msgs.iter().enumerate() {
@@ -236,10 +297,19 @@ pub(super) fn translate_messages(msgs: &[Value]) -> Result<(Vec<String>, Vec<Tur
         let m = m.as_object().ok_or_else(|| invalid(p.clone(), "Each message must be an object."))?;
         let role = m.get("role").and_then(Value::as_str).unwrap_or("");
         let pc = format!("{p}.content");
+        let message_mark = |mut blocks: Vec<Value>, marks: &mut Breakpoints| -> Result<Vec<Value>, TranslateError> {
+            if let Some(cc) = get(m, "cache_control") {
+                match blocks.last_mut() {
+                    Some(last) => marks.carry_marker(Some(cc), last, &p)?,
+                    None => return Err(invalid(format!("{p}.cache_control"), "'cache_control' needs content to mark.")),
+                }
+            }
+            Ok(blocks)
+        };
         match role {
-            "system" | "developer" => system.extend(text_parts(get(m, "content"), &pc)?),
-            "user" => push_turn(&mut turns, "user", user_blocks(get(m, "content"), &pc)?),
-            "assistant" => push_turn(&mut turns, "assistant", assistant_blocks(m, &p)?),
+            "system" | "developer" => system.extend(message_mark(text_parts(get(m, "content"), &pc, marks)?, marks)?),
+            "user" => push_turn(&mut turns, "user", message_mark(user_blocks(get(m, "content"), &pc, marks)?, marks)?),
+            "assistant" => push_turn(&mut turns, "assistant", message_mark(assistant_blocks(m, &p, marks)?, marks)?),
             "tool" => {
                 let id = get(m, "tool_call_id").and_then(Value::as_str).ok_or_else(|| invalid(format!("{p}.tool_call_id"), "'tool_call_id' must be a string."))?;
                 let mut block = json!({"type": "tool_result", "tool_use_id": id});
@@ -250,13 +320,13 @@ pub(super) fn translate_messages(msgs: &[Value]) -> Result<(Vec<String>, Vec<Tur
                         }
                     }
                     c => {
-                        let texts = text_parts(c, &pc)?;
-                        if !texts.is_empty() {
-                            block["content"] = Value::Array(texts.iter().map(|t| text_block(t)).collect());
+                        let blocks = text_parts(c, &pc, marks)?;
+                        if !blocks.is_empty() {
+                            block["content"] = Value::Array(blocks);
                         }
                     }
                 }
-                push_turn(&mut turns, "user", vec![block]);
+                push_turn(&mut turns, "user", message_mark(vec![block], marks)?);
             }
             "function" => return Err(unsupported(format!("{p}.role"), "The deprecated 'function' role is not supported; use 'tool' messages.")),
             _ => return Err(invalid(format!("{p}.role"), "'role' must be one of system, developer, user, assistant, tool.")),

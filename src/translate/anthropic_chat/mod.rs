@@ -83,6 +83,9 @@ pub struct AnthropicChat {
     created: u64,
     in_tokens: u64,
     cache_creation: u64,
+    /// `cache_creation.ephemeral_{5m,1h}_input_tokens`.
+    cache_5m: u64,
+    cache_1h: u64,
     cache_read: u64,
     out_tokens: u64,
     usage_seen: bool,
@@ -125,6 +128,8 @@ impl AnthropicChat {
             created: 0,
             in_tokens: 0,
             cache_creation: 0,
+            cache_5m: 0,
+            cache_1h: 0,
             cache_read: 0,
             out_tokens: 0,
             usage_seen: false,
@@ -155,6 +160,15 @@ impl AnthropicChat {
         if let Some(n) = field("cache_creation_input_tokens") {
             self.cache_creation = n;
             self.usage_seen = true;
+        }
+        if let Some(c) = u.get("cache_creation") {
+            let ttl = |k: &str| c.get(k).and_then(Value::as_u64).map(|n| n.min(USAGE_CAP));
+            if let Some(n) = ttl("ephemeral_5m_input_tokens") {
+                self.cache_5m = n;
+            }
+            if let Some(n) = ttl("ephemeral_1h_input_tokens") {
+                self.cache_1h = n;
+            }
         }
         if let Some(n) = field("cache_read_input_tokens") {
             self.cache_read = n;
@@ -202,11 +216,15 @@ impl Translator for AnthropicChat {
     }
 
     fn usage(&self) -> TokenUsage {
+        // The TTL breakdown, when given, accounts for every write.
+        let written = self.cache_creation.max(self.cache_5m + self.cache_1h);
         TokenUsage {
-            input_tokens: self.in_tokens + self.cache_creation + self.cache_read,
+            input_tokens: self.in_tokens + written + self.cache_read,
             output_tokens: self.out_tokens,
             cached_tokens: self.cache_read,
             reasoning_tokens: 0,
+            cache_write_tokens: written,
+            cache_write_1h_tokens: self.cache_1h.min(written),
             seen: self.usage_seen,
         }
     }

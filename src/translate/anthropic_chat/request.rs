@@ -1,6 +1,6 @@
 //! Request translation: OpenAI chat parameters → Anthropic Messages parameters.
 
-use super::messages::{text_block, translate_messages, Turn};
+use super::messages::{translate_messages, Breakpoints, Turn};
 use super::{get, invalid, thinking_budget, unsupported, AnthropicChat, JSON_TOOL_NAME};
 use crate::translate::common::obj;
 use crate::translate::{Options, TranslateError};
@@ -147,12 +147,16 @@ impl AnthropicChat {
             }
         }
 
-        // tools
+        // tools (their prompt-cache breakpoints come first, as Anthropic
+        // reads the prompt: tools, system, messages)
+        let mut marks = Breakpoints::default();
         let mut tools = Vec::new();
         if let Some(ts) = get(&obj, "tools") {
             let ts = ts.as_array().ok_or_else(|| invalid("tools", "'tools' must be an array."))?;
             for (i, t) in ts.iter().enumerate() {
-                tools.push(translate_tool(t, i)?);
+                let mut tool = translate_tool(t, i)?;
+                marks.carry(t, &mut tool, &format!("tools[{i}]"))?;
+                tools.push(tool);
             }
         }
         let mut tool_choice: Option<Value> = None;
@@ -247,9 +251,13 @@ impl AnthropicChat {
         if msgs.is_empty() {
             return Err(invalid("messages", "'messages' must be a non-empty array."));
         }
-        let (system, turns) = translate_messages(msgs)?;
+        let (mut system, turns) = translate_messages(msgs, &mut marks)?;
+        marks.check()?;
         if !system.is_empty() {
-            let sys = if system.len() == 1 { Value::from(system.into_iter().next().unwrap_or_default()) } else { Value::Array(system.iter().map(|s| text_block(s)).collect()) };
+            // One plain text is sent as a string; several, or any carrying
+            // a cache_control, as a block array.
+            let plain = system.len() == 1 && system[0].as_object().is_some_and(|o| o.len() == 2);
+            let sys = if plain { system[0]["text"].take() } else { Value::Array(system) };
             out.insert("system".into(), sys);
         }
         if turns.is_empty() {

@@ -419,10 +419,10 @@ fn response_text() {
     let mut expected = json!({
         "id": "chatcmpl-msg_013Zva2CMHLNnXjNJJKqJ2EF", "object": "chat.completion", "created": out["created"], "model": "claude-sonnet-4-5-20250929",
         "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi! My name is Claude.", "refusal": null}, "finish_reason": "stop", "logprobs": null}],
-        "usage": {"prompt_tokens": 2205, "completion_tokens": 503, "total_tokens": 2708, "prompt_tokens_details": {"cached_tokens": 100}, "completion_tokens_details": {"reasoning_tokens": 0}},
+        "usage": {"prompt_tokens": 2205, "completion_tokens": 503, "total_tokens": 2708, "prompt_tokens_details": {"cached_tokens": 100, "cache_write_tokens": 10}, "completion_tokens_details": {"reasoning_tokens": 0}},
     });
     assert_eq!(out, expected);
-    assert_eq!(t.usage(), TokenUsage { input_tokens: 2205, output_tokens: 503, cached_tokens: 100, reasoning_tokens: 0, seen: true });
+    assert_eq!(t.usage(), TokenUsage { input_tokens: 2205, output_tokens: 503, cached_tokens: 100, reasoning_tokens: 0, cache_write_tokens: 10, seen: true, ..Default::default() });
     assert_eq!(t.response_model().as_deref(), Some("claude-sonnet-4-5-20250929"));
     expected["x"] = json!(1); // the comparison above is exact
     assert_ne!(out, expected);
@@ -639,7 +639,7 @@ fn stream_text() {
     if let ClientEvent::Data(c) = &out[0] {
         assert!(c.get("usage").is_none());
     }
-    assert_eq!(t.usage(), TokenUsage { input_tokens: 25, output_tokens: 15, cached_tokens: 0, reasoning_tokens: 0, seen: true });
+    assert_eq!(t.usage(), TokenUsage { input_tokens: 25, output_tokens: 15, cached_tokens: 0, reasoning_tokens: 0, seen: true, ..Default::default() });
     assert_eq!(t.response_model().as_deref(), Some("claude-opus-4-6"));
 }
 
@@ -719,7 +719,7 @@ fn stream_thinking_is_dropped_and_cache_tokens_counted() {
         choices(&out, "chatcmpl-msg_01think", "claude-sonnet-4-5"),
         vec![d(json!({"role": "assistant", "content": ""})), d(json!({"content": "The GCD is 21."})), fin("length")]
     );
-    assert_eq!(t.usage(), TokenUsage { input_tokens: 3210, output_tokens: 512, cached_tokens: 3000, reasoning_tokens: 0, seen: true });
+    assert_eq!(t.usage(), TokenUsage { input_tokens: 3210, output_tokens: 512, cached_tokens: 3000, reasoning_tokens: 0, cache_write_tokens: 200, seen: true, ..Default::default() });
 }
 
 #[test]
@@ -1019,4 +1019,87 @@ fn arb_json() -> impl Strategy<Value = Value> {
             .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
+}
+
+// ------------------------------------------------------------------ prompt caching (cache_control)
+
+#[test]
+fn cache_control_on_parts_reaches_the_matching_blocks() {
+    let eph = json!({"type": "ephemeral"});
+    let hour = json!({"type": "ephemeral", "ttl": "1h"});
+    let out = ok(json!({
+        "model": "claude-sonnet-4-5",
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}, "cache_control": hour}],
+        "messages": [
+            {"role": "system", "content": [{"type": "text", "text": "a long shared system prompt", "cache_control": hour}, {"type": "text", "text": "tail"}]},
+            {"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{PNG_B64}")}, "cache_control": eph},
+                {"type": "text", "text": "question"},
+            ]},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": [{"type": "text", "text": "result", "cache_control": eph}]},
+        ],
+    }));
+    // The system message with parts is a block array, markers and ttl kept.
+    assert_eq!(out["system"], json!([
+        {"type": "text", "text": "a long shared system prompt", "cache_control": hour},
+        {"type": "text", "text": "tail"},
+    ]));
+    assert_eq!(out["tools"][0]["cache_control"], hour);
+    let user = &out["messages"][0]["content"];
+    assert_eq!(user[0]["type"], "image");
+    assert_eq!(user[0]["cache_control"], eph);
+    assert_eq!(user[1], json!({"type": "text", "text": "question"}));
+    let result = &out["messages"][2]["content"][0];
+    assert_eq!(result["type"], "tool_result");
+    assert_eq!(result["content"], json!([{"type": "text", "text": "result", "cache_control": eph}]));
+}
+
+#[test]
+fn cache_control_on_a_message_marks_its_last_block() {
+    let eph = json!({"type": "ephemeral", "ttl": "5m"});
+    let out = ok(msgs(json!([
+        {"role": "system", "content": "shared prompt", "cache_control": eph},
+        {"role": "user", "content": "question", "cache_control": eph},
+    ])));
+    assert_eq!(out["system"], json!([{"type": "text", "text": "shared prompt", "cache_control": eph}]));
+    // A single marked text stays a block (a string cannot carry the marker).
+    assert_eq!(out["messages"][0]["content"], json!([{"type": "text", "text": "question", "cache_control": eph}]));
+    // Unmarked, the plain forms stay as they were.
+    let out = ok(msgs(json!([{"role": "system", "content": "s"}, {"role": "user", "content": "q"}])));
+    assert_eq!(out["system"], json!("s"));
+    assert_eq!(out["messages"][0]["content"], json!("q"));
+}
+
+#[test]
+fn at_most_four_breakpoints_and_well_formed_markers() {
+    let eph = json!({"type": "ephemeral"});
+    let part = |t: &str| json!({"type": "text", "text": t, "cache_control": eph});
+    let four = msgs(json!([{"role": "user", "content": [part("a"), part("b"), part("c"), part("d")]}]));
+    assert_eq!(ok(four)["messages"][0]["content"].as_array().unwrap().len(), 4);
+    let five = msgs(json!([
+        {"role": "system", "content": [part("s")]},
+        {"role": "user", "content": [part("a"), part("b"), part("c"), part("d")]},
+    ]));
+    let e = refused(five, "messages[1].content[3].cache_control");
+    assert!(e.message.contains("at most 4"), "{}", e.message);
+    refused(msgs(json!([{"role": "user", "content": [{"type": "text", "text": "a", "cache_control": {"type": "persistent"}}]}])), "messages[0].content[0].cache_control.type");
+    refused(msgs(json!([{"role": "user", "content": [{"type": "text", "text": "a", "cache_control": {"type": "ephemeral", "ttl": "2h"}}]}])), "messages[0].content[0].cache_control.ttl");
+    refused(msgs(json!([{"role": "user", "content": [{"type": "text", "text": "a", "cache_control": "ephemeral"}]}])), "messages[0].content[0].cache_control");
+}
+
+#[test]
+fn cache_writes_by_ttl_are_in_the_usage() {
+    let mut t = AnthropicChat::new();
+    t.request(base(json!({})), &Options::default()).unwrap();
+    let body = json!({
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+        "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
+        "usage": {"input_tokens": 10, "cache_creation_input_tokens": 1000, "cache_read_input_tokens": 2000, "output_tokens": 5,
+                  "cache_creation": {"ephemeral_5m_input_tokens": 600, "ephemeral_1h_input_tokens": 400}},
+    });
+    let v = t.response(body).unwrap();
+    let u = t.usage();
+    assert_eq!((u.input_tokens, u.cached_tokens, u.cache_write_tokens, u.cache_write_1h_tokens), (3010, 2000, 1000, 400));
+    assert_eq!(v["usage"]["prompt_tokens_details"]["cache_write_tokens"], 1000);
 }

@@ -131,6 +131,7 @@ fn parse_usage(u: &Value) -> TokenUsage {
         cached_tokens: n("cachedContentTokenCount"),
         reasoning_tokens: thoughts,
         seen: true,
+        ..Default::default()
     }
 }
 

@@ -334,7 +334,7 @@ fn thoughts_cache_and_usage() {
         json!({"prompt_tokens": 1200, "completion_tokens": 340, "total_tokens": 1540,
                "prompt_tokens_details": {"cached_tokens": 1024}, "completion_tokens_details": {"reasoning_tokens": 300}})
     );
-    assert_eq!(t.usage(), TokenUsage { input_tokens: 1200, output_tokens: 340, cached_tokens: 1024, reasoning_tokens: 300, seen: true });
+    assert_eq!(t.usage(), TokenUsage { input_tokens: 1200, output_tokens: 340, cached_tokens: 1024, reasoning_tokens: 300, seen: true, ..Default::default() });
     assert_eq!(t.response_model().as_deref(), Some("gemini-2.5-pro-preview-05-06"));
 }
 
@@ -555,7 +555,7 @@ fn function_call_stream() {
             json!("[DONE]"),
         ]
     );
-    assert_eq!(t.usage(), TokenUsage { input_tokens: 20, output_tokens: 14, reasoning_tokens: 4, cached_tokens: 0, seen: true });
+    assert_eq!(t.usage(), TokenUsage { input_tokens: 20, output_tokens: 14, reasoning_tokens: 4, cached_tokens: 0, seen: true, ..Default::default() });
 }
 
 #[test]
