@@ -11,6 +11,8 @@ const ACCEPTED: &[&str] = &[
     "model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "temperature", "top_p",
     "stop", "n", "seed", "presence_penalty", "frequency_penalty", "reasoning_effort", "response_format", "tools",
     "tool_choice", "parallel_tool_calls", "logprobs", "top_logprobs",
+    // explicit context caching: `cachedContent` (see `cached_content`)
+    "cached_content", "extra_body",
     // dropped: they do not change the answer
     "user", "store", "metadata", "service_tier", "safety_identifier", "prompt_cache_key",
 ];
@@ -440,6 +442,9 @@ impl GeminiChat {
         }
 
         let mut body = obj!("contents" => contents);
+        if let Some(name) = cached_content(obj)? {
+            body["cachedContent"] = Value::String(name);
+        }
         if !system.is_empty() {
             body["systemInstruction"] = obj!("parts" => system);
         }
@@ -463,4 +468,41 @@ impl GeminiChat {
         }
         Ok(body)
     }
+}
+
+/// Gemini's explicit context caching: the cache to answer from, named as
+/// the OpenAI SDK sends it through `extra_body` — `cached_content` at the
+/// top level, or Google's OpenAI-compatibility form
+/// `extra_body: {google: {cached_content}}` — sent as `cachedContent`.
+/// Its tokens come back as `cachedContentTokenCount`, priced as cached input.
+fn cached_content(obj: &serde_json::Map<String, Value>) -> Result<Option<String>, TranslateError> {
+    let name_of = |v: &Value, param: &str| match v {
+        Value::Null => Ok(None),
+        Value::String(s) if !s.trim().is_empty() && !s.contains(['?', '#']) => Ok(Some(s.clone())),
+        _ => Err(TranslateError::invalid(param, "must name a cached content (cachedContents/<id>)")),
+    };
+    let mut name = match obj.get("cached_content") {
+        Some(v) => name_of(v, "cached_content")?,
+        None => None,
+    };
+    match obj.get("extra_body") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(eb)) => {
+            for (k, v) in eb {
+                let Some(google) = v.as_object().filter(|_| k == "google") else {
+                    return Err(TranslateError::unsupported(format!("extra_body.{k}"), format!("extra_body.{k} is not supported with this model")));
+                };
+                for (gk, gv) in google {
+                    if gk != "cached_content" {
+                        return Err(TranslateError::unsupported(format!("extra_body.google.{gk}"), format!("extra_body.google.{gk} is not supported")));
+                    }
+                    if let Some(n) = name_of(gv, "extra_body.google.cached_content")? {
+                        name = Some(n);
+                    }
+                }
+            }
+        }
+        Some(_) => return Err(TranslateError::invalid("extra_body", "must be an object")),
+    }
+    Ok(name)
 }

@@ -851,3 +851,28 @@ proptest! {
         prop_assert_eq!(body["contents"].as_array().unwrap().iter().all(|c| c["role"] == "user"), true);
     }
 }
+
+#[test]
+fn cached_content_passes_through_as_cached_content() {
+    let req = |extra: Value| {
+        let mut r = json!({"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "hi"}]});
+        for (k, v) in extra.as_object().unwrap() {
+            r[k] = v.clone();
+        }
+        GeminiChat::new().request(r, &Options::default())
+    };
+    let out = req(json!({"cached_content": "cachedContents/abc123"})).unwrap();
+    assert_eq!(out["cachedContent"], "cachedContents/abc123");
+    let out = req(json!({"extra_body": {"google": {"cached_content": "cachedContents/xyz"}}})).unwrap();
+    assert_eq!(out["cachedContent"], "cachedContents/xyz");
+    assert!(req(json!({})).unwrap().get("cachedContent").is_none());
+    assert_eq!(req(json!({"cached_content": 5})).unwrap_err().param.as_deref(), Some("cached_content"));
+    assert_eq!(req(json!({"extra_body": {"google": {"thinking_config": {}}}})).unwrap_err().param.as_deref(), Some("extra_body.google.thinking_config"));
+    // Its tokens are priced as cached input.
+    let mut t = GeminiChat::new();
+    t.request(json!({"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "hi"}]}), &Options::default()).unwrap();
+    t.response(json!({"candidates": [{"content": {"parts": [{"text": "ok"}], "role": "model"}, "finishReason": "STOP"}],
+                     "usageMetadata": {"promptTokenCount": 1000, "candidatesTokenCount": 3, "cachedContentTokenCount": 900}})).unwrap();
+    let u = t.usage();
+    assert_eq!((u.input_tokens, u.cached_tokens, u.cache_write_tokens), (1000, 900, 0));
+}
