@@ -65,6 +65,8 @@ pub struct Gateway {
     shared: Option<Arc<SharedCounters>>,
     /// Async jobs (SPEC 9).
     pub jobs: jobs::Jobs,
+    /// The request log store (SPEC 12), when `tollgate.logs` is set.
+    pub logs: Option<crate::logs::LogStore>,
 }
 
 
@@ -79,6 +81,7 @@ impl Gateway {
             key_health: Default::default(),
             connector: Arc::new(Connector::new(connector_options)),
             jobs: jobs::Jobs::default(),
+            logs: None,
         }
     }
 
