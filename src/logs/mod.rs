@@ -21,7 +21,7 @@
 //! later flow through without a migration. `cache` and `async_job_id` are
 //! read from the record when present. Content only with `capture_content`.
 //!
-//! **Retention.** Each minute (and at start): rows older than
+//! **Retention.** At start and each minute: rows older than
 //! `retention_days`, and the oldest past `max_rows`, are deleted.
 //!
 //! Across many instances each has its own store; the fleet view is the JSON
@@ -95,6 +95,10 @@ impl LogStore {
     pub fn open(path: &Path, conf: LogsConf) -> Result<LogStore, String> {
         let conn = writer::connect(path).map_err(|e| format!("{}: {e}", path.display()))?;
         writer::migrate(&conn).map_err(|e| format!("{}: {e}", path.display()))?;
+        // Retention at start too (a store that was off for a while).
+        if let Err(e) = writer::retain(&conn, conf.retention_days, conf.max_rows, writer::now_ms()) {
+            log::warn!("log store {}: retention: {e}", path.display());
+        }
         drop(conn);
         LazyLock::force(&DROPPED);
         let shared = Shared { queue: Mutex::new(Queue::default()), wake: Condvar::new(), done: Condvar::new() };

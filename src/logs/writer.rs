@@ -61,7 +61,8 @@ pub(super) fn run(store: &LogStore) {
     let shared = &store.shared;
     let mut conn: Option<Connection> = None;
     let mut batch: Vec<Entry> = Vec::new();
-    let mut last_retention: Option<Instant> = None;
+    // `open` applied retention; the writer does each minute after that.
+    let mut last_retention: Option<Instant> = Some(Instant::now());
     loop {
         let asked = {
             let mut q = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
