@@ -265,3 +265,28 @@ fn a_non_loopback_admin_listener_without_a_token_does_not_start() {
     assert_eq!(r.status, 404);
     assert_eq!(r.json()["error"]["type"], "logs_not_configured");
 }
+
+#[test]
+fn capture_content_keeps_bounded_messages_and_answers_searchable() {
+    let m = mock();
+    let gw = start(&m, "{ capture_content: true }", "");
+    let post = |vk: &str, text: &str| post_json(gw.port, "/openai/v1/chat/completions", &[("x-tollgate-vk", vk)], &json!({"model": "openai/gpt-4o", "messages": [{"role":"user","content": text}]}));
+    assert_eq!(post(VK_A, "which fruit is a PINEAPPLE?").status, 200);
+    assert_eq!(post(VK_B, &"long ".repeat(10_000)).status, 200);
+    let hit = wait_rows(gw.metrics_port, "?q=pineapple", 1);
+    let row = &hit["logs"][0];
+    assert_eq!(row["virtual_key"], "team-a");
+    assert_eq!(row["content"]["request"], "user: which fruit is a PINEAPPLE?\n");
+    assert_eq!(row["content"]["response"], "hi");
+    let long = wait_rows(gw.metrics_port, "?virtual_key=team-b&route=%2Fopenai", 1);
+    let kept = long["logs"][0]["content"]["request"].as_str().unwrap().len();
+    assert!(kept <= 16 * 1024 && kept > 16_000, "bounded per row: {kept}");
+    // The passthrough keeps no content, and no secret is ever in a row.
+    chat(gw.port, VK_A, "gpt-4o");
+    let p = wait_rows(gw.metrics_port, "?route=%2Fopenai_passthrough", 1);
+    assert!(p["logs"][0].get("content").is_none());
+    let all = logs(gw.metrics_port, "?limit=1000").text();
+    for s in [VK_A, VK_B, "sk-real-pool-key"] {
+        assert!(!all.contains(s));
+    }
+}

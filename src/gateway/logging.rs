@@ -160,7 +160,7 @@ impl Gateway {
         }
         // The request log store (SPEC 12): queued, never waited for.
         if let Some(logs) = &self.logs {
-            logs.write(crate::logs::Entry { record: rec.clone(), content: None });
+            logs.write(crate::logs::Entry { record: rec.clone(), content: ctx.outcome.log_content.take() });
         }
         self.access_log.write(rec);
     }

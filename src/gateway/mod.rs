@@ -37,6 +37,7 @@ mod admission;
 mod ctx;
 pub mod drain;
 pub mod live;
+mod log_content;
 mod logging;
 mod openai;
 mod openai_io;

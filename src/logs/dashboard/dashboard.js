@@ -34,6 +34,9 @@
       if (el.type === "datetime-local") v = new Date(v).toISOString();
       p.set(el.name, v);
     }
+    // Without a start, the last 24 hours: stats over a whole store of a
+    // million rows take seconds, a day's take milliseconds.
+    if (!p.has("since")) p.set("since", new Date(Date.now() - 86400000).toISOString());
     for (const [k, v] of Object.entries(extra || {})) p.set(k, v);
     return p.toString();
   }
@@ -124,8 +127,9 @@
     add("line", { x1: L, x2: W - 4, y1: H - B, y2: H - B, stroke: "#dde1e8" });
     add("text", { x: L - 4, y: T + 8, "text-anchor": "end" }, label(max));
     add("text", { x: L - 4, y: H - B, "text-anchor": "end" }, "0");
-    add("text", { x: L, y: H - 4 }, new Date(data.since_ms).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" }));
-    add("text", { x: W - 4, y: H - 4, "text-anchor": "end" }, new Date(data.until_ms).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" }));
+    const tick = (ms) => new Date(ms).toLocaleString(undefined, span > 12 * 3600e3 ? { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" } : { hour: "2-digit", minute: "2-digit" });
+    add("text", { x: L, y: H - 4 }, tick(data.since_ms));
+    add("text", { x: W - 4, y: H - 4, "text-anchor": "end" }, tick(data.until_ms));
     const summary = [];
     data.series.forEach((s, i) => {
       const color = COLORS[i % COLORS.length];
