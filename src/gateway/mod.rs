@@ -74,6 +74,8 @@ pub struct Gateway {
 impl Gateway {
     pub fn new(live: Arc<LiveConfig>, access_log: AccessLog, connector_options: Option<ConnectorOptions>) -> Self {
         let shared = live.snapshot().config.redis.clone().map(|r| Arc::new(SharedCounters::new(r)));
+        // tollgate_logs_dropped_total is exported (0) with the logs off too.
+        std::sync::LazyLock::force(&crate::logs::DROPPED);
         Gateway {
             shared,
             live,
