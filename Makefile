@@ -47,10 +47,11 @@ e2e: build venv
 
 # System packages: cmake (Pingora's zlib-ng build), pkg-config + libssl-dev
 # (system OpenSSL), systemd (systemd-analyze checks the unit), redis-server
-# (the shared-counter tests start their own), python3-venv (the SDK test venv).
+# (the shared-counter tests start their own), python3-venv (the SDK test venv),
+# chromium (the dashboard's browser test drives it through Playwright).
 deps:
 	@missing=""; \
-	for p in cmake pkg-config libssl-dev systemd curl redis-server; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	for p in cmake pkg-config libssl-dev systemd curl redis-server chromium; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	$(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \

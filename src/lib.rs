@@ -8,6 +8,8 @@
 //!   usage family, price fallback (Vertex with its OAuth).
 //! * `observe` — usage scanner, prices, metrics, access records, traces.
 //! * `config` — the `tollgate:` section, one file per section.
+//! * `logs` — the request log store (SQLite beside the store): its writer
+//!   off the request path, the query API's filters and SQL, the dashboard.
 //! * `governance` — virtual keys, limits (local and Redis), key pools.
 //! * `routes` — plain decisions over a request: prefix, path safety,
 //!   Gemini or Vertex, credentials, upstream plan, header hygiene.
@@ -24,6 +26,7 @@ pub mod config;
 pub mod errors;
 pub mod gateway;
 pub mod governance;
+pub mod logs;
 pub mod net;
 pub mod observe;
 pub mod providers;

@@ -91,7 +91,19 @@ fn main() {
     }
     let connector_options = Some(pingora::connectors::ConnectorOptions::from_server_conf(&server.configuration));
     let live = Arc::new(LiveConfig::new(config.clone(), virtual_keys.clone()));
-    let gateway = Gateway::new(live.clone(), access_log.clone(), connector_options);
+    let mut gateway = Gateway::new(live.clone(), access_log.clone(), connector_options);
+    // The request log store (SPEC 12): its own SQLite file beside the store.
+    if let Some(conf) = &config.logs {
+        let path = tollgate::logs::path_beside(&config.store_path);
+        match tollgate::logs::LogStore::open(&path, conf.clone()) {
+            Ok(l) => gateway.logs = Some(l),
+            Err(e) => {
+                eprintln!("tollgate: {conf_path}: `tollgate.logs`: cannot open the log store {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    let logs_at_exit = gateway.logs.clone();
     // Async jobs (SPEC 9): in Redis when configured (connected by the worker
     // service, on its own runtime), else in the SQLite store.
     let redis_jobs = config.redis.as_ref().map(|r| (r.url(), r.key_prefix.clone()));
@@ -112,6 +124,9 @@ fn main() {
     let log_at_exit = access_log.clone();
     let finish: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
         log_at_exit.flush();
+        if let Some(l) = &logs_at_exit {
+            l.flush(Duration::from_secs(5));
+        }
         tollgate::observe::trace::shutdown();
         if let Some(p) = &final_flush {
             p.flush();

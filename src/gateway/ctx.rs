@@ -102,6 +102,8 @@ pub(super) struct Outcome {
     pub job_id: Option<String>,
     pub stream: bool,
     pub counted_in_flight: bool,
+    /// What the request log store keeps with `capture_content` (`/openai`).
+    pub log_content: Option<crate::logs::Content>,
 }
 
 impl Ctx {

@@ -161,6 +161,10 @@ impl Gateway {
                 METRICS.vk_spend.with_label_values(&[vk]).set(spend);
             }
         }
+        // The request log store (SPEC 12): queued, never waited for.
+        if let Some(logs) = &self.logs {
+            logs.write(crate::logs::Entry { record: rec.clone(), content: ctx.outcome.log_content.take() });
+        }
         self.access_log.write(rec);
     }
 }

@@ -37,6 +37,7 @@ mod admission;
 mod ctx;
 pub mod drain;
 pub mod live;
+mod log_content;
 mod logging;
 mod openai;
 mod openai_io;
@@ -65,12 +66,16 @@ pub struct Gateway {
     shared: Option<Arc<SharedCounters>>,
     /// Async jobs (SPEC 9).
     pub jobs: jobs::Jobs,
+    /// The request log store (SPEC 12), when `tollgate.logs` is set.
+    pub logs: Option<crate::logs::LogStore>,
 }
 
 
 impl Gateway {
     pub fn new(live: Arc<LiveConfig>, access_log: AccessLog, connector_options: Option<ConnectorOptions>) -> Self {
         let shared = live.snapshot().config.redis.clone().map(|r| Arc::new(SharedCounters::new(r)));
+        // tollgate_logs_dropped_total is exported (0) with the logs off too.
+        std::sync::LazyLock::force(&crate::logs::DROPPED);
         Gateway {
             shared,
             live,
@@ -79,6 +84,7 @@ impl Gateway {
             key_health: Default::default(),
             connector: Arc::new(Connector::new(connector_options)),
             jobs: jobs::Jobs::default(),
+            logs: None,
         }
     }
 

@@ -49,6 +49,17 @@ impl Gateway {
             return self.submit_job(session, ctx, prepared).await;
         }
         let mut sink = super::sink::SessionSink(session);
+        if ctx.outcome.log_content.is_some() {
+            // capture_content: the answer's text, read from a bounded copy.
+            let mut copy = super::log_content::ContentSink { inner: &mut sink, copy: Vec::new() };
+            let done = self.execute_openai(&mut copy, ctx, prepared, translated).await;
+            let answer = super::log_content::answer_text(&copy.copy);
+            if let Some(c) = ctx.outcome.log_content.as_mut() {
+                *c = crate::logs::Content::new(&c.request, &answer);
+            }
+            done?;
+            return Ok(true);
+        }
         self.execute_openai(&mut sink, ctx, prepared, translated).await?;
         Ok(true)
     }
@@ -95,6 +106,9 @@ impl Gateway {
         if let Some(t) = ctx.trace.as_mut() {
             t.target(provider, operation_for(endpoint.openai_path()), Some(&native));
             t.input(crate::providers::ApiFamily::OpenAi, &req);
+        }
+        if self.logs.as_ref().is_some_and(|l| l.conf.capture_content) {
+            ctx.outcome.log_content = Some(crate::logs::Content::new(&super::log_content::request_text(&req), ""));
         }
 
         // Who is calling, and may they.

@@ -15,7 +15,7 @@ pub enum AccessLogTarget {
     File(String),
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Clone, Serialize)]
 pub struct Record {
     pub ts: String,
     pub request_id: String,

@@ -89,7 +89,10 @@ impl ServeHttp for AdminApp {
         let reply = if path == "/admin" || path.starts_with("/admin/") {
             let token = self.gateway.live.snapshot().config.admin.token.clone();
             let auth = session.req_header().headers.get("authorization").map(|v| v.as_bytes().to_vec());
-            if token.as_deref().is_some_and(|t| !authorized(auth.as_deref(), t)) {
+            // The dashboard's page and assets are static (no data): open, so
+            // a browser can load them; the page then sends the token.
+            let public = matches!(path.as_str(), "/admin" | "/admin/") || path.starts_with("/admin/assets/");
+            if !public && token.as_deref().is_some_and(|t| !authorized(auth.as_deref(), t)) {
                 AdminReply::error(401, "admin_unauthorized", "the admin API needs Authorization: Bearer <admin.token>")
             } else {
                 let mut body = Vec::new();

@@ -1,0 +1,104 @@
+//! The request log store's queries at 1,000,000 rows (SPEC 12, issue 27:
+//! filtered queries answer in p50 ≤ 50 ms). Fills a log store through the
+//! real writer (30 days of rows, 20 virtual keys, 5 providers, 2% 5xx and
+//! 3% 4xx), then times `GET /admin/logs` queries (page + stats) and the
+//! per-key series, 20 runs each, and prints p50 and p95.
+//!
+//! `cargo bench --bench logs_query` (ROWS=... to change the size; the
+//! filled file is kept in $TMPDIR/tollgate-logs-bench-<rows>.db and reused).
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tollgate::config::logs::LogsConf;
+use tollgate::logs::{parse_filter, series, Entry, LogStore, Page};
+use tollgate::observe::access_log::{rfc3339, Record};
+
+fn main() {
+    let rows: u64 = std::env::var("ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let path = std::env::temp_dir().join(format!("tollgate-logs-bench-{rows}.db"));
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+    let span = 29 * 86_400_000u64;
+    let conf = LogsConf { retention_days: 30, max_rows: rows + 1, capture_content: false };
+    let store = LogStore::open(&path, conf).unwrap();
+    let have: i64 = store.reader().unwrap().query_row("SELECT COUNT(*) FROM logs", [], |r| r.get(0)).unwrap();
+    let have = have as u64;
+    if have < rows {
+        let t = Instant::now();
+        let providers = ["openai", "anthropic", "azure", "gemini", "vertex"];
+        for i in have..rows {
+            let status = match i % 100 {
+                0 | 1 => 500,
+                2..=4 => 429,
+                _ => 200,
+            };
+            store.write(Entry {
+                record: Record {
+                    ts: rfc3339(UNIX_EPOCH + Duration::from_millis(now - span + i * span / rows)),
+                    request_id: format!("{i:032x}"),
+                    method: "POST".into(),
+                    route: Some("/openai"),
+                    provider: Some(providers[(i % 5) as usize]),
+                    path: "/openai/v1/chat/completions".into(),
+                    status,
+                    duration_ms: (i % 997) as f64,
+                    model: Some(format!("model-{}", i % 7)),
+                    input_tokens: Some(100),
+                    output_tokens: Some(20),
+                    cost_usd: Some(0.0004),
+                    virtual_key: Some(format!("team-{}", i % 20)),
+                    provider_key: Some("main".into()),
+                    ..Default::default()
+                },
+                content: None,
+            });
+            if i % 20_000 == 19_999 {
+                store.flush(Duration::from_secs(60));
+            }
+        }
+        store.flush(Duration::from_secs(60));
+        println!("filled {} rows in {:.1} s ({:.0} rows/s through the writer)", rows - have, t.elapsed().as_secs_f64(), (rows - have) as f64 / t.elapsed().as_secs_f64());
+    }
+    let c = store.reader().unwrap();
+    let n: i64 = c.query_row("SELECT COUNT(*) FROM logs", [], |r| r.get(0)).unwrap();
+    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    println!("{n} rows, {:.0} MB", size as f64 / 1e6);
+    let t = |ms: u64| rfc3339(UNIX_EPOCH + Duration::from_millis(ms));
+    let hour = format!("since={}", t(now - 3_600_000));
+    let day = format!("since={}", t(now - 86_400_000));
+    let queries = [
+        format!("{hour}"),
+        format!("{hour}&virtual_key=team-3"),
+        format!("{day}&virtual_key=team-3"),
+        format!("{day}&provider=anthropic"),
+        format!("{day}&status=5xx"),
+        format!("{day}&virtual_key=team-3&status=4xx"),
+        format!("since={}&until={}&virtual_key=team-7", t(now - 7 * 86_400_000), t(now - 6 * 86_400_000)),
+        "virtual_key=team-3&limit=100".to_string(),
+        "status=500&limit=100".to_string(),
+        "limit=100".to_string(),
+    ];
+    println!("{:<90} {:>9} {:>9} {:>8}", "GET /admin/logs?…  (page of 100 + stats over the filtered set)", "p50 ms", "p95 ms", "matched");
+    for q in &queries {
+        let f = parse_filter(Some(q)).unwrap();
+        let mut times = Vec::new();
+        let mut matched = 0;
+        for _ in 0..20 {
+            let s = Instant::now();
+            let v = Page::run(&c, &f).unwrap();
+            times.push(s.elapsed().as_secs_f64() * 1000.0);
+            matched = v["stats"]["requests"].as_i64().unwrap();
+        }
+        times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        println!("{:<90} {:>9.2} {:>9.2} {:>8}", q.replace(&t(now - 3_600_000), "now-1h").replace(&t(now - 86_400_000), "now-24h"), times[10], times[18], matched);
+    }
+    for q in [format!("{day}&bucket_s=3600"), format!("{hour}")] {
+        let f = parse_filter(Some(&q)).unwrap();
+        let mut times = Vec::new();
+        for _ in 0..20 {
+            let s = Instant::now();
+            series(&c, &f, now as i64).unwrap();
+            times.push(s.elapsed().as_secs_f64() * 1000.0);
+        }
+        times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        println!("{:<90} {:>9.2} {:>9.2}", format!("series?{}", q.replace(&t(now - 3_600_000), "now-1h").replace(&t(now - 86_400_000), "now-24h")), times[10], times[18]);
+    }
+}
