@@ -23,6 +23,16 @@ const BUILTIN_TOOLS: &[&str] = &[
     "custom",
 ];
 
+/// A prompt-cache breakpoint (`cache_control`) on a Responses content part
+/// or tool stays on the chat part or tool it becomes; the provider's
+/// translator checks and places it (Anthropic: the matching block).
+fn with_cache_control(from: &Value, mut to: Value) -> Value {
+    if let (Some(cc), Some(o)) = (present(from.get("cache_control")), to.as_object_mut()) {
+        o.insert("cache_control".into(), cc.clone());
+    }
+    to
+}
+
 fn content_part(part: &Value, param: &str, role: &str) -> Result<Value, TranslateError> {
     let ty = part.get("type").and_then(Value::as_str).unwrap_or("");
     let text_of = |p: &Value| -> Result<String, TranslateError> {
@@ -99,9 +109,11 @@ fn message_item(item: &Value, param: &str) -> Result<Value, TranslateError> {
         Some(Value::Array(parts)) => {
             let mut out = Vec::with_capacity(parts.len());
             for (j, p) in parts.iter().enumerate() {
-                out.push(content_part(p, &format!("{param}.content[{j}]"), role)?);
+                out.push(with_cache_control(p, content_part(p, &format!("{param}.content[{j}]"), role)?));
             }
-            if chat_role != "user" && out.len() == 1 && out[0]["type"] == "text" {
+            // One plain text part becomes a string, unless it carries a
+            // cache breakpoint (a string cannot).
+            if chat_role != "user" && out.len() == 1 && out[0]["type"] == "text" && out[0].get("cache_control").is_none() {
                 out[0]["text"].clone()
             } else {
                 Value::Array(out)
@@ -225,7 +237,7 @@ fn convert_tools(tools: &Value) -> Result<Vec<Value>, TranslateError> {
                         f.insert(k.into(), v.clone());
                     }
                 }
-                out.push(json!({ "type": "function", "function": f }));
+                out.push(with_cache_control(t, json!({ "type": "function", "function": f })));
             }
             _ => {
                 let what = if BUILTIN_TOOLS.contains(&ty) { "built-in tool" } else { "tool type" };

@@ -793,3 +793,29 @@ proptest! {
         }
     }
 }
+
+/// Prompt-cache breakpoints on Responses content parts and tools reach
+/// Anthropic on the matching blocks (through the chat translation).
+#[test]
+fn cache_control_on_parts_and_tools_reaches_anthropic() {
+    use crate::translate::anthropic_chat::AnthropicChat;
+    let eph = json!({"type": "ephemeral", "ttl": "1h"});
+    let mut t = ResponsesOverChat::new(Box::new(AnthropicChat::new()));
+    let out = t
+        .request(
+            json!({
+                "model": "claude-sonnet-4-5",
+                "instructions": null,
+                "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}, "cache_control": eph}],
+                "input": [
+                    {"role": "system", "content": [{"type": "input_text", "text": "long shared prompt", "cache_control": eph}]},
+                    {"role": "user", "content": [{"type": "input_text", "text": "question", "cache_control": {"type": "ephemeral"}}]},
+                ],
+            }),
+            &Options::default(),
+        )
+        .unwrap();
+    assert_eq!(out["system"], json!([{"type": "text", "text": "long shared prompt", "cache_control": eph}]));
+    assert_eq!(out["tools"][0]["cache_control"], eph);
+    assert_eq!(out["messages"][0]["content"], json!([{"type": "text", "text": "question", "cache_control": {"type": "ephemeral"}}]));
+}
