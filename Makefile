@@ -10,7 +10,7 @@ PYTHON ?= python3
 # Link Debian's OpenSSL instead of building a vendored copy (minutes saved).
 export OPENSSL_NO_VENDOR := 1
 
-.PHONY: run build test unit e2e deps venv bench soak fuzz clean install
+.PHONY: run build test unit e2e deps venv bench soak fuzz clean install deb
 
 run: build
 	./target/release/tollgate -c $(CONF)
@@ -23,6 +23,7 @@ build: deps
 test: build venv
 	ulimit -n $$(ulimit -Hn) 2>/dev/null || true; cargo test --release --locked
 	$(VENV)/bin/python -m pytest tests/e2e -q -p no:cacheprovider
+	bash tests/deb.sh
 
 unit: deps
 	ulimit -n $$(ulimit -Hn) 2>/dev/null || true; cargo test --release --locked
@@ -70,6 +71,16 @@ $(VENV)/.installed: tests/e2e/requirements.txt
 clean:
 	cargo clean
 	rm -rf $(VENV)
+
+# The Debian package (README, "Deploy"), from the release binary already
+# built (`cargo deb --no-build`). cargo-deb builds it from Cargo.toml's
+# [package.metadata.deb] with no debian/ tree to keep, writes the systemd
+# maintainer snippets the way dh_installsystemd does, and is installed here
+# (pinned by its lock file) when missing; Debian does not package it.
+deb: build
+	command -v cargo-deb >/dev/null || cargo install cargo-deb --locked
+	sh systemd/deb/prepare.sh
+	cargo deb --no-build --locked --strip --output target/debian/
 
 # Install the binary, the systemd unit and an example config (kept if
 # present). PREFIX and DESTDIR work as usual.

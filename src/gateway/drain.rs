@@ -21,15 +21,19 @@
 //! 1. From the moment the shutdown begins, every response carries
 //!    `Connection: close` and its connection closes after it
 //!    ([`close_when_draining`]). A request that arrives on an idle kept-alive
-//!    connection during the grace period is still served, with that header.
-//! 2. After `grace_period_seconds`, requests and async jobs still running get
-//!    up to `graceful_shutdown_timeout_seconds` more. Pingora's own grace
-//!    period is set to the sum of both ([`DrainTimes::pingora_grace`]) so its
-//!    runtimes stay up that long.
-//! 3. Once nothing has run for half a second (a stream that began before
-//!    the drain has ended, and its client's next request, served with
-//!    `Connection: close`, too), the process writes its last records and
-//!    spend and exits, closing the connections that are still idle.
+//!    connection during the drain is still served, with that header.
+//! 2. An HTTP/1 connection waiting for its next request is closed once it
+//!    has been idle for [`IDLE_CLOSE`] (1 s, counted from its last response,
+//!    so a client sending back to back is served, not raced), and at the
+//!    latest when `grace_period_seconds` ends.
+//! 3. Requests (streams) and async jobs still running get the grace period
+//!    and up to `graceful_shutdown_timeout_seconds` more. Pingora's own
+//!    grace period is set to the sum of both ([`DrainTimes::pingora_grace`])
+//!    so its runtimes stay up that long.
+//! 4. As soon as no client connection is open and no job runs (for a quarter
+//!    of a second), the process writes its last records and spend and
+//!    exits: at once on an idle host, about [`IDLE_CLOSE`] later with only
+//!    idle kept-alive connections, when the last stream ends otherwise.
 //!
 //! HTTP/2 connections (TLS listener) need nothing of this: Pingora
 //! (`protocols/http/v2/server.rs`, `accept_downstream_sessions`) answers the
@@ -45,7 +49,7 @@ use pingora::protocols::http::v2::server::H2Options;
 use pingora::protocols::http::ServerSession;
 use pingora::proxy::Session;
 use pingora::server::ShutdownWatch;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -110,10 +114,89 @@ impl<A> Draining<A> {
     }
 }
 
+/// Open client connections of the proxy listener: an HTTP/1 connection from
+/// its first request's read until it closes (Pingora calls
+/// `process_new_http` once per request, back to back, with no await between
+/// them), an HTTP/2 stream while it runs.
+static OPEN: AtomicUsize = AtomicUsize::new(0);
+
+struct Open;
+impl Open {
+    fn new() -> Open {
+        OPEN.fetch_add(1, Ordering::AcqRel);
+        Open
+    }
+}
+impl Drop for Open {
+    fn drop(&mut self) {
+        OPEN.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+tokio::task_local! {
+    /// Set by [`request_begun`] once the HTTP/1 request this task waits for
+    /// has been read: from then on its connection is not idle.
+    static BEGUN: Arc<AtomicBool>;
+}
+
+/// Called by the proxy when a request's head has been read (`new_ctx`): the
+/// connection it came on is no longer idle, the drain does not close it.
+pub fn request_begun() {
+    let _ = BEGUN.try_with(|b| b.store(true, Ordering::Release));
+}
+
+/// How long an HTTP/1 connection must have been idle (since its last
+/// response, or its accept) before a drain closes it. A client sending
+/// requests back to back, or one that reads an answer and asks again at
+/// once (an agent's next turn), sends within this: its request is served
+/// with `Connection: close` instead of racing a close (a request written
+/// onto a connection the server is closing is lost unread). A connection
+/// idle this long is a pooled one; the client sees it closed before it
+/// writes, or, at worst, retries as RFC 9112 9.3.1 asks (the SDKs do).
+/// One second is also what it adds, at most, to a stop.
+pub const IDLE_CLOSE: Duration = Duration::from_secs(1);
+
+/// When a connection waiting for its next request is closed by a drain
+/// that began at `drain_start`: once idle for [`IDLE_CLOSE`], at the latest
+/// when the grace period ends.
+fn idle_deadline(idle_since: Instant, drain_start: Instant, grace: Duration) -> Instant {
+    (idle_since + IDLE_CLOSE).min(drain_start + grace).max(drain_start)
+}
+
+/// Resolves when a drain should close this idle HTTP/1 connection: the
+/// shutdown began and no request came within its [`idle_deadline`]. Never
+/// resolves once a request has begun (its response closes the connection).
+async fn close_when_idle(shutdown: &ShutdownWatch, idle_since: Instant, begun: &AtomicBool, grace: Duration) {
+    let mut watch = shutdown.clone();
+    if watch.wait_for(|down| *down).await.is_err() {
+        return std::future::pending().await;
+    }
+    tokio::time::sleep_until(idle_deadline(idle_since, Instant::now(), grace).into()).await;
+    if begun.load(Ordering::Acquire) {
+        std::future::pending::<()>().await;
+    }
+}
+
 #[async_trait::async_trait]
 impl<A: HttpServerApp + Send + Sync + 'static> HttpServerApp for Draining<A> {
+    /// One request (HTTP/1: the wait for it, then its exchange). While the
+    /// process drains, an HTTP/1 connection still waiting for its next
+    /// request is closed after [`IDLE_CLOSE`] (dropping the wait, as
+    /// Pingora's own cleanup does, but only for connections idle that long).
     async fn process_new_http(self: &Arc<Self>, session: ServerSession, shutdown: &ShutdownWatch) -> Option<ReusedHttpStream> {
-        self.inner.process_new_http(session, shutdown).await
+        let _open = Open::new();
+        if session.is_http2() {
+            // Pingora's GOAWAY drains HTTP/2 (module doc).
+            return self.inner.process_new_http(session, shutdown).await;
+        }
+        let idle_since = Instant::now();
+        let begun = Arc::new(AtomicBool::new(false));
+        let exchange = BEGUN.scope(begun.clone(), self.inner.process_new_http(session, shutdown));
+        tokio::select! {
+            biased;
+            reused = exchange => reused,
+            _ = close_when_idle(shutdown, idle_since, &begun, self.times.grace) => None,
+        }
     }
 
     fn h2_options(&self) -> Option<H2Options> {
@@ -128,21 +211,26 @@ impl<A: HttpServerApp + Send + Sync + 'static> HttpServerApp for Draining<A> {
     /// Pingora's own cleanup is never called: it would close at once every
     /// connection that becomes idle from then on, including one whose client
     /// is sending its next request after a stream that began before the
-    /// drain. Such a connection is served once more (with `Connection:
-    /// close`); idle connections are closed when the process exits.
+    /// drain. Idle connections are closed by [`Self::process_new_http`]
+    /// after [`IDLE_CLOSE`]; the process exits as soon as no connection is
+    /// open and no job runs, else at the end of both phases.
     async fn http_cleanup(&self) {
         DRAINING.store(true, Ordering::Release);
         log::info!(
-            "draining: serving kept-alive connections for {:?} (grace_period_seconds), then up to {:?} for requests still running",
+            "draining: {} connections open; idle ones close after {:?} (at most grace_period_seconds, {:?}); requests and jobs still running get up to {:?} more",
+            OPEN.load(Ordering::Acquire),
+            IDLE_CLOSE,
             self.times.grace,
             self.times.timeout
         );
-        tokio::time::sleep(self.times.grace).await;
-        let finished = wait_until_quiet(&*self.busy, Instant::now() + self.times.timeout).await;
+        let finished = wait_until_quiet(&|| OPEN.load(Ordering::Acquire) > 0 || (self.busy)(), Instant::now() + self.times.grace + self.times.timeout).await;
         if finished {
-            log::info!("draining: done, nothing left running");
+            log::info!("draining: done, no connection open and nothing left running");
         } else {
-            log::warn!("draining: requests still running after graceful_shutdown_timeout_seconds; they are cut");
+            log::warn!(
+                "draining: {} connections still open after grace_period_seconds + graceful_shutdown_timeout_seconds; they are cut",
+                OPEN.load(Ordering::Acquire)
+            );
         }
         let finish = self.finish.clone();
         let _ = tokio::task::spawn_blocking(move || finish()).await;
@@ -150,10 +238,11 @@ impl<A: HttpServerApp + Send + Sync + 'static> HttpServerApp for Draining<A> {
     }
 }
 
-/// How long nothing may run before a draining process exits: a client that
-/// got a kept-alive response (begun before the drain) sends its next
-/// request within this, and it is served rather than cut.
-const QUIET: Duration = Duration::from_millis(500);
+/// How long no connection may be open and nothing run before a draining
+/// process exits. HTTP/1 connections are counted without a gap; this covers
+/// an HTTP/2 connection between its graceful GOAWAY and the last stream its
+/// client had sent before receiving it (one loopback or LAN round trip).
+const QUIET: Duration = Duration::from_millis(250);
 
 /// Wait until `busy` has been false for [`QUIET`], or until `deadline`;
 /// true when it went quiet.
@@ -185,6 +274,19 @@ mod tests {
         let d = DrainTimes::from_settings(None, None);
         assert_eq!(d.pingora_grace(), 305);
         assert_eq!(DrainTimes::from_settings(Some(0), Some(0)).pingora_grace(), 0);
+    }
+
+    #[test]
+    fn an_idle_connection_closes_after_its_idle_moment_at_most_at_the_grace_end() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        // Idle for long before the drain: closed at once.
+        assert_eq!(idle_deadline(t0, t0 + s(10), s(30)), t0 + s(10));
+        // Became idle just before the drain: after its idle moment.
+        assert_eq!(idle_deadline(t0, t0 + Duration::from_millis(200), s(30)), t0 + IDLE_CLOSE);
+        // A grace period shorter than the idle moment wins.
+        assert_eq!(idle_deadline(t0, t0, s(0)), t0);
+        assert_eq!(idle_deadline(t0, t0, Duration::from_millis(300)), t0 + Duration::from_millis(300));
     }
 
     #[tokio::test]

@@ -99,6 +99,7 @@ impl ProxyHttp for Gateway {
     type CTX = Ctx;
 
     fn new_ctx(&self) -> Ctx {
+        drain::request_begun();
         Ctx::new(self.live.snapshot())
     }
 
