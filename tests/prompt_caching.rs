@@ -26,8 +26,20 @@ const BILL: f64 = (10.0 * 3.0 + 600.0 * 3.75 + 400.0 * 6.0 + 2000.0 * 0.30 + 5.0
 fn anthropic_mock() -> Mock {
     Mock::start(|req| {
         let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
-        if !req.path().ends_with("/v1/messages") {
+        let path = req.path();
+        let vertex = path.ends_with(":rawPredict") || path.ends_with(":streamRawPredict");
+        if !(path.ends_with("/v1/messages") || vertex) {
             return json(404, json!({"type": "error", "error": {"type": "not_found_error", "message": "no such path"}}));
+        }
+        // Claude on Vertex: the model is in the URL and the version in the body.
+        if vertex && (body.get("model").is_some() || body["anthropic_version"] != "vertex-2023-10-16") {
+            return json(400, json!({"type": "error", "error": {"type": "invalid_request_error", "message": "anthropic_version: vertex-2023-10-16 required; model: Extra inputs are not permitted"}}));
+        }
+        if !vertex && req.header("anthropic-version").is_none() {
+            return json(400, json!({"type": "error", "error": {"type": "invalid_request_error", "message": "anthropic-version: header is required"}}));
+        }
+        if vertex && (body["stream"] == true) != path.ends_with(":streamRawPredict") {
+            return json(400, json!({"type": "error", "error": {"type": "invalid_request_error", "message": "stream does not match the method"}}));
         }
         let model = "claude-sonnet-4-5-20250929";
         if body["stream"] == true {
@@ -50,7 +62,11 @@ fn anthropic_mock() -> Mock {
 
 fn gateway(mock: &Mock) -> Gateway {
     let u = mock.url();
-    Gateway::start(&format!("  providers:\n    anthropic: {{ base_url: \"{u}\", keys: [{{ name: a, value: sk-a }}] }}\n"), "", &[])
+    Gateway::start(
+        &format!("  providers:\n    anthropic: {{ base_url: \"{u}\", keys: [{{ name: a, value: sk-a }}] }}\n    vertex: {{ base_url: \"{u}\", keys: [{{ name: v, value: sk-v }}] }}\n    azure: {{ keys: [{{ name: z, value: sk-z, endpoint: \"{u}\" }}] }}\n"),
+        "",
+        &[],
+    )
 }
 
 fn assert_billed(rec: &Value, what: &str) {
@@ -79,7 +95,8 @@ fn cache_writes_are_billed_on_the_passthrough_and_on_openai() {
         ("/openai/v1/chat/completions", &chat, "/openai json"),
         ("/openai/v1/chat/completions", &chat_stream, "/openai sse"),
     ] {
-        let r = post_json(p, path, &[], body);
+        // The native client sends Anthropic's version header; /openai sets its own.
+        let r = post_json(p, path, &[("anthropic-version", "2023-06-01")], body);
         assert_eq!(r.status, 200, "{what}: {}", r.text());
         let rec = gw.record(r.header("x-tollgate-request-id").expect("request id"));
         assert_billed(&rec, what);
@@ -117,4 +134,36 @@ fn markers_reach_anthropic_on_the_matching_blocks() {
     assert_eq!(r.status, 400, "{}", r.text());
     assert_eq!(r.json()["error"]["param"], "messages[0].content[4].cache_control");
     assert_eq!(mock.count(), 0, "nothing sent");
+}
+
+/// Claude on Vertex (rawPredict) and on Azure AI Foundry (/anthropic/v1/messages)
+/// through /openai: the markers arrive on the same blocks, and the writes
+/// are billed (Vertex and Azure fall back to the Anthropic price table).
+#[test]
+fn markers_and_writes_on_vertex_and_azure_claude() {
+    let mock = anthropic_mock();
+    let gw = gateway(&mock);
+    let eph = json!({"type": "ephemeral", "ttl": "1h"});
+    for (model, stream, path_end) in [
+        ("vertex/claude-sonnet-4-5", false, "/publishers/anthropic/models/claude-sonnet-4-5:rawPredict"),
+        ("vertex/claude-sonnet-4-5", true, "/publishers/anthropic/models/claude-sonnet-4-5:streamRawPredict"),
+        ("azure/claude-sonnet-4-5", false, "/anthropic/v1/messages"),
+        ("azure/claude-sonnet-4-5", true, "/anthropic/v1/messages"),
+    ] {
+        let req = json!({
+            "model": model, "stream": stream,
+            "messages": [
+                {"role": "system", "content": [{"type": "text", "text": "shared", "cache_control": eph}]},
+                {"role": "user", "content": "q"},
+            ],
+        });
+        let r = post_json(gw.port, "/openai/v1/chat/completions", &[], &req);
+        assert_eq!(r.status, 200, "{model} stream={stream}: {}", r.text());
+        let sent = mock.take().pop().expect("one request");
+        assert!(sent.path().ends_with(path_end), "{model}: {}", sent.path());
+        let body: Value = serde_json::from_slice(&sent.body).unwrap();
+        assert_eq!(body["system"], json!([{"type": "text", "text": "shared", "cache_control": eph}]), "{model}");
+        let rec = gw.record(r.header("x-tollgate-request-id").expect("request id"));
+        assert_billed(&rec, model);
+    }
 }

@@ -146,7 +146,7 @@ impl Gateway {
             return Ok(Admitted::Answered);
         }
         // The translation, to refuse what the provider cannot honour now.
-        let translated = match translator_for(provider, endpoint) {
+        let translated = match translator_for(provider, endpoint, &native) {
             Err(e) => return self.openai_refused(session, ctx, &e).await,
             Ok(Mode::Translated(mut translator)) => {
                 let opts = Options { default_max_tokens: config.openai_compat.default_max_tokens };
@@ -214,7 +214,7 @@ impl Gateway {
             }
             None => {
                 let stream_requested = p.req.get("stream").and_then(Value::as_bool).unwrap_or(false);
-                let mut mode = match translator_for(provider, endpoint) {
+                let mut mode = match translator_for(provider, endpoint, &native) {
                     Ok(m) => m,
                     Err(e) => return self.sink_openai_error(sink, ctx, &e).await,
                 };
@@ -320,7 +320,7 @@ impl Gateway {
                 if let Some((_, ua)) = client.iter().find(|(n, _)| n == "user-agent") {
                     h.insert_header("user-agent", ua.as_str())?;
                 }
-                if provider == Provider::Anthropic {
+                if provider == Provider::Anthropic || route::claude_on(provider, &up.path_and_query) {
                     h.insert_header("anthropic-version", "2023-06-01")?;
                 }
                 for (name, value) in t.request_headers() {
@@ -381,7 +381,16 @@ impl Gateway {
 }
 
 /// The translation for a provider and endpoint.
-pub(super) fn translator_for(provider: Provider, endpoint: Endpoint) -> std::result::Result<Mode, TranslateError> {
+pub(super) fn translator_for(provider: Provider, endpoint: Endpoint, model: &str) -> std::result::Result<Mode, TranslateError> {
+    // Claude on Vertex or Azure speaks Anthropic's Messages API there.
+    if route::claude_model(provider, model) {
+        let chat = || if provider == Provider::Vertex { AnthropicChat::on_vertex() } else { AnthropicChat::new() };
+        return match endpoint {
+            Endpoint::ChatCompletions => Ok(Mode::Translated(Box::new(chat()))),
+            Endpoint::Responses => Ok(Mode::Translated(Box::new(ResponsesOverChat::new(Box::new(chat()))))),
+            _ => Err(TranslateError::unsupported("model", format!("Claude on {} has no {} API", provider.name(), endpoint.openai_path().trim_start_matches('/')))),
+        };
+    }
     if provider.openai_shaped() {
         return Ok(Mode::Passthrough);
     }

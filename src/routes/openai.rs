@@ -117,8 +117,37 @@ pub fn valid_model_segment(m: &str) -> bool {
     !m.is_empty() && m.len() <= 256 && m.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'@'))
 }
 
+/// Is `model` a Claude model hosted by `provider` (Vertex, or Azure AI
+/// Foundry), which speaks Anthropic's Messages API there?
+pub fn claude_model(provider: Provider, model: &str) -> bool {
+    matches!(provider, Provider::Vertex | Provider::Azure) && model.starts_with("claude")
+}
+
+/// Does the provider request at `path` go to Claude's Messages API on
+/// Vertex or Azure (it then needs Anthropic's version header on Azure)?
+pub fn claude_on(provider: Provider, path: &str) -> bool {
+    match provider {
+        Provider::Azure => path.split('?').next().is_some_and(|p| p.ends_with("/anthropic/v1/messages")),
+        _ => false,
+    }
+}
+
 pub fn provider_path(i: &PathInput<'_>) -> String {
     let op = i.endpoint.openai_path();
+    if claude_model(i.provider, i.model) {
+        return match i.provider {
+            // Vertex: rawPredict on the anthropic publisher (the version
+            // rides in the body); Azure AI Foundry: the Messages path.
+            Provider::Vertex => {
+                let method = if i.stream { "streamRawPredict" } else { "rawPredict" };
+                match i.vertex_project {
+                    Some((p, l)) => format!("/v1/projects/{p}/locations/{l}/publishers/anthropic/models/{}:{method}", i.model),
+                    None => format!("/v1/publishers/anthropic/models/{}:{method}", i.model),
+                }
+            }
+            _ => "/anthropic/v1/messages".to_string(),
+        };
+    }
     match i.provider {
         Provider::Anthropic => "/v1/messages".to_string(),
         Provider::Gemini => {
@@ -265,5 +294,19 @@ mod tests {
         assert!(ok("http://127.0.0.1:9000", &local));
         assert!(!ok("http://10.0.0.1:1", &local));
         assert!(!ok("https://127.0.0.1:9000", &local));
+    }
+
+    #[test]
+    fn claude_on_vertex_and_azure_uses_the_messages_api_there() {
+        let path = |provider, model, stream, vp| provider_path(&PathInput { provider, endpoint: Endpoint::ChatCompletions, model, stream, api_version: "2024-10-21", vertex_project: vp, base_path: "" });
+        assert_eq!(path(Provider::Vertex, "claude-sonnet-4-5", false, Some(("p", "us-east5"))), "/v1/projects/p/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5:rawPredict");
+        assert_eq!(path(Provider::Vertex, "claude-sonnet-4-5", true, Some(("p", "us-east5"))), "/v1/projects/p/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5:streamRawPredict");
+        assert_eq!(path(Provider::Vertex, "claude-haiku-4-5", true, None), "/v1/publishers/anthropic/models/claude-haiku-4-5:streamRawPredict");
+        assert_eq!(path(Provider::Azure, "claude-sonnet-4-5", true, None), "/anthropic/v1/messages");
+        // Gemini on Vertex and GPT on Azure as before.
+        assert!(path(Provider::Vertex, "gemini-2.5-flash", false, None).ends_with("/publishers/google/models/gemini-2.5-flash:generateContent"));
+        assert!(path(Provider::Azure, "gpt-4o", false, None).starts_with("/openai/deployments/gpt-4o/chat/completions"));
+        assert!(!claude_model(Provider::Anthropic, "claude-sonnet-4-5") && !claude_model(Provider::OpenAi, "claude-x"));
+        assert!(claude_on(Provider::Azure, "/anthropic/v1/messages") && !claude_on(Provider::Azure, "/openai/deployments/x/chat/completions"));
     }
 }

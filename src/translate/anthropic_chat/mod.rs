@@ -72,6 +72,9 @@ enum Block {
 /// The OpenAI Chat Completions ↔ Anthropic Messages translator (one value per request).
 #[derive(Debug, Clone)]
 pub struct AnthropicChat {
+    /// Claude on Vertex: the model is in the URL, not the body, and the
+    /// body names `anthropic_version`.
+    vertex: bool,
     // From the request.
     stream: bool,
     include_usage: bool,
@@ -119,6 +122,7 @@ fn get<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
 impl AnthropicChat {
     pub fn new() -> Self {
         AnthropicChat {
+            vertex: false,
             stream: false,
             include_usage: false,
             json_mode: false,
@@ -141,6 +145,11 @@ impl AnthropicChat {
             errored: false,
             ended: false,
         }
+    }
+
+    /// Claude on Vertex AI (rawPredict / streamRawPredict).
+    pub fn on_vertex() -> Self {
+        AnthropicChat { vertex: true, ..Self::new() }
     }
 
     fn model_name(&self) -> String {

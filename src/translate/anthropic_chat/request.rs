@@ -6,6 +6,9 @@ use crate::translate::common::obj;
 use crate::translate::{Options, TranslateError};
 use serde_json::{json, Map, Value};
 
+/// The Messages API version Claude on Vertex takes in the body.
+const VERTEX_ANTHROPIC_VERSION: &str = "vertex-2023-10-16";
+
 /// Top-level OpenAI parameters this translator knows (handled, dropped or refused).
 const KNOWN_PARAMS: &[&str] = &[
     "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "n",
@@ -264,6 +267,10 @@ impl AnthropicChat {
             return Err(invalid("messages", "'messages' must contain at least one non-system message with content."));
         }
         out.insert("messages".into(), Value::Array(turns.into_iter().map(Turn::into_value).collect()));
+        if self.vertex {
+            out.remove("model");
+            out.insert("anthropic_version".into(), json!(VERTEX_ANTHROPIC_VERSION));
+        }
         Ok(Value::Object(out))
     }
 }

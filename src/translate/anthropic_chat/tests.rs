@@ -1103,3 +1103,14 @@ fn cache_writes_by_ttl_are_in_the_usage() {
     assert_eq!((u.input_tokens, u.cached_tokens, u.cache_write_tokens, u.cache_write_1h_tokens), (3010, 2000, 1000, 400));
     assert_eq!(v["usage"]["prompt_tokens_details"]["cache_write_tokens"], 1000);
 }
+
+#[test]
+fn claude_on_vertex_names_the_version_in_the_body_not_the_model() {
+    let out = AnthropicChat::on_vertex()
+        .request(json!({"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": [{"type": "text", "text": "q", "cache_control": {"type": "ephemeral"}}]}]}), &Options::default())
+        .unwrap();
+    assert!(out.get("model").is_none(), "{out}");
+    assert_eq!(out["anthropic_version"], "vertex-2023-10-16");
+    assert_eq!(out["messages"][0]["content"][0]["cache_control"], json!({"type": "ephemeral"}));
+    assert!(ok(base(json!({}))).get("anthropic_version").is_none());
+}
