@@ -105,3 +105,11 @@ measure tollgate "http://127.0.0.1:$P2/openai_passthrough/v1/chat/completions" "
 sed -e 's#"model":"gpt-4o-mini"#"model":"anthropic/claude-sonnet-4-5"#' benches/wrk-post.lua >"$TMP/wrk-translated.lua"
 grep -q anthropic/ "$TMP/wrk-translated.lua"
 WRK_SCRIPT=$TMP/wrk-translated.lua measure translated "http://127.0.0.1:$P2/openai/v1/chat/completions" "$TOLLGATE" -c "$TMP/tollgate.yaml"
+# The request log store (SPEC 12) on: the passthrough again, with `logs`
+# configured (rows written off the request path by the log writer thread,
+# counted here too: callgrind counts every thread of the process).
+if [ "${BENCH_LOGS:-1}" = 1 ]; then
+  { cat "$TMP/tollgate.yaml"; printf '  store: { path: %s/logs-bench/tollgate.db }\n  logs: { retention_days: 30, max_rows: 1000000 }\n' "$TMP"; } >"$TMP/tollgate-logs.yaml"
+  mkdir -p "$TMP/logs-bench"
+  measure passthrough+logs "http://127.0.0.1:$P2/openai_passthrough/v1/chat/completions" "$TOLLGATE" -c "$TMP/tollgate-logs.yaml"
+fi
