@@ -11,6 +11,8 @@
 //! * `logs` — the request log store (SQLite beside the store): its writer
 //!   off the request path, the query API's filters and SQL, the dashboard.
 //! * `governance` — virtual keys, limits (local and Redis), key pools.
+//! * `routing` — SPEC 10's decisions on `/openai`: an alias's candidates
+//!   and their order, which failures move on, the attempt budget, cooldowns.
 //! * `routes` — plain decisions over a request: prefix, path safety,
 //!   Gemini or Vertex, credentials, upstream plan, header hygiene.
 //! * `gateway` — the Pingora glue, one file per phase group.
@@ -31,5 +33,6 @@ pub mod net;
 pub mod observe;
 pub mod providers;
 pub mod routes;
+pub mod routing;
 pub mod store;
 pub mod translate;

@@ -358,7 +358,8 @@ impl Config {
         if max_request_body_bytes == Some(0) {
             return Err(err("tollgate.limits.max_request_body_bytes", "must be greater than zero".into()));
         }
-        let routing = routing::parse(raw.routing, &p)?;
+        let known = |name: &str| Provider::from_name(name).is_some_and(|pr| providers.contains_key(&pr));
+        let routing = routing::parse(raw.routing, &known, &p)?;
         let cache = cache::parse(raw.cache, &p)?;
         let admin = admin::parse(raw.admin_listen, raw.admin, metrics_listen, &p)?;
         // Its own address must not collide with the proxy's or the metrics

@@ -69,6 +69,20 @@ impl Config {
             shaped.insert(0, "openai");
         }
         writeln!(o, "  {:<24} -> OpenAI-shaped API over {}", "/openai", shaped.join(", "))?;
+        let r = &self.routing;
+        writeln!(
+            o,
+            "routing:       at most {} attempts per request, {} same-target retries, {} request fallbacks; cooldown after {} failures in {}s for {}s",
+            r.max_attempts, r.retries, r.max_fallbacks, r.cooldown.failures, r.cooldown.window_s, r.cooldown.s
+        )?;
+        for (name, a) in &r.models {
+            let targets: Vec<String> = a.targets.iter().map(|t| format!("{} (weight {})", t.model, t.weight)).collect();
+            let mut line = format!("  alias {name} ({}): {}", a.strategy.name(), targets.join(", "));
+            if !a.fallbacks.is_empty() {
+                let _ = write!(line, "; fallbacks {}", a.fallbacks.join(", "));
+            }
+            writeln!(o, "{line}")?;
+        }
         writeln!(o, "providers:")?;
         if self.providers.is_empty() {
             writeln!(o, "  none")?;
@@ -148,6 +162,15 @@ mod tests {
         }
         for secret in ["sk-real", "sk-literal-secret", "az-secret-value"] {
             assert!(!s.contains(secret), "{secret} leaked:\n{s}");
+        }
+    }
+
+    #[test]
+    fn lists_the_aliases_and_their_targets() {
+        let c = load("tollgate:\n  providers:\n    openai: { keys: [{ name: a, value: x }] }\n    anthropic: { keys: [{ name: a, value: x }] }\n  routing:\n    max_attempts: 3\n    models:\n      smart: { strategy: ordered, targets: [{ model: openai/gpt-4o, weight: 0.5 }], fallbacks: [anthropic/claude-sonnet-4-5] }\n").unwrap();
+        let s = c.summary();
+        for want in ["at most 3 attempts", "alias smart (ordered): openai/gpt-4o (weight 0.5); fallbacks anthropic/claude-sonnet-4-5"] {
+            assert!(s.contains(want), "{want:?} missing from:\n{s}");
         }
     }
 }

@@ -3,7 +3,7 @@
 //! left), the provider key to use, and the upstream plan for it. Refusals
 //! are answered here.
 
-use super::reply::write_json;
+use super::reply::write_json_tagged;
 use super::{Ctx, Gateway};
 use crate::config::VirtualKey;
 use crate::errors::GatewayError;
@@ -25,7 +25,7 @@ impl Gateway {
     pub(super) async fn refuse(&self, session: &mut Session, ctx: &mut Ctx, err: GatewayError, message: &str) -> Result<bool> {
         ctx.outcome.error = Some(err);
         ctx.outcome.error_detail = Some(message.to_string());
-        write_json(session, err.status(), &err.body(message, &ctx.request_id), &ctx.request_id, None).await?;
+        write_json_tagged(session, err.status(), &err.body(message, &ctx.request_id), &ctx.request_id, None, ctx.outcome.answered.as_ref()).await?;
         Ok(true)
     }
 
@@ -33,6 +33,17 @@ impl Gateway {
     /// provider and model. `Ok(None)` when no virtual key applies; `Err`
     /// carries the refusal to answer.
     pub(super) fn check_virtual_key(&self, session: &Session, ctx: &mut Ctx, provider: Provider) -> std::result::Result<Option<Arc<VirtualKey>>, Refusal> {
+        let vk = self.identify_virtual_key(session, ctx)?;
+        if let Some(vk) = &vk {
+            VirtualKeys::check_access(vk, provider, ctx.target.model.as_deref())?;
+        }
+        Ok(vk)
+    }
+
+    /// Who is calling (SPEC 2): the virtual key presented, when one is;
+    /// `Err` when it is unknown or one is required. Access to a provider
+    /// and model is checked by the caller.
+    pub(super) fn identify_virtual_key(&self, session: &Session, ctx: &mut Ctx) -> std::result::Result<Option<Arc<VirtualKey>>, Refusal> {
         let req = session.req_header();
         let explicit = virtual_key_header(&req.headers);
         let client = client_credential(&req.headers, req.uri.query());
@@ -63,7 +74,6 @@ impl Gateway {
             });
         };
         ctx.cred.virtual_key = Some(vk.name.clone());
-        VirtualKeys::check_access(&vk, provider, ctx.target.model.as_deref())?;
         Ok(Some(vk))
     }
 
@@ -87,7 +97,7 @@ impl Gateway {
         ctx.outcome.error = Some(r.error);
         ctx.outcome.error_detail = Some(r.message.clone());
         let retry_after = r.retry_after.map(|s| s.to_string());
-        write_json(session, r.error.status(), &r.error.body(&r.message, &ctx.request_id), &ctx.request_id, retry_after.as_deref()).await?;
+        write_json_tagged(session, r.error.status(), &r.error.body(&r.message, &ctx.request_id), &ctx.request_id, retry_after.as_deref(), ctx.outcome.answered.as_ref()).await?;
         Ok(true)
     }
 

@@ -79,6 +79,9 @@ pub(super) struct Credential {
     /// Keys already tried for this request (connect failures).
     pub tried_keys: Vec<String>,
     pub connect_attempts: usize,
+    /// `/openai`: connect retries this attempt may still make (each counts
+    /// against `routing.max_attempts`); `None` on the passthrough routes.
+    pub connect_budget: Option<usize>,
     /// The virtual key's name, when one was presented and accepted.
     pub virtual_key: Option<String>,
     /// The client's credential header was a virtual key: never forward it.
@@ -104,6 +107,12 @@ pub(super) struct Outcome {
     pub counted_in_flight: bool,
     /// What the request log store keeps with `capture_content` (`/openai`).
     pub log_content: Option<crate::logs::Content>,
+    /// `/openai`: who answered, for the answer's headers (SPEC 10).
+    pub answered: Option<super::openai_route::Answered>,
+    /// `/openai`: the status of the provider's answer head, this attempt.
+    pub upstream_status: Option<u16>,
+    /// `/openai`: each attempt, for the record (SPEC 10).
+    pub attempts: Vec<crate::observe::access_log::Attempt>,
 }
 
 impl Ctx {

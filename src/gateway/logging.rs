@@ -104,6 +104,8 @@ impl Gateway {
             error,
             user_agent: facts.user_agent,
             async_job_id: ctx.outcome.job_id.clone(),
+            fallback_index: ctx.outcome.answered.as_ref().filter(|a| a.attempts > 0).map(|a| a.fallback_index),
+            attempts: std::mem::take(&mut ctx.outcome.attempts),
         };
 
         if let Some(t) = ctx.trace.take() {

@@ -40,10 +40,13 @@ pub mod live;
 mod log_content;
 mod logging;
 mod openai;
+mod openai_attempts;
 mod openai_io;
+mod openai_route;
 mod sink;
 pub mod jobs;
 mod reply;
+mod route_health;
 mod request;
 mod response;
 pub mod tls;
@@ -68,6 +71,8 @@ pub struct Gateway {
     pub jobs: jobs::Jobs,
     /// The request log store (SPEC 12), when `tollgate.logs` is set.
     pub logs: Option<crate::logs::LogStore>,
+    /// `/openai` targets' cooldowns and latency (SPEC 10), across reloads.
+    pub route_health: route_health::SharedHealth,
 }
 
 
@@ -76,6 +81,14 @@ impl Gateway {
         let shared = live.snapshot().config.redis.clone().map(|r| Arc::new(SharedCounters::new(r)));
         // tollgate_logs_dropped_total is exported (0) with the logs off too.
         std::sync::LazyLock::force(&crate::logs::DROPPED);
+        let route_health = route_health::SharedHealth::default();
+        {
+            let live = live.clone();
+            let collector = route_health::CooldownCollector::new(route_health.clone(), Arc::new(move || live.snapshot().config.clone()));
+            // One per process in the default registry (tests build several
+            // gateways: the first one's stays).
+            let _ = prometheus::register(Box::new(collector));
+        }
         Gateway {
             shared,
             live,
@@ -85,6 +98,7 @@ impl Gateway {
             connector: Arc::new(Connector::new(connector_options)),
             jobs: jobs::Jobs::default(),
             logs: None,
+            route_health,
         }
     }
 

@@ -6,16 +6,16 @@
 //! request over Pingora's connector and streams the answer back, translated
 //! event by event. Decisions are `routes::openai`'s and `translate`'s.
 
-use super::openai_io::{read_whole_body, Admitted, BodyRead, Mode, Prepared, Translated, Upstream as Exchange};
+use super::openai_io::{read_whole_body, Admitted, BodyRead, Mode, Prepared, Translated};
 use super::reply::write_json;
 use super::sink::Sink;
 use super::{Ctx, Gateway};
 use crate::errors::GatewayError;
 use crate::net::{BaseUrl, Upstream};
 use crate::observe::trace::span::operation_for;
-use crate::providers::{vertex, Provider};
+use crate::providers::Provider;
 use crate::routes::headers;
-use crate::routes::openai::{self as route, Endpoint, PathInput};
+use crate::routes::openai::{self as route, Endpoint};
 use crate::translate::anthropic_chat::AnthropicChat;
 use crate::translate::gemini_chat::GeminiChat;
 use crate::translate::gemini_embeddings::{GeminiEmbeddings, VertexEmbeddings};
@@ -30,7 +30,7 @@ use serde_json::{json, Value};
 pub(super) const DEFAULT_BODY_LIMIT: u64 = 32 * 1024 * 1024;
 
 /// Azure's api-version when neither the key nor the client names one.
-const AZURE_DEFAULT_API_VERSION: &str = "2024-10-21";
+pub(super) const AZURE_DEFAULT_API_VERSION: &str = "2024-10-21";
 
 impl Gateway {
     pub(super) async fn serve_openai(&self, session: &mut Session, ctx: &mut Ctx, endpoint: Endpoint, azure_deployment: Option<String>) -> Result<bool> {
@@ -90,19 +90,87 @@ impl Gateway {
             return self.openai_refused(session, ctx, &TranslateError::invalid("model", "you must provide a model parameter")).await;
         };
         let config = ctx.live.config.clone();
-        let (provider, native) = match &azure_deployment {
-            Some(d) => (Provider::Azure, d.clone()),
-            None => {
-                let (p, m) = route::split_model(&model, &|p| config.provider(p).is_some());
-                (p, m.to_string())
-            }
+        let configured = |p: Provider| config.provider(p).is_some();
+        let known = |name: &str| Provider::from_name(name).is_some_and(configured);
+        // SPEC 10: the request's own fallbacks (removed before it leaves),
+        // after an alias's targets and fallbacks.
+        let fallbacks = match super::openai_route::take_fallbacks(&mut req, config.routing.max_fallbacks, &known) {
+            Ok(f) => f,
+            Err(e) => return self.openai_refused(session, ctx, &e).await,
         };
+        let alias = if azure_deployment.is_some() { None } else { config.routing.models.get(&model) };
+        let named = match &azure_deployment {
+            Some(d) => format!("azure/{d}"),
+            None => model.clone(),
+        };
+        let mut candidates = crate::routing::plan::candidates(&named, alias, &fallbacks, &|m| super::openai_route::split_target(m, &configured));
+        let first = &candidates[0].target;
+        let (provider, native) = (Provider::from_name(&first.provider).unwrap_or(Provider::OpenAi), first.model.clone());
         if !provider.openai_shaped() && !route::valid_model_segment(&native) {
             return self.openai_refused(session, ctx, &TranslateError::invalid("model", format!("`{native}` is not a valid {} model name", provider.name()))).await;
         }
+        ctx.target.provider = Some(provider);
+        ctx.target.model = Some(native.clone());
+        ctx.outcome.answered = Some(super::openai_route::Answered { provider: Some(provider.name().to_string()), model: Some(native.clone()), attempts: 0, fallback_index: 0 });
+
+        // Who is calling, and may they: a candidate the virtual key does
+        // not allow is left out, never contacted; none allowed is a 403.
+        let vk = match self.identify_virtual_key(session, ctx) {
+            Err(r) => {
+                self.reject(session, ctx, r).await?;
+                return Ok(Admitted::Answered);
+            }
+            Ok(vk) => vk,
+        };
+        if let Some(vk) = &vk {
+            let mut refusal = None;
+            candidates.retain(|c| {
+                let p = Provider::from_name(&c.target.provider).unwrap_or(Provider::OpenAi);
+                match crate::governance::virtual_keys::VirtualKeys::check_access(vk, p, Some(&c.target.model)) {
+                    Ok(()) => true,
+                    Err(r) => {
+                        refusal.get_or_insert(r);
+                        false
+                    }
+                }
+            });
+            if let (true, Some(r)) = (candidates.is_empty(), refusal) {
+                self.reject(session, ctx, r).await?;
+                return Ok(Admitted::Answered);
+            }
+            if let Err(r) = self.admit_limits(vk).await {
+                self.reject(session, ctx, r).await?;
+                return Ok(Admitted::Answered);
+            }
+        }
+        // Candidates no key serves (none configured, no direct key) are left
+        // out; when none is left, the first one's 503.
+        let keyless = |p: Provider| p == Provider::Ollama && config.provider(p).is_some_and(|c| c.keys.is_empty());
+        let mut directs = Vec::with_capacity(candidates.len());
+        let mut unserved = None;
+        candidates.retain(|c| {
+            let p = Provider::from_name(&c.target.provider).unwrap_or(Provider::OpenAi);
+            let direct = self.direct_key(session, ctx, p);
+            let served = direct.is_some() || keyless(p) || config.provider(p).is_some_and(|c| !c.keys.is_empty());
+            if served {
+                directs.push(direct);
+            } else {
+                unserved.get_or_insert(p);
+            }
+            served
+        });
+        if candidates.is_empty() {
+            let p = unserved.unwrap_or(provider);
+            let msg = format!("no key is configured for provider {} and direct keys are not allowed", p.name());
+            self.refuse(session, ctx, GatewayError::ProviderNotConfigured, &msg).await?;
+            return Ok(Admitted::Answered);
+        }
+        let first = &candidates[0].target;
+        let (provider, native) = (Provider::from_name(&first.provider).unwrap_or(Provider::OpenAi), first.model.clone());
         req["model"] = Value::String(native.clone());
         ctx.target.provider = Some(provider);
         ctx.target.model = Some(native.clone());
+        ctx.outcome.answered = Some(super::openai_route::Answered { provider: Some(provider.name().to_string()), model: Some(native.clone()), attempts: 0, fallback_index: 0 });
         if let Some(t) = ctx.trace.as_mut() {
             t.target(provider, operation_for(endpoint.openai_path()), Some(&native));
             t.input(crate::providers::ApiFamily::OpenAi, &req);
@@ -111,23 +179,8 @@ impl Gateway {
             ctx.outcome.log_content = Some(crate::logs::Content::new(&super::log_content::request_text(&req), ""));
         }
 
-        // Who is calling, and may they.
-        match self.check_virtual_key(session, ctx, provider) {
-            Err(r) => {
-                self.reject(session, ctx, r).await?;
-                return Ok(Admitted::Answered);
-            }
-            Ok(Some(vk)) => {
-                if let Err(r) = self.admit_limits(&vk).await {
-                    self.reject(session, ctx, r).await?;
-                    return Ok(Admitted::Answered);
-                }
-            }
-            Ok(None) => {}
-        }
-
-        // The client's own key, or one configured for the provider.
-        let direct = self.direct_key(session, ctx, provider);
+        // The client-named Azure endpoint, with the client's own key only.
+        let direct = directs[0].clone();
         let azure_endpoint = session.req_header().headers.get("x-bf-azure-endpoint").and_then(|v| v.to_str().ok()).map(str::to_string);
         let client_base = match (&azure_endpoint, provider) {
             (Some(e), Provider::Azure) => match self.client_azure_endpoint(e, direct.is_some(), ctx) {
@@ -139,12 +192,6 @@ impl Gateway {
             },
             _ => None,
         };
-        let keyless = provider == Provider::Ollama && config.provider(provider).is_some_and(|c| c.keys.is_empty());
-        if direct.is_none() && !keyless && config.provider(provider).is_none_or(|c| c.keys.is_empty()) {
-            let msg = format!("no key is configured for provider {} and direct keys are not allowed", provider.name());
-            self.refuse(session, ctx, GatewayError::ProviderNotConfigured, &msg).await?;
-            return Ok(Admitted::Answered);
-        }
         // The translation, to refuse what the provider cannot honour now.
         let translated = match translator_for(provider, endpoint, &native) {
             Err(e) => return self.openai_refused(session, ctx, &e).await,
@@ -178,98 +225,13 @@ impl Gateway {
             h.headers.get("user-agent").and_then(|v| v.to_str().ok()).map(|ua| vec![("user-agent".to_string(), ua.to_string())]).unwrap_or_default()
         };
         let api_version = crate::net::query::query_get(h.uri.query(), "api-version").map(str::to_string);
-        Ok(Admitted::Ready(Prepared { endpoint, provider: provider.name().to_string(), model: native, req, headers, api_version, direct, client_base }, translated))
-    }
-
-    /// Send an admitted request to its provider and write the answer to
-    /// `sink`: the session's client, or an async job's result. `translated`:
-    /// the translation made at admission, when there was one.
-    pub(super) async fn execute_openai(&self, sink: &mut dyn Sink, ctx: &mut Ctx, p: Prepared, translated: Option<Translated>) -> Result<()> {
-        let config = ctx.live.config.clone();
-        let Some(provider) = Provider::from_name(&p.provider) else {
-            return self.sink_refuse(sink, ctx, GatewayError::ProviderNotConfigured, &format!("provider {} is no longer configured", p.provider)).await;
-        };
-        ctx.target.provider = Some(provider);
-        ctx.target.model = Some(p.model.clone());
-        let endpoint = p.endpoint;
-        let native = p.model.clone();
-        match &p.direct {
-            Some(key) => {
-                ctx.cred.inject = Some(provider.auth_header(key));
-                ctx.cred.key_name = Some("direct".into());
-            }
-            None if provider == Provider::Ollama && config.provider(provider).is_some_and(|c| c.keys.is_empty()) => {}
-            None => {
-                if let Err((err, msg)) = self.choose_configured_key(ctx, provider) {
-                    return self.sink_refuse(sink, ctx, err, &msg).await;
-                }
-            }
-        }
-
-        // The translation and the provider request body.
-        let (mode, body, stream) = match translated {
-            Some(Translated { translator, body }) => {
-                let stream = translator.streaming();
-                (Mode::Translated(translator), serde_json::to_vec(&body).unwrap_or_default(), stream)
-            }
-            None => {
-                let stream_requested = p.req.get("stream").and_then(Value::as_bool).unwrap_or(false);
-                let mut mode = match translator_for(provider, endpoint, &native) {
-                    Ok(m) => m,
-                    Err(e) => return self.sink_openai_error(sink, ctx, &e).await,
-                };
-                let opts = Options { default_max_tokens: config.openai_compat.default_max_tokens };
-                let (body, stream) = match &mut mode {
-                    Mode::Passthrough => (serde_json::to_vec(&p.req).unwrap_or_default(), stream_requested),
-                    Mode::Translated(t) => match t.request(p.req, &opts) {
-                        Ok(v) => (serde_json::to_vec(&v).unwrap_or_default(), t.streaming()),
-                        Err(e) => return self.sink_openai_error(sink, ctx, &e).await,
-                    },
-                };
-                (mode, body, stream)
-            }
-        };
-        ctx.outcome.stream = stream;
-
-        // Where it goes.
-        let conf = config.provider(provider);
-        let key = ctx.cred.key_name.as_ref().and_then(|n| conf.and_then(|c| c.keys.iter().find(|k| &k.name == n)));
-        let oauth = provider == Provider::Vertex && key.is_some_and(|k| k.identity.is_some());
-        let api_version = key.and_then(|k| k.api_version.clone()).or(p.api_version).unwrap_or_else(|| AZURE_DEFAULT_API_VERSION.to_string());
-        let project = conf.and_then(|c| c.project.clone());
-        let location = conf.and_then(|c| c.location.clone()).unwrap_or_else(|| "global".to_string());
-        let base = match provider {
-            Provider::Azure => p.client_base.or_else(|| key.and_then(|k| k.endpoint.clone())).or_else(|| conf.and_then(|c| c.base_url.clone())),
-            Provider::Vertex => conf.and_then(|c| c.base_url.clone()).or_else(|| {
-                Some(BaseUrl { tls: true, host: vertex::host(Some(&location)), port: 443, path: String::new() })
-            }),
-            p => conf.and_then(|c| c.base_url.clone()).or_else(|| p.default_base()),
-        };
-        let Some(base) = base else {
-            return self.sink_refuse(sink, ctx, GatewayError::ProviderNotConfigured, &format!("{} has no endpoint configured", provider.name())).await;
-        };
-        if oauth && project.is_none() {
-            return self.sink_refuse(sink, ctx, GatewayError::ProviderNotConfigured, "vertex needs `project` (or a service account with project_id) for OAuth").await;
-        }
-        let path = route::provider_path(&PathInput {
-            provider,
-            endpoint,
-            model: &native,
-            stream,
-            api_version: &api_version,
-            vertex_project: if oauth { project.as_deref().map(|p| (p, location.as_str())) } else { None },
-            base_path: &base.path,
-        });
-        let upstream = Upstream::at(&base, &path);
-        let head = self.provider_head(&p.headers, ctx, &upstream, provider, &mode, body.len(), stream)?;
-        ctx.target.upstream = Some(upstream);
-        let exchange = Exchange { head, body: bytes::Bytes::from(body) };
-        self.run_exchange(sink, ctx, exchange, mode).await
+        let route = super::openai_route::RoutePlan { alias: alias.map(|_| model.clone()), candidates };
+        Ok(Admitted::Ready(Prepared { endpoint, provider: provider.name().to_string(), model: native, req, headers, api_version, direct, directs, client_base, route }, translated))
     }
 
     /// The client's own key for `provider` in that provider's form, when
     /// direct keys are allowed and it is not a virtual key.
-    fn direct_key(&self, session: &Session, ctx: &Ctx, provider: Provider) -> Option<String> {
+    pub(super) fn direct_key(&self, session: &Session, ctx: &Ctx, provider: Provider) -> Option<String> {
         if !ctx.live.config.allow_direct_keys || ctx.cred.client_is_vk {
             return None;
         }
@@ -305,7 +267,7 @@ impl Gateway {
     /// `headers::to_provider`: hop-by-hop, credentials and control headers
     /// removed); translated requests get the provider's own set. `host` and
     /// the credential are set by `run_exchange` once connected.
-    fn provider_head(&self, client: &[(String, String)], ctx: &Ctx, up: &Upstream, provider: Provider, mode: &Mode, len: usize, stream: bool) -> Result<RequestHeader> {
+    pub(super) fn provider_head(&self, client: &[(String, String)], ctx: &Ctx, up: &Upstream, provider: Provider, mode: &Mode, len: usize, stream: bool) -> Result<RequestHeader> {
         let mut h = RequestHeader::build_no_case("POST", up.path_and_query.as_bytes(), None)?;
         match mode {
             Mode::Passthrough => {
@@ -335,7 +297,9 @@ impl Gateway {
 
     /// A 400 (or other) in OpenAI's error shape at admission, nothing sent.
     async fn openai_refused(&self, session: &mut Session, ctx: &mut Ctx, e: &TranslateError) -> Result<Admitted> {
-        let mut sink = super::sink::SessionSink(session);
+        let mut inner = super::sink::SessionSink(session);
+        let tags = ctx.outcome.answered.clone().unwrap_or_default();
+        let mut sink = super::openai_route::Tagged { inner: &mut inner, tags };
         self.sink_openai_error(&mut sink, ctx, e).await?;
         Ok(Admitted::Answered)
     }

@@ -17,6 +17,7 @@ use crate::net::build_peer;
 use crate::observe::metrics::METRICS;
 use crate::routes::headers;
 use crate::translate::sse::{encode, SseParser};
+use crate::routing::Failure;
 use crate::translate::{ClientEvent, StreamEnd, Translator};
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -29,6 +30,10 @@ use std::time::{Duration, Instant};
 /// A provider's whole answer (non-streaming JSON or an error) is read up to
 /// this; a larger one is a 502.
 const MAX_WHOLE_RESPONSE: usize = 64 * 1024 * 1024;
+
+/// A provider's error answer that another target may replace is held
+/// whole up to this (error bodies are small).
+const MAX_ERROR_BODY: usize = 1024 * 1024;
 
 /// How the answer comes back.
 pub(super) enum Mode {
@@ -56,9 +61,17 @@ pub(super) struct Prepared {
     /// The client's own key (direct keys); never stored.
     #[serde(skip)]
     pub direct: Option<String>,
-    /// The client-named Azure endpoint (with its own key only).
+    /// The client's own key for each candidate's provider (direct keys);
+    /// never stored.
+    #[serde(skip)]
+    pub directs: Vec<Option<String>>,
+    /// The client-named Azure endpoint (with its own key only; the first
+    /// candidate only).
     #[serde(skip)]
     pub client_base: Option<BaseUrl>,
+    /// Where it may go (SPEC 10).
+    #[serde(default)]
+    pub route: super::openai_route::RoutePlan,
 }
 
 /// What admission decided.
@@ -122,14 +135,16 @@ pub(super) struct Upstream {
 }
 
 impl Gateway {
-    /// Send the request and relay the answer. Always answers the client
-    /// (`Ok(true)`) unless writing to it failed.
-    pub(super) async fn run_exchange(&self, sink: &mut dyn Sink, ctx: &mut Ctx, mut req: Upstream, mut mode: Mode) -> Result<()> {
+    /// Send the request and relay the answer. `Answered` once anything
+    /// reached the client (the answer, or an error that does not move on);
+    /// `Failed` with the error to answer when the attempt failed before the
+    /// first byte went out, so that the routing loop may try elsewhere.
+    pub(super) async fn run_exchange(&self, sink: &mut dyn Sink, ctx: &mut Ctx, mut req: Upstream, mut mode: Mode) -> Result<AttemptEnd> {
         let (mut http, peer) = match self.connect(ctx).await {
             Ok(c) => c,
             Err((kind, msg)) => {
                 METRICS.upstream_errors.with_label_values(&[ctx.provider_label(), kind.kind()]).inc();
-                return self.sink_refuse(sink, ctx, kind, &msg).await;
+                return Ok(AttemptEnd::failed(Failure::Connect, None, Reply::Gateway(kind, msg)));
             }
         };
         // The credential and host of the key finally used, set only here:
@@ -163,15 +178,41 @@ impl Gateway {
         // parked I/O driver through its eventfd every time).
         let sent = sent.await.map_err(|e| (GatewayError::from_proxy_error(&e).unwrap_or(GatewayError::UpstreamError), e.to_string()));
         if let Err((kind, detail)) = sent {
-            // Sent, maybe in part: never replayed.
             let kind = if kind == GatewayError::UpstreamUnreachable { GatewayError::UpstreamError } else { kind };
-            return self.upstream_failed(sink, ctx, kind, &authority, &detail).await;
+            return Ok(self.upstream_failed(ctx, kind, &authority, &detail));
         }
         let resp = http.response_header().cloned().ok_or_else(|| Error::explain(ErrorType::InternalError, "no response header"))?;
         ctx.timing.ttfb = Some(ctx.timing.start.elapsed());
         self.watch_key_health(&resp, ctx).await;
         let status = resp.status.as_u16();
-        let clean = match &mut mode {
+        ctx.outcome.upstream_status = Some(status);
+        if status >= 400 && Failure::Status(status).moves_on() {
+            // An error that may succeed elsewhere: read whole (bounded) and
+            // handed to the routing loop, which answers it only when nothing
+            // else is tried.
+            let (body, fault) = read_whole(&mut http, deadline, MAX_ERROR_BODY).await;
+            if fault.is_none() {
+                self.connector.release_http_session(http, &peer, Some(Duration::from_secs(60))).await;
+            }
+            let retry_after_raw = resp.headers.get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
+            let retry_after = retry_after_raw.as_deref().and_then(crate::routing::attempts::parse_retry_after);
+            ctx.outcome.error_detail = Some(format!("provider answered {status}"));
+            let reply = match &mut mode {
+                Mode::Passthrough => {
+                    let mut out = resp;
+                    headers::to_client(&mut out, &ctx.request_id);
+                    out.remove_header("transfer-encoding");
+                    out.insert_header("content-length", body.len().to_string())?;
+                    Reply::Raw(out, Bytes::from(body))
+                }
+                Mode::Translated(tr) => {
+                    let (st, err) = tr.error(status, &body);
+                    Reply::Json { status: st, body: err.to_string().into_bytes(), retry_after: retry_after_raw }
+                }
+            };
+            return Ok(AttemptEnd::failed(Failure::Status(status), retry_after, reply));
+        }
+        let relayed = match &mut mode {
             Mode::Passthrough => self.relay_bytes(sink, ctx, &mut http, resp, deadline).await?,
             Mode::Translated(tr) if status >= 400 => {
                 let (body, fault) = read_whole(&mut http, deadline, MAX_WHOLE_RESPONSE).await;
@@ -179,14 +220,14 @@ impl Gateway {
                 let retry_after = resp.headers.get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
                 ctx.outcome.error_detail = Some(format!("provider answered {status}"));
                 json(sink, st, err.to_string().as_bytes(), &ctx.request_id, retry_after.as_deref()).await?;
-                fault.is_none()
+                Relayed::Done(fault.is_none())
             }
             Mode::Translated(tr) if !tr.streaming() => {
                 let (body, fault) = read_whole(&mut http, deadline, MAX_WHOLE_RESPONSE).await;
                 if fault == Some(GatewayError::UpstreamTimeout) {
                     // Nothing was sent to the client yet: a 504, as a
                     // provider silent before its head gets.
-                    return self.upstream_failed(sink, ctx, GatewayError::UpstreamTimeout, &authority, "the answer's body timed out").await;
+                    return Ok(self.upstream_failed(ctx, GatewayError::UpstreamTimeout, &authority, "the answer's body timed out"));
                 }
                 let complete = fault.is_none();
                 let answer = if complete { serde_json::from_slice(&body).map_err(|_| ()) } else { Err(()) };
@@ -194,6 +235,7 @@ impl Gateway {
                     Ok(v) => tr.response(v),
                     Err(()) => Err(crate::translate::TranslateError::bad_upstream("the provider's answer was cut or is not JSON")),
                 };
+                ctx.outcome.usage = Some(usage_of(tr.as_ref()));
                 match out {
                     Ok(v) => {
                         if let Some(t) = ctx.trace.as_mut() {
@@ -202,31 +244,39 @@ impl Gateway {
                         json(sink, 200, &serde_json::to_vec(&v).unwrap_or_default(), &ctx.request_id, None).await?
                     }
                     Err(e) => {
-                        ctx.outcome.error = Some(GatewayError::UpstreamError);
-                        json(sink, e.status, e.to_openai().to_string().as_bytes(), &ctx.request_id, None).await?
+                        // A cut or broken answer, nothing sent yet: another
+                        // target may answer.
+                        METRICS.upstream_errors.with_label_values(&[ctx.provider_label(), GatewayError::UpstreamError.kind()]).inc();
+                        return Ok(AttemptEnd::failed(Failure::Status(502), None, Reply::OpenAi(e)));
                     }
                 }
-                ctx.outcome.usage = Some(usage_of(tr.as_ref()));
-                complete
+                Relayed::Done(complete)
             }
             Mode::Translated(tr) => {
-                let clean = self.relay_events(sink, ctx, &mut http, tr.as_mut(), deadline).await;
+                let relayed = self.relay_events(sink, ctx, &mut http, tr.as_mut(), deadline).await;
                 ctx.outcome.usage = Some(usage_of(tr.as_ref()));
-                clean?
+                relayed?
             }
         };
-        if clean {
-            self.connector.release_http_session(http, &peer, Some(Duration::from_secs(60))).await;
+        match relayed {
+            Relayed::Done(clean) => {
+                if clean {
+                    self.connector.release_http_session(http, &peer, Some(Duration::from_secs(60))).await;
+                }
+                Ok(AttemptEnd::Answered)
+            }
+            // The provider failed before the first byte reached the client.
+            Relayed::NothingSent(kind) => Ok(self.upstream_failed(ctx, kind, &authority, "the answer ended before its first byte")),
         }
-        Ok(())
     }
 
     /// The provider failed after the request was sent and before anything
-    /// reached the client: counted, logged and answered with `kind`.
-    async fn upstream_failed(&self, sink: &mut dyn Sink, ctx: &mut Ctx, kind: GatewayError, authority: &str, detail: &str) -> Result<()> {
+    /// reached the client: counted and logged; the attempt failed with `kind`.
+    fn upstream_failed(&self, ctx: &mut Ctx, kind: GatewayError, authority: &str, detail: &str) -> AttemptEnd {
         METRICS.upstream_errors.with_label_values(&[ctx.provider_label(), kind.kind()]).inc();
         log::warn!("/openai: {} ({authority}): {detail}", kind.describe());
-        self.sink_refuse(sink, ctx, kind, &format!("{} ({authority})", kind.describe())).await
+        let failure = if kind == GatewayError::UpstreamTimeout { Failure::Timeout } else { Failure::Status(502) };
+        AttemptEnd::failed(failure, None, Reply::Gateway(kind, format!("{} ({authority})", kind.describe())))
     }
 
     /// Connect to the planned upstream, on another key after a connect
@@ -264,7 +314,8 @@ impl Gateway {
                 t.connect_failed(attempt.0.kind());
             }
             log::warn!("/openai: connect to {} failed: {}", up.authority, attempt.1);
-            if ctx.cred.connect_attempts > ctx.live.config.connect_retries {
+            let limit = ctx.live.config.connect_retries.min(ctx.cred.connect_budget.unwrap_or(usize::MAX));
+            if ctx.cred.connect_attempts > limit {
                 return Err((attempt.0, format!("{} ({})", attempt.0.describe(), up.authority)));
             }
             // Another configured key when there is one (Azure keys carry
@@ -290,7 +341,7 @@ impl Gateway {
     }
 
     /// An OpenAI-shaped answer: head and bytes as the provider sent them.
-    async fn relay_bytes(&self, sink: &mut dyn Sink, ctx: &mut Ctx, http: &mut HttpSession, resp: ResponseHeader, deadline: Instant) -> Result<bool> {
+    async fn relay_bytes(&self, sink: &mut dyn Sink, ctx: &mut Ctx, http: &mut HttpSession, resp: ResponseHeader, deadline: Instant) -> Result<Relayed> {
         let mut out = resp;
         headers::to_client(&mut out, &ctx.request_id);
         let header = |n: &str| out.headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
@@ -302,10 +353,15 @@ impl Gateway {
                 t.response_start(Some(ApiFamily::OpenAi), ct.as_deref(), header("content-encoding").as_deref());
             }
         }
-        sink.head(out).await?;
+        // The head goes out with the first chunk: until then the attempt
+        // may still be replaced (SPEC 10).
+        let mut head = Some(out);
         loop {
             match next_chunk(sink, http, deadline).await {
                 Next::Chunk(b) => {
+                    if let Some(h) = head.take() {
+                        sink.head(h).await?;
+                    }
                     if let Some(s) = ctx.outcome.scanner.as_mut() {
                         s.feed(&b);
                     }
@@ -315,6 +371,9 @@ impl Gateway {
                     sink.body(Some(b), false).await?;
                 }
                 Next::End => {
+                    if let Some(h) = head.take() {
+                        sink.head(h).await?;
+                    }
                     if let Some(s) = ctx.outcome.scanner.as_mut() {
                         s.finish();
                     }
@@ -322,13 +381,20 @@ impl Gateway {
                         t.response_body(None, true);
                     }
                     sink.body(None, true).await?;
-                    return Ok(true);
+                    return Ok(Relayed::Done(true));
                 }
+                Next::UpstreamFailed(kind) if head.is_some() => return Ok(Relayed::NothingSent(kind)),
                 Next::UpstreamFailed(kind) => {
                     ctx.outcome.error = Some(kind);
-                    // The client sees the body end where the provider's did.
+                    // A stream says it was cut with an error event, and no
+                    // `[DONE]` (SPEC 8 and 10); another body just ends
+                    // where the provider's did.
+                    if ctx.outcome.stream {
+                        let err = crate::translate::openai_error("the provider stream was cut before its end", "upstream_error", None, Some("stream_cut"));
+                        sink.body(Some(Bytes::from(format!("data: {err}\n\n"))), false).await?;
+                    }
                     sink.body(None, true).await?;
-                    return Ok(false);
+                    return Ok(Relayed::Done(false));
                 }
                 Next::ClientGone => return Err(client_gone()),
             }
@@ -337,13 +403,15 @@ impl Gateway {
 
     /// A translated stream: each provider event becomes the client's events
     /// as it arrives.
-    async fn relay_events(&self, sink: &mut dyn Sink, ctx: &mut Ctx, http: &mut HttpSession, tr: &mut dyn Translator, deadline: Instant) -> Result<bool> {
+    async fn relay_events(&self, sink: &mut dyn Sink, ctx: &mut Ctx, http: &mut HttpSession, tr: &mut dyn Translator, deadline: Instant) -> Result<Relayed> {
         let mut head = ResponseHeader::build_no_case(200, Some(6))?;
         head.insert_header("content-type", "text/event-stream; charset=utf-8")?;
         head.insert_header("cache-control", "no-cache")?;
         head.insert_header("transfer-encoding", "chunked")?;
         head.insert_header(headers::REQUEST_ID_HEADER, ctx.request_id.as_str())?;
-        sink.head(head).await?;
+        // The head goes out with the first event: until then the attempt
+        // may still be replaced (SPEC 10).
+        let mut head = Some(head);
         let mut parser = SseParser::default();
         let mut events: Vec<ClientEvent> = Vec::new();
         let mut bytes = Vec::new();
@@ -356,6 +424,7 @@ impl Gateway {
                     parser.finish(&mut |e, d| tr.stream_event(e, d, &mut events));
                     break StreamEnd::Complete;
                 }
+                Next::UpstreamFailed(kind) if head.is_some() => return Ok(Relayed::NothingSent(kind)),
                 Next::UpstreamFailed(kind) => {
                     ctx.outcome.error = Some(kind);
                     break StreamEnd::Cut;
@@ -363,6 +432,9 @@ impl Gateway {
                 Next::ClientGone => return Err(client_gone()),
             }
             if !events.is_empty() {
+                if let Some(h) = head.take() {
+                    sink.head(h).await?;
+                }
                 if let Some(t) = ctx.trace.as_mut() {
                     events.iter().for_each(|e| t.answer().client_event(e));
                 }
@@ -376,11 +448,14 @@ impl Gateway {
             events.iter().for_each(|e| t.answer().client_event(e));
         }
         encode(&events, &mut bytes);
+        if let Some(h) = head.take() {
+            sink.head(h).await?;
+        }
         if !bytes.is_empty() {
             sink.body(Some(Bytes::from(bytes)), false).await?;
         }
         sink.body(None, true).await?;
-        Ok(end == StreamEnd::Complete)
+        Ok(Relayed::Done(end == StreamEnd::Complete))
     }
 }
 
@@ -390,6 +465,48 @@ fn client_gone() -> Box<Error> {
     let mut e = Error::explain(ErrorType::ConnectionClosed, "client disconnected during the answer");
     e.as_down();
     e
+}
+
+/// How a relay ended.
+enum Relayed {
+    /// The answer went to the client; `true` when the provider's ended
+    /// cleanly (its connection may be pooled).
+    Done(bool),
+    /// The provider failed before anything was written to the client.
+    NothingSent(GatewayError),
+}
+
+/// What an attempt came to (SPEC 10).
+pub(super) enum AttemptEnd {
+    /// Something reached the client: nothing else may be tried.
+    Answered,
+    /// Failed before the first byte went to the client.
+    Failed(Failed),
+}
+
+impl AttemptEnd {
+    pub fn failed(failure: Failure, retry_after: Option<Duration>, reply: Reply) -> AttemptEnd {
+        AttemptEnd::Failed(Failed { failure, retry_after, reply })
+    }
+}
+
+/// A failed attempt: why, and the answer the client gets if it is the last.
+pub(super) struct Failed {
+    pub failure: Failure,
+    pub retry_after: Option<Duration>,
+    pub reply: Reply,
+}
+
+/// An answer not yet written.
+pub(super) enum Reply {
+    /// A gateway error (SPEC 5's shape).
+    Gateway(GatewayError, String),
+    /// An error in OpenAI's shape (SPEC 8).
+    OpenAi(crate::translate::TranslateError),
+    /// A translated provider error.
+    Json { status: u16, body: Vec<u8>, retry_after: Option<String> },
+    /// An OpenAI-shaped provider's own error answer.
+    Raw(ResponseHeader, Bytes),
 }
 
 enum Next {

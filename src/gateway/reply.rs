@@ -23,7 +23,16 @@ pub(super) fn json_head(status: u16, len: usize, request_id: &str, retry_after: 
 
 /// Write a complete small JSON response.
 pub(super) async fn write_json(session: &mut Session, status: u16, body: &[u8], request_id: &str, retry_after: Option<&str>) -> Result<()> {
-    let resp = json_head(status, body.len(), request_id, retry_after)?;
+    write_json_tagged(session, status, body, request_id, retry_after, None).await
+}
+
+/// Write a complete small JSON response; on `/openai`, with the headers
+/// that say who answered (SPEC 10).
+pub(super) async fn write_json_tagged(session: &mut Session, status: u16, body: &[u8], request_id: &str, retry_after: Option<&str>, tags: Option<&super::openai_route::Answered>) -> Result<()> {
+    let mut resp = json_head(status, body.len(), request_id, retry_after)?;
+    if let Some(t) = tags {
+        t.apply(&mut resp)?;
+    }
     // A request body we did not read makes the connection unusable.
     if !session.as_mut().is_body_empty() && !session.as_mut().is_body_done() {
         session.set_keepalive(None);

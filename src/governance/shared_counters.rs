@@ -237,6 +237,40 @@ impl SharedCounters {
     }
 }
 
+/// Route cooldowns shared by instances (SPEC 10), keyed by `provider/model`.
+impl SharedCounters {
+    fn route_key(&self, kind: &str, target: &str) -> String {
+        format!("{}:route:{kind}:{target}", self.conf.key_prefix)
+    }
+
+    /// Count a failure of `target` in a window of `window_ms`: the fleet's
+    /// count of its failures in the window.
+    pub async fn route_failure(&self, target: &str, window_ms: u64) -> io::Result<u64> {
+        let k = self.route_key("fail", target);
+        let mut pipe = ::redis::pipe();
+        pipe.cmd("INCR").arg(&k);
+        pipe.cmd("PEXPIRE").arg(&k).arg(window_ms.max(1)).arg("NX").ignore();
+        let (n,): (u64,) = self.call("route_failure", |mut c| async move { pipe.query_async(&mut c).await }).await?;
+        Ok(n)
+    }
+
+    /// `target` cools down until `until_ms` (Unix milliseconds), for every
+    /// instance; its failure count starts again.
+    pub async fn route_cool(&self, target: &str, until_ms: u64, for_ms: u64) -> io::Result<()> {
+        let (cool, fail) = (self.route_key("cool", target), self.route_key("fail", target));
+        let mut pipe = ::redis::pipe();
+        pipe.cmd("SET").arg(&cool).arg(until_ms).arg("PX").arg(for_ms.max(1)).ignore();
+        pipe.cmd("DEL").arg(&fail).ignore();
+        self.call("route_cool", |mut c| async move { pipe.query_async::<()>(&mut c).await }).await
+    }
+
+    /// When each of `targets` cools down until (Unix milliseconds), if it does.
+    pub async fn route_cooling(&self, targets: &[String]) -> io::Result<Vec<Option<u64>>> {
+        let keys: Vec<String> = targets.iter().map(|t| self.route_key("cool", t)).collect();
+        self.call("route_cooling", |mut c| async move { ::redis::cmd("MGET").arg(&keys).query_async(&mut c).await }).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

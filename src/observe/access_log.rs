@@ -49,6 +49,27 @@ pub struct Record {
     /// The async job (SPEC 9) this submission, poll or execution is for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub async_job_id: Option<String>,
+    /// `/openai` (SPEC 10): the position of the target that answered in
+    /// the order tried (0 = the first choice).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback_index: Option<usize>,
+    /// `/openai` (SPEC 10): every attempt, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<Attempt>,
+}
+
+/// One attempt of an `/openai` request on one target (SPEC 10).
+#[derive(Debug, Default, Clone, Serialize, PartialEq)]
+pub struct Attempt {
+    pub provider: String,
+    pub model: String,
+    /// The provider key's name.
+    pub key: Option<String>,
+    /// The provider's status, when it answered.
+    pub status: Option<u16>,
+    /// Why it failed (`None` for the answer).
+    pub error: Option<String>,
+    pub latency_ms: f64,
 }
 
 /// The access log: proxy workers append records to a shared queue and a

@@ -33,6 +33,8 @@ pub struct Metrics {
     pub overhead: HistogramVec,
     pub in_flight: IntGauge,
     pub upstream_errors: IntCounterVec,
+    /// `/openai` attempts by provider, model and outcome (SPEC 10).
+    pub route_attempts: IntCounterVec,
     pub request_bytes: IntCounterVec,
     pub response_bytes: IntCounterVec,
     pub input_tokens: IntCounterVec,
@@ -112,6 +114,12 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
         "tollgate_upstream_errors_total",
         "Upstream failures by provider and kind (unreachable, timeout, error)",
         &["provider", "kind"]
+    )
+    .expect("register"),
+    route_attempts: register_int_counter_vec!(
+        "tollgate_route_attempts_total",
+        "/openai attempts by provider, model and outcome (answered, connect, timeout, status_NNN, unsendable)",
+        &["provider", "model", "outcome"]
     )
     .expect("register"),
     request_bytes: register_int_counter_vec!(

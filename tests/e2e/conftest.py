@@ -67,7 +67,7 @@ def free_port():
 
 
 class Gateway:
-    def __init__(self, mocks, tmp, extra_providers="", extra="", env=None, azure_api_version=None, tls=None):
+    def __init__(self, mocks, tmp, extra_providers="", extra="", env=None, azure_api_version=None, tls=None, read_ms=20000):
         """`extra_providers`: YAML lines appended under `tollgate.providers`
         (indented by four); `extra`: lines appended under `tollgate:`
         (indented by two); `env`: more environment for the binary;
@@ -92,7 +92,7 @@ tollgate:
   listen: "127.0.0.1:{self.port}"
   metrics_listen: "127.0.0.1:{self.metrics_port}"
   access_log: {self.log}
-  timeouts: {{ connect_ms: 2000, read_ms: 20000 }}
+  timeouts: {{ connect_ms: 2000, read_ms: {read_ms} }}
   providers:
     openai: {{ base_url: "{m['openai'].url}", keys: [{{ name: main, value: env.T_OPENAI_KEY }}] }}
     anthropic: {{ base_url: "{m['anthropic'].url}", keys: [{{ name: main, value: env.T_ANTHROPIC_KEY }}] }}
@@ -104,6 +104,7 @@ tollgate:
         cfg.write_text(conf)
         env = dict(os.environ, RUST_LOG="warn", T_OPENAI_KEY=KEYS["openai"], T_ANTHROPIC_KEY=KEYS["anthropic"],
                    T_AZURE_KEY=KEYS["azure"], T_GEMINI_KEY=KEYS["gemini"], T_VERTEX_KEY=KEYS["vertex"], **(env or {}))
+        self.cfg, self.env = cfg, env
         self.stderr = open(Path(tmp) / "stderr.log", "w+")
         self.proc = subprocess.Popen([str(BIN), "-c", str(cfg)], env=env, stdout=subprocess.DEVNULL, stderr=self.stderr)
         deadline = time.time() + 20

@@ -54,6 +54,12 @@ class MockProvider:
     port: int = 0
     name: str = ""  # defaults to the provider (two mocks of one provider differ by name)
     sent_log: list = field(default_factory=list)  # (request path, monotonic time, event name, data) per SSE event
+    # Failures on demand (routing tests): `script` answers the next requests
+    # in turn (a status, or "silent": nothing until the client gives up),
+    # then normal answers resume; `down` answers every request so.
+    script: list = field(default_factory=list)
+    down: object = None
+    delay: float = 0.0  # seconds before every answer (latency-based routing)
 
     def start(self):
         mock = self
@@ -75,6 +81,15 @@ class MockProvider:
                 problem = mock.auth_problem(rec)
                 if problem:
                     return self._json(401, problem)
+                if mock.delay:
+                    time.sleep(mock.delay)
+                failure = mock.down if mock.down is not None else (mock.script.pop(0) if mock.script else None)
+                if failure == "silent":
+                    time.sleep(30)
+                    self.close_connection = True
+                    return
+                if failure is not None:
+                    return mock.fail(self, failure)
                 return mock.route(self, rec)
 
             def _read_chunked(self):
@@ -137,6 +152,9 @@ class MockProvider:
 
     def clear(self):
         self.take()
+        self.script.clear()
+        self.down = None
+        self.delay = 0.0
         self.sent_events.clear()
         self.sent_log.clear()
 
@@ -175,6 +193,16 @@ class MockProvider:
         return None
 
     # -- answers --------------------------------------------------------------
+
+    def fail(self, h, status):
+        """The provider's own error answer with `status` (`retry-after` on 429)."""
+        if self.provider == "anthropic":
+            kind = ANTHROPIC_ERROR.get(status, "api_error")
+            return h._json(status, {"type": "error", "error": {"type": kind, "message": f"{self.name or self.provider} failure {status}"}}, retry_headers(status))
+        if self.provider in ("gemini", "vertex"):
+            return h._json(status, {"error": {"code": status, "message": f"{self.name or self.provider} failure {status}", "status": "UNAVAILABLE"}}, retry_headers(status))
+        kind = "rate_limit_exceeded" if status == 429 else "server_error" if status >= 500 else "invalid_request_error"
+        return h._json(status, openai_error(f"{self.name or self.provider} failure {status}", kind, None, str(status)), retry_headers(status))
 
     def route(self, h, r):
         p, body = r.path, (r.json() if r.body and r.headers.get("content-type", "").startswith("application/json") else {})
@@ -234,7 +262,8 @@ class MockProvider:
         if (body.get("stream_options") or {}).get("include_usage"):
             events.append((None, {**base, "choices": [], "usage": usage}))
         events.append((None, "[DONE]"))
-        return h._sse(events, r.path)
+        cut = re.search(r"-cut-(\d+)", model or "")
+        return h._sse(events, r.path, cut_after=int(cut.group(1)) if cut else None)
 
     RESP_MODEL = "gpt-4.1-mini-2025-04-14"
 

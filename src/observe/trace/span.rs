@@ -220,6 +220,18 @@ impl RequestTrace {
         self.client = Some(self.server.with_span(span));
     }
 
+    /// The routing loop moves on to another attempt (SPEC 10): this
+    /// attempt's CLIENT span ends with its error, and the next attempt
+    /// starts a span of its own.
+    pub fn attempt_failed(&mut self, error: &str) {
+        if let Some(c) = self.client.take() {
+            let span = c.span();
+            span.set_attribute(KeyValue::new("error.type", error.to_string()));
+            span.set_status(Status::error(error.to_string()));
+            span.end();
+        }
+    }
+
     /// An event on the CLIENT span (`connected`, `connect_failed`, …).
     pub fn upstream_event(&self, name: &'static str, attrs: Vec<KeyValue>) {
         if let Some(c) = &self.client {
