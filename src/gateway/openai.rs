@@ -91,6 +91,14 @@ impl Gateway {
         };
         let config = ctx.live.config.clone();
         let configured = |p: Provider| config.provider(p).is_some();
+        {
+            // Who would answer, for the headers of a refusal before routing.
+            let (p, m) = match &azure_deployment {
+                Some(d) => (Provider::Azure, d.as_str()),
+                None => route::split_model(&model, &configured),
+            };
+            ctx.outcome.answered = Some(super::openai_route::Answered { provider: Some(p.name().to_string()), model: Some(m.to_string()), attempts: 0, fallback_index: 0 });
+        }
         let known = |name: &str| Provider::from_name(name).is_some_and(configured);
         // SPEC 10: the request's own fallbacks (removed before it leaves),
         // after an alias's targets and fallbacks.

@@ -68,7 +68,10 @@ impl Gateway {
             } else {
                 let t = if ci == 0 && !other_key { translated.take() } else { None };
                 let mut tagged = Tagged { inner: &mut *sink, tags: tags.clone() };
-                ctx.cred.connect_budget = Some(attempts.left() as usize);
+                // Connect retries on the same key only when there is no
+                // other target to move to (key-pool failover is a step of
+                // its own, `other_key`).
+                ctx.cred.connect_budget = Some(if order.len() > 1 { 0 } else { attempts.left() as usize });
                 let end = self.attempt_target(&mut tagged, ctx, &p, cand, ci, t, other_key).await?;
                 // Connect retries inside the attempt (key-pool failover on a
                 // refused connection) count against the same budget.

@@ -176,7 +176,15 @@ impl Gateway {
         // at what was left of the total when connecting (`connect`); no
         // tokio timer (registering one per request woke the runtime's
         // parked I/O driver through its eventfd every time).
-        let sent = sent.await.map_err(|e| (GatewayError::from_proxy_error(&e).unwrap_or(GatewayError::UpstreamError), e.to_string()));
+        let sent = sent.await.map_err(|e| {
+            // A silent provider (no head within the read timeout) is a
+            // timeout whatever the error's source says.
+            let kind = match e.etype() {
+                ErrorType::ReadTimedout | ErrorType::WriteTimedout => GatewayError::UpstreamTimeout,
+                _ => GatewayError::from_proxy_error(&e).unwrap_or(GatewayError::UpstreamError),
+            };
+            (kind, e.to_string())
+        });
         if let Err((kind, detail)) = sent {
             let kind = if kind == GatewayError::UpstreamUnreachable { GatewayError::UpstreamError } else { kind };
             return Ok(self.upstream_failed(ctx, kind, &authority, &detail));

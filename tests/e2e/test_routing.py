@@ -30,10 +30,11 @@ VK_ALPHA = "vk-alpha-only-8c1f"
 MAX_ATTEMPTS = 3
 
 
-def routing_conf(dead_port, extra_models="", cooldown_s=3):
+def routing_conf(compat, dead_port, extra_models="", cooldown_s=3):
+    urls = [(n, compat[n].url) for n in ("alpha", "beta", "gamma")] + [("dead", f"http://127.0.0.1:{dead_port}")]
     providers = "".join(
         f'    {n}: {{ kind: openai_compatible, base_url: "{url}", keys: [{{ name: {n}1, value: env.T_{n.upper()}_KEY }}] }}\n'
-        for n, url in [("alpha", "{alpha}"), ("beta", "{beta}"), ("gamma", "{gamma}"), ("dead", f"http://127.0.0.1:{dead_port}")]
+        for n, url in urls
     )
     extra = f"""  virtual_keys:
     - {{ name: alpha-only, secret: env.T_VK_ALPHA, providers: [alpha] }}
@@ -57,8 +58,7 @@ def rt(mocks):
     """A gateway with routing configured, its compat mocks and a dead port."""
     compat = {n: MockProvider("mistral", COMPAT[n], name=n).start() for n in ("alpha", "beta", "gamma")}
     dead_port = free_port()
-    providers, extra = routing_conf(dead_port)
-    providers = providers.format(**{n: m.url for n, m in compat.items()})
+    providers, extra = routing_conf(compat, dead_port)
     env = {f"T_{n.upper()}_KEY": k for n, k in COMPAT.items()}
     env["T_VK_ALPHA"] = VK_ALPHA
     with tempfile.TemporaryDirectory(prefix="tollgate-e2e-routing-") as tmp:
@@ -353,6 +353,8 @@ def test_a_virtual_keys_disallowed_targets_are_never_contacted(rt, m):
     r = c.chat.completions.with_raw_response.create(model="chain", messages=MSG)
     assert who(r.headers) == ("alpha", "chain", 2, 0)
     assert not calls(m["beta"]) and not calls(m["anthropic"])
+    for mock in m.values():
+        mock.take()
     with pytest.raises(openai.PermissionDeniedError) as e:
         c.chat.completions.create(model="beta/x", messages=MSG, extra_body={"fallbacks": ["anthropic/claude-sonnet-4-5"]})
     assert e.value.body["type"] == "forbidden" or "forbidden" in json.dumps(e.value.body)
@@ -401,8 +403,7 @@ def test_admission_errors_carry_the_headers_too(rt, m):
 def test_a_reload_replaces_aliases_and_keeps_cooldowns(mocks, tmp_path):
     compat = {n: MockProvider("mistral", COMPAT[n], name=n).start() for n in ("alpha", "beta", "gamma")}
     dead_port = free_port()
-    providers, extra = routing_conf(dead_port, cooldown_s=60)
-    providers = providers.format(**{n: mk.url for n, mk in compat.items()})
+    providers, extra = routing_conf(compat, dead_port, cooldown_s=60)
     env = {f"T_{n.upper()}_KEY": k for n, k in COMPAT.items()} | {"T_VK_ALPHA": VK_ALPHA}
     gw = Gateway(mocks, str(tmp_path), extra_providers=providers, extra=extra, env=env, read_ms=1500)
     try:
@@ -414,7 +415,7 @@ def test_a_reload_replaces_aliases_and_keeps_cooldowns(mocks, tmp_path):
                 client(gw).chat.completions.create(model="alpha/reload", messages=MSG, extra_body={"fallbacks": ["gamma/reload"]})
         assert admin(gw, "/admin/routes")["aliases"], "aliases before"
         # A new alias naming the cooling target; the reload keeps its state.
-        _, extra2 = routing_conf(dead_port, extra_models="      fresh: { targets: [{ model: alpha/reload }] }\n", cooldown_s=60)
+        _, extra2 = routing_conf(compat, dead_port, extra_models="      fresh: { targets: [{ model: alpha/reload }] }\n", cooldown_s=60)
         text = gw.cfg.read_text().replace(extra, extra2)
         gw.cfg.write_text(text)
         gw.proc.send_signal(signal.SIGHUP)
@@ -446,8 +447,7 @@ def test_cooldowns_are_shared_through_redis(mocks, tmp_path):
                 break
             except OSError:
                 time.sleep(0.05)
-        providers, extra = routing_conf(free_port())
-        providers = providers.format(**{n: mk.url for n, mk in compat.items()})
+        providers, extra = routing_conf(compat, free_port())
         extra += f"  redis: {{ url: 'redis://127.0.0.1:{port}' }}\n"
         env = {f"T_{n.upper()}_KEY": k for n, k in COMPAT.items()} | {"T_VK_ALPHA": VK_ALPHA}
         for name in ("a", "b"):
