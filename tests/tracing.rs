@@ -463,6 +463,36 @@ fn openai_route_translated_request_is_traced_and_propagated() {
 }
 
 #[test]
+fn each_routing_attempt_is_its_own_client_span() {
+    // SPEC 10: the primary refuses connections (Gemini on a dead port), the
+    // request's fallback answers; one CLIENT span per attempt.
+    let collector = Collector::start();
+    let mock = provider_mock();
+    let gw = gateway(&mock, collector.port, free_port());
+    let r = post_json(
+        gw.port,
+        "/openai/v1/chat/completions",
+        &[("x-request-id", "otel-route-1")],
+        &json!({"model": "gemini/gemini-2.5-flash", "fallbacks": ["anthropic/claude-haiku-4-5"], "messages": [{"role": "user", "content": "Say hi"}]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (server, mut children) = collector.request("otel-route-1");
+    assert_eq!(server.attr("gen_ai.system"), &json!("anthropic"), "the server span names who answered");
+    children.sort_by_key(|c| c.start_ns);
+    assert_eq!(children.len(), 2, "{children:?}");
+    assert_eq!(children.iter().map(|c| c.kind).collect::<Vec<_>>(), [KIND_CLIENT, KIND_CLIENT]);
+    assert_eq!(children[0].name, "chat gemini-2.5-flash");
+    assert_eq!(children[0].status, STATUS_ERROR);
+    assert_eq!(children[0].attr("error.type"), &json!("connect"));
+    assert_eq!(children[1].name, "chat claude-haiku-4-5");
+    assert_ne!(children[1].status, STATUS_ERROR);
+    assert!(children[0].end_ns <= children[1].start_ns, "the first attempt ended before the second began");
+    let up = mock.take();
+    assert_eq!(up.len(), 1);
+    assert_eq!(up[0].header("traceparent").map(|t| t.contains(&children[1].span_id)), Some(true));
+}
+
+#[test]
 fn capture_content_puts_prompt_and_translated_answer_on_the_span() {
     let collector = Collector::start();
     let mock = provider_mock();

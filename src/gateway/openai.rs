@@ -205,7 +205,10 @@ impl Gateway {
             Err(e) => return self.openai_refused(session, ctx, &e).await,
             Ok(Mode::Translated(mut translator)) => {
                 let opts = Options { default_max_tokens: config.openai_compat.default_max_tokens };
-                let input = if keep_request { req.clone() } else { std::mem::take(&mut req) };
+                // Kept for a later translation: an async job's, or another
+                // candidate's (SPEC 10).
+                let keep = keep_request || candidates.len() > 1;
+                let input = if keep { req.clone() } else { std::mem::take(&mut req) };
                 match translator.request(input, &opts) {
                     Ok(body) => (!keep_request).then_some(Translated { translator, body }),
                     Err(e) => return self.openai_refused(session, ctx, &e).await,

@@ -99,7 +99,7 @@ def who(headers):
 
 
 def calls(mock):
-    return [r for r in mock.requests if r.path.endswith(("/chat/completions", "/messages", "/embeddings"))]
+    return [r for r in mock.requests if r.path.endswith(("/chat/completions", "/messages", "/embeddings", "/responses")) or "enerateContent" in r.path]
 
 
 def admin(gw, path):
@@ -472,3 +472,14 @@ def test_cooldowns_are_shared_through_redis(mocks, tmp_path):
         for mk in compat.values():
             mk.stop()
         redis.kill()
+
+
+def test_a_translated_primary_falls_back_to_another_translated_provider(rt, m):
+    # Anthropic's 529 (overloaded), then Gemini: each attempt translates the
+    # same request for its own provider.
+    r = client(rt).chat.completions.with_raw_response.create(model="anthropic/claude-fail-529", messages=MSG, max_tokens=50, extra_body={"fallbacks": ["gemini/gemini-2.5-flash"]})
+    assert who(r.headers) == ("gemini", "gemini-2.5-flash", 2, 1)
+    assert r.parse().choices[0].message.content
+    sent = m["gemini"].last().json()
+    assert sent["contents"][0]["parts"][0]["text"] == "hi" and sent["generationConfig"]["maxOutputTokens"] == 50
+    assert len(calls(m["anthropic"])) == 1
