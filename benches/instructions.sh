@@ -12,7 +12,10 @@
 # Figure = instructions in the dump / requests wrk completed in the window.
 # Paths: bare Pingora (benches/pingora_bare.rs, the floor), tollgate
 # passthrough (/openai_passthrough), tollgate translated (/openai with an
-# anthropic/ model, to the mock's /v1/messages). Kernel time (system calls)
+# anthropic/ model, to the mock's /v1/messages), the same through a routing
+# alias with one target and with two (SPEC 10), and the passthrough with the
+# request log store on. BENCH_BASE=0, BENCH_ROUTING=0 and BENCH_LOGS=0 skip
+# the first two, the aliases and the log store. Kernel time (system calls)
 # is not counted here: benches/run.sh counts the calls themselves.
 # Under callgrind the proxy runs some 50x slower; only the ratio and the
 # per-request count matter. BENCH_CALLGRIND_KEEP=DIR keeps the callgrind
@@ -97,14 +100,26 @@ echo "User-space instructions per request (callgrind; wrk, 4 connections, 6 s me
 echo
 echo "| path | requests | errors | instructions per request |"
 echo "|---|---:|---:|---:|"
-measure bare "http://127.0.0.1:$P1/v1/chat/completions" "$PINGORA_BARE" "127.0.0.1:$P1" "127.0.0.1:$MOCK_PORT"
+[ "${BENCH_BASE:-1}" = 1 ] && measure bare "http://127.0.0.1:$P1/v1/chat/completions" "$PINGORA_BARE" "127.0.0.1:$P1" "127.0.0.1:$MOCK_PORT"
 export TOLLGATE_BENCH_OPENAI_KEY=sk-bench-dummy TOLLGATE_BENCH_ANTHROPIC_KEY=sk-ant-bench-dummy RUST_LOG=warn
-measure tollgate "http://127.0.0.1:$P2/openai_passthrough/v1/chat/completions" "$TOLLGATE" -c "$TMP/tollgate.yaml"
+[ "${BENCH_BASE:-1}" = 1 ] && measure tollgate "http://127.0.0.1:$P2/openai_passthrough/v1/chat/completions" "$TOLLGATE" -c "$TMP/tollgate.yaml"
 # The translated path: the same POST naming an Anthropic model (/openai ->
 # the mock's /v1/messages); a second tollgate, so each gets a fresh count.
 sed -e 's#"model":"gpt-4o-mini"#"model":"anthropic/claude-sonnet-4-5"#' benches/wrk-post.lua >"$TMP/wrk-translated.lua"
 grep -q anthropic/ "$TMP/wrk-translated.lua"
 WRK_SCRIPT=$TMP/wrk-translated.lua measure translated "http://127.0.0.1:$P2/openai/v1/chat/completions" "$TOLLGATE" -c "$TMP/tollgate.yaml"
+# Routing (SPEC 10): the same translated request through an alias with one
+# target, and through a two-target weighted alias (both to the mock's
+# /v1/messages), against `translated` above (issue 25: at most +3%).
+{ cat "$TMP/tollgate.yaml"; printf '  routing:\n    models:\n      bench: { targets: [{ model: anthropic/claude-sonnet-4-5 }] }\n      bench2: { targets: [{ model: anthropic/claude-sonnet-4-5, weight: 1 }, { model: anthropic/claude-haiku-4-5, weight: 1 }] }\n'; } >"$TMP/tollgate-routing.yaml"
+if [ "${BENCH_ROUTING:-1}" = 1 ]; then
+  for alias in bench bench2; do
+    sed -e "s#\"model\":\"gpt-4o-mini\"#\"model\":\"$alias\"#" benches/wrk-post.lua >"$TMP/wrk-$alias.lua"
+    grep -q "\"$alias\"" "$TMP/wrk-$alias.lua"
+    label=alias; [ "$alias" = bench2 ] && label=alias-2-targets
+    WRK_SCRIPT=$TMP/wrk-$alias.lua measure "$label" "http://127.0.0.1:$P2/openai/v1/chat/completions" "$TOLLGATE" -c "$TMP/tollgate-routing.yaml"
+  done
+fi
 # The request log store (SPEC 12) on: the passthrough again, with `logs`
 # configured (rows written off the request path by the log writer thread,
 # counted here too: callgrind counts every thread of the process).

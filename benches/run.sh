@@ -346,4 +346,9 @@ json.dump({
 EOF
 
 python3 benches/report.py "$RAW" "$OUT"
+
+# Routing (SPEC 10): what a fallback adds to the p50 when the primary
+# refuses connections (its own tollgate and mock; printed, not in the report).
+log "routing: fallback latency"
+bash benches/routing_latency.sh | tee "$RAW/routing-latency.md"
 log "done in $(( $(date +%s) - START_TS )) s"

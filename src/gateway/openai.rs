@@ -20,6 +20,7 @@ use crate::translate::anthropic_chat::AnthropicChat;
 use crate::translate::gemini_chat::GeminiChat;
 use crate::translate::gemini_embeddings::{GeminiEmbeddings, VertexEmbeddings};
 use crate::translate::responses_chat::ResponsesOverChat;
+use crate::routing::Candidate;
 use crate::translate::{Options, TranslateError, Translator};
 use pingora::http::RequestHeader;
 use pingora::prelude::*;
@@ -173,6 +174,16 @@ impl Gateway {
             self.refuse(session, ctx, GatewayError::ProviderNotConfigured, &msg).await?;
             return Ok(Admitted::Answered);
         }
+        // A request that runs now is ordered now, so that the translation
+        // made here is the first target's.
+        let ordered = !keep_request;
+        if ordered && candidates.len() > 1 {
+            let order = self.route_order(&candidates, alias.map(|_| model.as_str())).await;
+            let mut all: Vec<Option<Candidate>> = candidates.into_iter().map(Some).collect();
+            let mut all_directs: Vec<Option<Option<String>>> = directs.into_iter().map(Some).collect();
+            candidates = order.iter().filter_map(|&i| all[i].take()).collect();
+            directs = order.iter().filter_map(|&i| all_directs[i].take()).collect();
+        }
         let first = &candidates[0].target;
         let (provider, native) = (Provider::from_name(&first.provider).unwrap_or(Provider::OpenAi), first.model.clone());
         req["model"] = Value::String(native.clone());
@@ -236,7 +247,7 @@ impl Gateway {
             h.headers.get("user-agent").and_then(|v| v.to_str().ok()).map(|ua| vec![("user-agent".to_string(), ua.to_string())]).unwrap_or_default()
         };
         let api_version = crate::net::query::query_get(h.uri.query(), "api-version").map(str::to_string);
-        let route = super::openai_route::RoutePlan { alias: alias.map(|_| model.clone()), candidates };
+        let route = super::openai_route::RoutePlan { alias: alias.map(|_| model.clone()), candidates, ordered };
         Ok(Admitted::Ready(Prepared { endpoint, provider: provider.name().to_string(), model: native, req, headers, api_version, direct, directs, client_base, route }, translated))
     }
 

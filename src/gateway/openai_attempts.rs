@@ -33,13 +33,13 @@ impl Gateway {
         let live = ctx.live.clone();
         let rc = &live.config.routing;
         let cands = if p.route.candidates.is_empty() { super::openai_route::single(&p.provider, &p.model) } else { p.route.candidates.clone() };
-        let strategy = p.route.alias.as_ref().and_then(|a| rc.models.get(a)).map_or(crate::config::routing::Strategy::Ordered, |a| a.strategy);
-        self.adopt_shared_cooldowns(&cands).await;
-        let order = {
-            let health = self.health();
-            let now = Instant::now();
-            let mut rng = rand::thread_rng();
-            plan::order(&cands, strategy, &|t| health.cooling_left(&t.key(), now, &rc.cooldown), &|t| health.ttfb(&t.key()), &mut rng)
+        // The order to try them in: decided at admission for a request
+        // that runs now (its first target's translation was made there),
+        // here for an async job.
+        let order = if p.route.ordered {
+            (0..cands.len()).collect()
+        } else {
+            self.route_order(&cands, p.route.alias.as_deref()).await
         };
         let budget = Budget { max_attempts: rc.max_attempts, retries: rc.retries, max_retry_after: Duration::from_secs_f64(rc.max_retry_after_s) };
         let mut attempts = Attempts::new(order.len(), budget);
@@ -137,6 +137,22 @@ impl Gateway {
         ctx.outcome.answered = Some(tags.clone());
         let mut tagged = Tagged { inner: sink, tags };
         self.write_reply(&mut tagged, ctx, f.reply).await
+    }
+
+    /// The order to try `cands` in (indexes into it): the alias's strategy,
+    /// cooling targets left out (SPEC 10).
+    pub(super) async fn route_order(&self, cands: &[Candidate], alias: Option<&str>) -> Vec<usize> {
+        if cands.len() == 1 {
+            return vec![0];
+        }
+        self.adopt_shared_cooldowns(cands).await;
+        let live = self.live.snapshot();
+        let rc = &live.config.routing;
+        let strategy = alias.and_then(|a| rc.models.get(a)).map_or(crate::config::routing::Strategy::Ordered, |a| a.strategy);
+        let health = self.health();
+        let now = Instant::now();
+        let mut rng = rand::thread_rng();
+        plan::order(cands, strategy, &|t| health.cooling_left(&t.key(), now, &rc.cooldown), &|t| health.ttfb(&t.key()), &mut rng)
     }
 
     /// A failed attempt's answer, written.

@@ -23,6 +23,11 @@ use serde_json::Value;
 pub(super) struct RoutePlan {
     pub alias: Option<String>,
     pub candidates: Vec<Candidate>,
+    /// The candidates are in the order to try (decided at admission for a
+    /// request that runs at once); otherwise the order is decided when it
+    /// runs (an async job).
+    #[serde(default)]
+    pub ordered: bool,
 }
 
 /// The request's `fallbacks` (SPEC 10), removed from the body: at most
