@@ -56,6 +56,21 @@ struct Cli {
 enum Command {
     /// Validate the configuration and print what it would serve: listeners, routes, providers with their key names (never values), virtual key names, store
     Check,
+    /// The response cache of a running tollgate (through its admin listener)
+    Cache {
+        #[command(subcommand)]
+        action: CacheAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum CacheAction {
+    /// Delete every cached answer, or one cache key's (`--key`)
+    Clear {
+        /// The cache key (namespace, `x-bf-cache-key`) whose entries to delete
+        #[arg(long)]
+        key: Option<String>,
+    },
 }
 
 /// Parse the command line into Pingora's options; `check` (and `--help`,
@@ -63,8 +78,10 @@ enum Command {
 pub fn parse() -> Opt {
     let cli = Cli::parse();
     let opt = Opt { upgrade: cli.upgrade, daemon: cli.daemon, nocapture: cli.nocapture, test: cli.test, conf: cli.conf };
-    if let Some(Command::Check) = cli.command {
-        std::process::exit(check(&opt));
+    match cli.command {
+        Some(Command::Check) => std::process::exit(check(&opt)),
+        Some(Command::Cache { action: CacheAction::Clear { key } }) => std::process::exit(cache_clear(&opt, key.as_deref())),
+        None => {}
     }
     opt
 }
@@ -100,4 +117,57 @@ fn check(opt: &Opt) -> i32 {
     );
     println!("configuration OK");
     0
+}
+
+/// `tollgate cache clear [--key K]`: `DELETE /admin/cache[?key=K]` on the
+/// admin listener of the configuration's running tollgate (with the admin
+/// token when one is set). Exit status 0 when it answered 200.
+fn cache_clear(opt: &Opt, key: Option<&str>) -> i32 {
+    use std::io::{Read, Write};
+    let Some(path) = opt.conf.as_deref() else {
+        eprintln!("tollgate cache clear: no configuration file given; run `tollgate cache clear -c FILE`");
+        return 2;
+    };
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tollgate: invalid configuration: {e}");
+            return 1;
+        }
+    };
+    let Some(addr) = config.admin.listen else {
+        eprintln!("tollgate cache clear: {path} has no admin listener (admin_listen or metrics_listen)");
+        return 1;
+    };
+    let target = match key {
+        Some(k) => format!("/admin/cache?key={}", k.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect::<String>()),
+        None => "/admin/cache".to_string(),
+    };
+    let auth = config.admin.token.as_ref().map(|t| format!("authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let answer = (|| -> std::io::Result<String> {
+        let mut s = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5))?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+        write!(s, "DELETE {target} HTTP/1.1\r\nhost: {addr}\r\n{auth}content-length: 0\r\nconnection: close\r\n\r\n")?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    })();
+    match answer {
+        Ok(a) => {
+            let ok = a.starts_with("HTTP/1.1 200");
+            let body = a.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+            if ok {
+                println!("{body}");
+                0
+            } else {
+                eprintln!("tollgate cache clear: {addr} answered: {}", a.lines().next().unwrap_or(""));
+                eprintln!("{body}");
+                1
+            }
+        }
+        Err(e) => {
+            eprintln!("tollgate cache clear: cannot reach the admin listener {addr}: {e}");
+            1
+        }
+    }
 }

@@ -8,6 +8,9 @@
 //!   usage family, price fallback (Vertex with its OAuth).
 //! * `observe` — usage scanner, prices, metrics, access records, traces.
 //! * `config` — the `tollgate:` section, one file per section.
+//! * `cache` — the response cache of `/openai` (SPEC 11): canonical keys
+//!   and owners, the entries in SQLite with their semantic vectors, stored
+//!   answers assembled from and replayed as stream events.
 //! * `logs` — the request log store (SQLite beside the store): its writer
 //!   off the request path, the query API's filters and SQL, the dashboard.
 //! * `governance` — virtual keys, limits (local and Redis), key pools.
@@ -24,6 +27,7 @@
 //! (`routes::headers`), `gateway::response` feeds the usage scanner
 //! (`observe`), and `gateway::logging` writes the record and metrics.
 
+pub mod cache;
 pub mod config;
 pub mod errors;
 pub mod gateway;

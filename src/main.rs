@@ -103,6 +103,13 @@ fn main() {
             }
         }
     }
+    match tollgate::gateway::open_cache(&config) {
+        Ok(c) => gateway.cache = c,
+        Err(e) => {
+            eprintln!("tollgate: {conf_path}: `tollgate.cache`: cannot open the response cache {e}");
+            std::process::exit(1);
+        }
+    }
     let logs_at_exit = gateway.logs.clone();
     // Async jobs (SPEC 9): in Redis when configured (connected by the worker
     // service, on its own runtime), else in the SQLite store.

@@ -360,7 +360,7 @@ impl Config {
         }
         let known = |name: &str| Provider::from_name(name).is_some_and(|pr| providers.contains_key(&pr));
         let routing = routing::parse(raw.routing, &known, &p)?;
-        let cache = cache::parse(raw.cache, &p)?;
+        let cache = cache::parse(raw.cache, &known, &p)?;
         let admin = admin::parse(raw.admin_listen, raw.admin, metrics_listen, &p)?;
         // Its own address must not collide with the proxy's or the metrics
         // listener's (sharing the metrics listener exactly is the default).

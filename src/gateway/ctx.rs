@@ -111,6 +111,10 @@ pub(super) struct Outcome {
     pub answered: Option<super::openai_route::Answered>,
     /// `/openai`: the status of the provider's answer head, this attempt.
     pub upstream_status: Option<u16>,
+    /// `/openai`: what the response cache did (SPEC 11), and what a hit
+    /// saved (tokens, USD).
+    pub cache: Option<&'static str>,
+    pub cache_saved: Option<(u64, Option<f64>)>,
     /// `/openai`: each attempt, for the record (SPEC 10).
     pub attempts: Vec<crate::observe::access_log::Attempt>,
 }

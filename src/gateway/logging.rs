@@ -106,6 +106,9 @@ impl Gateway {
             async_job_id: ctx.outcome.job_id.clone(),
             fallback_index: ctx.outcome.answered.as_ref().filter(|a| a.attempts > 0).map(|a| a.fallback_index),
             attempts: std::mem::take(&mut ctx.outcome.attempts),
+            cache: ctx.outcome.cache,
+            cache_saved_tokens: ctx.outcome.cache_saved.map(|s| s.0),
+            cache_saved_usd: ctx.outcome.cache_saved.and_then(|s| s.1),
         };
 
         if let Some(t) = ctx.trace.take() {

@@ -46,6 +46,8 @@ mod openai_route;
 mod sink;
 pub mod jobs;
 mod reply;
+mod response_cache;
+pub use response_cache::open as open_cache;
 mod route_health;
 mod request;
 mod response;
@@ -73,6 +75,8 @@ pub struct Gateway {
     pub logs: Option<crate::logs::LogStore>,
     /// `/openai` targets' cooldowns and latency (SPEC 10), across reloads.
     pub route_health: route_health::SharedHealth,
+    /// The response cache (SPEC 11), when `tollgate.cache` is set.
+    pub cache: Option<Arc<crate::cache::CacheStore>>,
 }
 
 
@@ -99,6 +103,7 @@ impl Gateway {
             jobs: jobs::Jobs::default(),
             logs: None,
             route_health,
+            cache: None,
         }
     }
 

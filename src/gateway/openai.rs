@@ -42,12 +42,15 @@ impl Gateway {
         if let Some(id) = route::async_poll_id(&session.req_header().headers) {
             return self.poll_job(session, ctx, endpoint, &id).await;
         }
-        let (prepared, translated) = match self.admit_openai(session, ctx, endpoint, azure_deployment, is_async).await? {
+        let (mut prepared, translated) = match self.admit_openai(session, ctx, endpoint, azure_deployment, is_async).await? {
             Admitted::Answered => return Ok(true),
             Admitted::Ready(p, t) => (p, t),
         };
         if is_async {
             return self.submit_job(session, ctx, prepared).await;
+        }
+        if let Some(plan) = prepared.cache.take() {
+            return self.serve_with_cache(session, ctx, prepared, translated, plan).await;
         }
         let mut sink = super::sink::SessionSink(session);
         if ctx.outcome.log_content.is_some() {
@@ -174,6 +177,16 @@ impl Gateway {
             self.refuse(session, ctx, GatewayError::ProviderNotConfigured, &msg).await?;
             return Ok(Admitted::Answered);
         }
+        // The response cache (SPEC 11) keys the request as the client sent
+        // it (`fallbacks` removed, `model` as requested).
+        let cache = if keep_request {
+            None
+        } else {
+            match self.cache_plan(session, ctx, endpoint, &req) {
+                Ok(c) => c,
+                Err(bad) => return self.openai_refused(session, ctx, &TranslateError::invalid(bad.header, bad.message)).await,
+            }
+        };
         // A request that runs now is ordered now, so that the translation
         // made here is the first target's.
         let ordered = !keep_request;
@@ -248,7 +261,7 @@ impl Gateway {
         };
         let api_version = crate::net::query::query_get(h.uri.query(), "api-version").map(str::to_string);
         let route = super::openai_route::RoutePlan { alias: alias.map(|_| model.clone()), candidates, ordered };
-        Ok(Admitted::Ready(Prepared { endpoint, provider: provider.name().to_string(), model: native, req, headers, api_version, direct, directs, client_base, route }, translated))
+        Ok(Admitted::Ready(Prepared { endpoint, provider: provider.name().to_string(), model: native, req, headers, api_version, direct, directs, client_base, route, cache }, translated))
     }
 
     /// The client's own key for `provider` in that provider's form, when

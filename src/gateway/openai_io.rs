@@ -72,6 +72,9 @@ pub(super) struct Prepared {
     /// Where it may go (SPEC 10).
     #[serde(default)]
     pub route: super::openai_route::RoutePlan,
+    /// What the response cache does for it (SPEC 11); never stored.
+    #[serde(skip)]
+    pub cache: Option<super::response_cache::CachePlan>,
 }
 
 /// What admission decided.

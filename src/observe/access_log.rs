@@ -53,6 +53,14 @@ pub struct Record {
     /// the order tried (0 = the first choice).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fallback_index: Option<usize>,
+    /// `/openai` (SPEC 11): hit, semantic-hit, miss, refresh.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<&'static str>,
+    /// A hit: the tokens and USD the stored answer saved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_saved_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_saved_usd: Option<f64>,
     /// `/openai` (SPEC 10): every attempt, in order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<Attempt>,

@@ -35,6 +35,10 @@ pub struct Metrics {
     pub upstream_errors: IntCounterVec,
     /// `/openai` attempts by provider, model and outcome (SPEC 10).
     pub route_attempts: IntCounterVec,
+    /// Response cache lookups by result, and what hits saved (SPEC 11).
+    pub cache_lookups: IntCounterVec,
+    pub cache_saved_tokens: IntCounter,
+    pub cache_saved_usd: prometheus::Counter,
     pub request_bytes: IntCounterVec,
     pub response_bytes: IntCounterVec,
     pub input_tokens: IntCounterVec,
@@ -122,6 +126,14 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
         &["provider", "model", "outcome"]
     )
     .expect("register"),
+    cache_lookups: register_int_counter_vec!(
+        "tollgate_cache_lookups_total",
+        "/openai response cache lookups by result (hit, semantic-hit, miss, refresh)",
+        &["result"]
+    )
+    .expect("register"),
+    cache_saved_tokens: prometheus::register_int_counter!("tollgate_cache_saved_tokens_total", "Tokens cache hits did not spend").expect("register"),
+    cache_saved_usd: prometheus::register_counter!("tollgate_cache_saved_usd_total", "USD cache hits did not spend").expect("register"),
     request_bytes: register_int_counter_vec!(
         "tollgate_request_bytes_total",
         "Request body bytes received from clients",

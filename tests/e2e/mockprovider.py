@@ -299,6 +299,8 @@ class MockProvider:
 
     def embeddings(self, h, r, body):
         vec = [0.25, -0.5, 0.125]
+        if "words" in str(body.get("model", "")):
+            vec = word_vector(body.get("input"))
         if body.get("encoding_format") == "base64":
             emb = base64.b64encode(struct.pack(f"<{len(vec)}f", *vec)).decode()
         else:
@@ -442,6 +444,23 @@ GOOGLE_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSI
                  429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE"}
 ANTHROPIC_ERROR = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error",
                    413: "request_too_large", 429: "rate_limit_error", 500: "api_error", 529: "overloaded_error"}
+
+
+STOPWORDS = {"a", "an", "the", "is", "are", "of", "what", "whats", "what's", "which", "to", "in", "on", "for", "me", "tell", "please",
+             "do", "does", "i", "you", "user", "system", "assistant", "city", "s"}
+
+
+def word_vector(text, dims=64):
+    """An embedding that reflects the text (the `*-words` embedding models):
+    a hashed bag of its content words, so a reworded question lands close to
+    the original and an unrelated one far away."""
+    if isinstance(text, list):
+        text = " ".join(map(str, text))
+    words = [w for w in re.findall(r"[a-z]+", str(text).lower()) if w not in STOPWORDS]
+    vec = [0.0] * dims
+    for w in words:
+        vec[sum(ord(c) * 31 ** i for i, c in enumerate(w)) % dims] += 1.0
+    return vec if any(vec) else [1.0] + [0.0] * (dims - 1)
 
 
 def fail_status(name):

@@ -1,0 +1,289 @@
+//! The exact key and the semantic partition of an `/openai` request
+//! (SPEC 11), pure.
+//!
+//! The canonical form of a request is its JSON with object keys sorted, no
+//! whitespace, and integer-valued numbers written as integers (`1` and
+//! `1.0` are the same temperature), less what only shapes delivery
+//! (`stream`, `stream_options`) or routing (`fallbacks`). Every other field
+//! is in: model as requested, messages or input, tools, and every parameter
+//! that can change the answer. The exact key is the SHA-256 of the endpoint
+//! and that form, so the same request always gives the same key, in any
+//! process.
+
+use serde_json::Value;
+use std::fmt::Write;
+
+/// Fields that never change the answer's content.
+const DELIVERY_ONLY: [&str; 3] = ["stream", "stream_options", "fallbacks"];
+
+/// Write `v` in canonical form.
+pub fn canonical(v: &Value, out: &mut String) {
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 1e15 => {
+                let _ = write!(out, "{}", f as i64);
+            }
+            _ => {
+                let _ = write!(out, "{n}");
+            }
+        },
+        Value::String(s) => out.push_str(&Value::String(s.clone()).to_string()),
+        Value::Array(a) => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical(x, out);
+            }
+            out.push(']');
+        }
+        Value::Object(o) => {
+            let mut keys: Vec<&String> = o.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                canonical(&o[k], out);
+            }
+            out.push('}');
+        }
+    }
+}
+
+fn hex(d: &[u8]) -> String {
+    d.iter().fold(String::with_capacity(d.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// SHA-256 of `parts`, each length-prefixed (no two lists of parts hash
+/// alike by moving a boundary), in hex.
+pub fn digest(parts: &[&str]) -> String {
+    let mut h = openssl::sha::Sha256::new();
+    for p in parts {
+        h.update(&(p.len() as u64).to_le_bytes());
+        h.update(p.as_bytes());
+    }
+    hex(&h.finish())
+}
+
+/// The request less its delivery-only fields.
+fn answer_fields(body: &Value) -> Value {
+    match body {
+        Value::Object(o) => Value::Object(o.iter().filter(|(k, _)| !DELIVERY_ONLY.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect()),
+        v => v.clone(),
+    }
+}
+
+/// The exact key of a request to `endpoint` (`/chat/completions`, ...).
+pub fn exact_key(endpoint: &str, body: &Value) -> String {
+    let mut c = String::new();
+    canonical(&answer_fields(body), &mut c);
+    digest(&[endpoint, &c])
+}
+
+/// What the semantic layer needs: the hash of everything but the
+/// conversation's text (the partition: same model, same other parameters),
+/// and that text. `None` when the request is for the exact layer only: it
+/// has tools, more than `max_messages` messages, or parts that are not text.
+pub fn semantic_parts(endpoint: &str, body: &Value, max_messages: usize) -> Option<(String, String)> {
+    let o = body.as_object()?;
+    if o.get("tools").is_some_and(|t| !t.is_null() && t.as_array().is_none_or(|a| !a.is_empty())) || o.contains_key("functions") {
+        return None;
+    }
+    let (field, text) = if let Some(m) = o.get("messages") {
+        let msgs = m.as_array()?;
+        if msgs.is_empty() || msgs.len() > max_messages {
+            return None;
+        }
+        let mut text = String::new();
+        for msg in msgs {
+            let role = msg.get("role")?.as_str()?;
+            if !matches!(role, "system" | "developer" | "user" | "assistant") || msg.get("tool_calls").is_some() {
+                return None;
+            }
+            let _ = write!(text, "{role}: {}\n", content_text(msg.get("content")?)?);
+        }
+        ("messages", text)
+    } else if let Some(input) = o.get("input") {
+        let text = match input {
+            Value::String(s) => format!("user: {s}\n"),
+            Value::Array(items) => {
+                if items.is_empty() || items.len() > max_messages {
+                    return None;
+                }
+                let mut text = String::new();
+                for it in items {
+                    let role = it.get("role")?.as_str()?;
+                    let _ = write!(text, "{role}: {}\n", content_text(it.get("content")?)?);
+                }
+                text
+            }
+            _ => return None,
+        };
+        ("input", text)
+    } else {
+        return None;
+    };
+    let mut rest = answer_fields(body);
+    if let Some(r) = rest.as_object_mut() {
+        r.remove(field);
+    }
+    let mut c = String::new();
+    canonical(&rest, &mut c);
+    Some((digest(&[endpoint, &c]), text))
+}
+
+/// A message's text: a string, or text parts only.
+fn content_text(c: &Value) -> Option<String> {
+    match c {
+        Value::String(s) => Some(s.clone()),
+        Value::Array(parts) => {
+            let mut out = String::new();
+            for p in parts {
+                match p.get("type").and_then(Value::as_str) {
+                    Some("text" | "input_text" | "output_text") => out.push_str(p.get("text")?.as_str()?),
+                    _ => return None,
+                }
+            }
+            Some(out)
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    #[test]
+    fn whitespace_key_order_and_delivery_fields_do_not_matter() {
+        let a: Value = serde_json::from_str(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":1}"#).unwrap();
+        let b: Value = serde_json::from_str("{ \"temperature\" : 1.0,\n \"messages\": [ {\"content\":\"hi\", \"role\":\"user\"} ],\"model\":\"m\", \"stream\": true, \"stream_options\": {\"include_usage\": true} }").unwrap();
+        assert_eq!(exact_key("/chat/completions", &a), exact_key("/chat/completions", &b));
+        assert_ne!(exact_key("/chat/completions", &a), exact_key("/responses", &a), "the endpoint is part of the key");
+    }
+
+    #[test]
+    fn semantic_parts_split_the_text_from_the_rest() {
+        let a = json!({"model": "m", "temperature": 0.2, "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": [{"type": "text", "text": "hi there"}]}]});
+        let (pa, ta) = semantic_parts("/chat/completions", &a, 3).unwrap();
+        assert_eq!(ta, "system: be brief\nuser: hi there\n");
+        let mut b = a.clone();
+        b["messages"][1]["content"] = json!("something else");
+        assert_eq!(semantic_parts("/chat/completions", &b, 3).unwrap().0, pa, "the same partition");
+        b["temperature"] = json!(0.3);
+        assert_ne!(semantic_parts("/chat/completions", &b, 3).unwrap().0, pa, "another parameter, another partition");
+        assert!(semantic_parts("/chat/completions", &a, 1).is_none(), "longer than max_messages");
+        let mut t = a.clone();
+        t["tools"] = json!([{"type": "function", "function": {"name": "f"}}]);
+        assert!(semantic_parts("/chat/completions", &t, 3).is_none(), "tools: exact only");
+        assert_eq!(semantic_parts("/responses", &json!({"model": "m", "input": "hello"}), 3).unwrap().1, "user: hello\n");
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            (-1000i64..1000).prop_map(|n| json!(n)),
+            (-1000.0f64..1000.0).prop_map(|f| json!(f)),
+            "[a-z ]{0,8}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map("[a-z]{1,6}", inner, 0..5).prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// The JSON text of `v` with object keys in another order and spaces
+    /// and newlines between tokens.
+    fn scrambled(v: &Value, seed: u64, out: &mut String) {
+        let sp = |out: &mut String, n: u64| out.push_str(["", " ", "\n  ", "\t"][(n % 4) as usize]);
+        match v {
+            Value::Array(a) => {
+                out.push('[');
+                for (i, x) in a.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    sp(out, seed + i as u64);
+                    scrambled(x, seed.wrapping_mul(31).wrapping_add(i as u64), out);
+                }
+                out.push(']');
+            }
+            Value::Object(o) => {
+                let mut keys: Vec<&String> = o.keys().collect();
+                keys.sort();
+                if seed % 2 == 1 {
+                    keys.reverse();
+                }
+                if keys.len() > 2 {
+                    let n = keys.len();
+                    keys.rotate_left((seed as usize) % n);
+                }
+                out.push('{');
+                for (i, k) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    sp(out, seed + i as u64);
+                    out.push_str(&Value::String(k.clone()).to_string());
+                    sp(out, seed + 1);
+                    out.push(':');
+                    scrambled(&o[k], seed.wrapping_mul(17).wrapping_add(i as u64), out);
+                }
+                out.push('}');
+            }
+            v => out.push_str(&v.to_string()),
+        }
+    }
+
+    proptest! {
+        /// Permuted, re-spaced JSON gives the same key; a changed value of
+        /// any field gives another.
+        #[test]
+        fn the_key_is_canonical_and_every_parameter_counts(
+            fields in prop::collection::btree_map("[a-z_]{1,10}", json_value(), 1..8),
+            seed in any::<u64>(),
+            pick in any::<prop::sample::Index>(),
+            other in json_value(),
+        ) {
+            let mut body = serde_json::Map::new();
+            body.insert("model".into(), json!("openai/gpt-4o"));
+            body.insert("messages".into(), json!([{"role": "user", "content": "hi"}]));
+            for (k, v) in fields {
+                if !DELIVERY_ONLY.contains(&k.as_str()) {
+                    body.insert(k, v);
+                }
+            }
+            // As a gateway sees it: parsed from the client's text.
+            let body: Value = serde_json::from_str(&Value::Object(body).to_string()).unwrap();
+            let mut text = String::new();
+            scrambled(&body, seed, &mut text);
+            let reparsed: Value = serde_json::from_str(&text).unwrap();
+            prop_assert_eq!(exact_key("/chat/completions", &body), exact_key("/chat/completions", &reparsed));
+            let keys: Vec<String> = body.as_object().unwrap().keys().cloned().collect();
+            let k = &keys[pick.index(keys.len())];
+            let mut changed = body.clone();
+            let mut a = String::new();
+            let mut b = String::new();
+            canonical(&changed[k.as_str()], &mut a);
+            canonical(&other, &mut b);
+            prop_assume!(a != b);
+            changed[k.as_str()] = other;
+            prop_assert_ne!(exact_key("/chat/completions", &body), exact_key("/chat/completions", &changed));
+        }
+    }
+}

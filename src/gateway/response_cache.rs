@@ -1,0 +1,318 @@
+//! The response cache on `/openai` (SPEC 11), wired into the exchange: the
+//! plan made at admission (before the request is rewritten), the lookup
+//! (exact, then semantic through the gateway's own embedding call), the
+//! coalescing of identical non-streamed misses, the answer captured as the
+//! client gets it and stored when complete, and hits served in the form
+//! asked (one object, or real stream events). Decisions are
+//! `crate::cache`'s.
+
+use super::openai_io::{Prepared, Translated};
+use super::openai_route::Answered;
+use super::sink::{JobSink, SessionSink, Sink};
+use super::{Ctx, Gateway};
+use crate::cache::directives::{self, BadHeader};
+use crate::cache::store::{Flight, NewEntry};
+use crate::cache::{key, replay, CacheStore, Directives, Hit, Layer};
+use crate::observe::metrics::METRICS;
+use crate::observe::usage::Usage;
+use crate::providers::Provider;
+use crate::routes::credentials::client_credential;
+use crate::routes::headers::REQUEST_ID_HEADER;
+use crate::routes::openai::Endpoint;
+use crate::routes::RouteName;
+use crate::translate::sse::encode;
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::proxy::Session;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// What the cache does for one request, decided at admission.
+#[derive(Debug, Clone)]
+pub(super) struct CachePlan {
+    pub dir: Directives,
+    pub endpoint: Endpoint,
+    /// The entry's key: owner, namespace and the request's exact key.
+    pub key: String,
+    /// The semantic partition and the text to embed, when the semantic
+    /// layer applies.
+    pub semantic: Option<(String, String)>,
+    pub stream: bool,
+    pub include_usage: bool,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Gateway {
+    /// At admission, with the request as the client sent it (`fallbacks`
+    /// removed, `model` as requested): the cache's plan, `None` when the
+    /// cache is off or not asked for, `Err` for a malformed cache header.
+    pub(super) fn cache_plan(&self, session: &Session, ctx: &Ctx, endpoint: Endpoint, req: &Value) -> std::result::Result<Option<CachePlan>, BadHeader> {
+        let Some(conf) = ctx.live.config.cache.as_ref() else { return Ok(None) };
+        if self.cache.is_none() || !matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Responses | Endpoint::Embeddings) {
+            return Ok(None);
+        }
+        let h = session.req_header();
+        let Some(dir) = directives::of(&h.headers, conf)? else { return Ok(None) };
+        // Whose entries: the virtual key's, or the client's own key's (a
+        // digest), never chosen by a header.
+        let direct = (ctx.live.config.allow_direct_keys && ctx.cred.virtual_key.is_none()).then(|| client_credential(&h.headers, h.uri.query())).flatten();
+        let owner = directives::owner(ctx.cred.virtual_key.as_deref(), direct.as_ref().map(|c| c.secret.as_str()));
+        let path = endpoint.openai_path();
+        let exact = key::exact_key(path, req);
+        let entry = key::digest(&["entry", &owner, &dir.namespace, &exact]);
+        let semantic = match (&conf.semantic, endpoint, dir.layer) {
+            (Some(s), Endpoint::ChatCompletions | Endpoint::Responses, Layer::Both | Layer::Semantic) => key::semantic_parts(path, req, s.max_messages)
+                .map(|(params, text)| (key::digest(&["partition", &owner, &dir.namespace, &s.model, &params]), text)),
+            _ => None,
+        };
+        let stream = req.get("stream").and_then(Value::as_bool).unwrap_or(false);
+        let include_usage = req.pointer("/stream_options/include_usage").and_then(Value::as_bool).unwrap_or(false);
+        Ok(Some(CachePlan { dir, endpoint, key: entry, semantic, stream, include_usage }))
+    }
+
+    /// Serve an admitted request through the cache: a hit, or the
+    /// provider's answer (stored when complete).
+    pub(super) async fn serve_with_cache(&self, session: &mut Session, ctx: &mut Ctx, p: Prepared, t: Option<Translated>, plan: CachePlan) -> Result<bool> {
+        let Some(store) = self.cache.clone() else {
+            let mut sink = SessionSink(session);
+            self.execute_openai(&mut sink, ctx, p, t).await?;
+            return Ok(true);
+        };
+        let mut embedding: Option<Vec<f32>> = None;
+        if plan.dir.read && plan.dir.layer != Layer::Semantic {
+            if let Some(hit) = store.get(&plan.key, now_ms()) {
+                return self.serve_hit(session, ctx, &plan, hit, "hit").await;
+            }
+        }
+        // An identical non-streamed request producing this entry now: wait
+        // for it (within this request's deadline) rather than call again.
+        let mut _lead = None;
+        if plan.dir.read && !plan.stream && plan.dir.layer != Layer::Semantic {
+            match store.begin(&plan.key) {
+                Flight::Leader(g) => _lead = Some(g),
+                Flight::Follower(n) => {
+                    let waiting = n.notified();
+                    tokio::pin!(waiting);
+                    waiting.as_mut().enable();
+                    if store.get(&plan.key, now_ms()).is_none() {
+                        let left = (ctx.timing.start + ctx.live.config.timeouts.total).saturating_duration_since(std::time::Instant::now());
+                        let _ = tokio::time::timeout(left, waiting).await;
+                    }
+                    if let Some(hit) = store.get(&plan.key, now_ms()) {
+                        return self.serve_hit(session, ctx, &plan, hit, "hit").await;
+                    }
+                }
+            }
+        }
+        if plan.dir.read {
+            if let Some((partition, text)) = &plan.semantic {
+                embedding = self.embed(ctx, text).await;
+                if let Some(hit) = embedding.as_ref().and_then(|v| store.nearest(partition, v, plan.dir.threshold, now_ms())) {
+                    return self.serve_hit(session, ctx, &plan, hit, "semantic-hit").await;
+                }
+            }
+        }
+        let result = if plan.dir.read { "miss" } else { "refresh" };
+        ctx.outcome.cache = Some(result);
+        METRICS.cache_lookups.with_label_values(&[result]).inc();
+        let limit = ctx.live.config.cache.as_ref().map_or(1 << 20, |c| c.max_entry_bytes as usize) * 4 + 65_536;
+        let mut inner = SessionSink(session);
+        let mut cap = Capture { inner: &mut inner, mark: result, status: None, bytes: Vec::new(), limit, over: false };
+        let done = self.execute_openai(&mut cap, ctx, p, t).await;
+        let (status, bytes, over) = (cap.status, std::mem::take(&mut cap.bytes), cap.over);
+        if done.is_ok() && plan.dir.write && status == Some(200) && ctx.outcome.error.is_none() && !over {
+            if let Some(obj) = assemble(plan.endpoint, plan.stream, &bytes) {
+                if embedding.is_none() {
+                    if let Some((_, text)) = &plan.semantic {
+                        embedding = self.embed(ctx, text).await;
+                    }
+                }
+                let now = now_ms();
+                let semantic = plan.semantic.as_ref().and_then(|(p, _)| embedding.map(|v| (p.clone(), v)));
+                let body = serde_json::to_vec(&obj).unwrap_or_default();
+                store.put(NewEntry { key: plan.key.clone(), namespace: plan.dir.namespace.clone(), semantic, body, created_ms: now, expires_ms: now + plan.dir.ttl_s * 1000 });
+            }
+        }
+        done?;
+        Ok(true)
+    }
+
+    /// A stored answer, in the form the request asked for; nothing is
+    /// charged against tokens or budgets, and the record says what it saved.
+    async fn serve_hit(&self, session: &mut Session, ctx: &mut Ctx, plan: &CachePlan, hit: Hit, result: &'static str) -> Result<bool> {
+        let obj: Value = serde_json::from_slice(&hit.body).unwrap_or(Value::Null);
+        METRICS.cache_lookups.with_label_values(&[result]).inc();
+        ctx.outcome.cache = Some(result);
+        ctx.outcome.stream = plan.stream;
+        let usage = saved_usage(&obj);
+        let provider = ctx.target.provider;
+        let cost = match (provider, usage.model.as_deref()) {
+            (Some(p), Some(m)) => ctx.live.config.prices.cost(p, m, &usage),
+            _ => None,
+        };
+        ctx.outcome.cache_saved = Some((usage.input_tokens + usage.output_tokens, cost));
+        METRICS.cache_saved_tokens.inc_by(usage.input_tokens + usage.output_tokens);
+        if let Some(c) = cost {
+            METRICS.cache_saved_usd.inc_by(c);
+        }
+        let tags = Answered { attempts: 0, ..ctx.outcome.answered.clone().unwrap_or_default() };
+        let mark = |h: &mut ResponseHeader| -> Result<()> {
+            tags.apply(h)?;
+            h.insert_header("x-tollgate-cache", result)?;
+            h.insert_header("age", hit.age_s.to_string())?;
+            if let Some(s) = hit.similarity {
+                h.insert_header("x-tollgate-cache-similarity", format!("{s:.4}"))?;
+            }
+            Ok(())
+        };
+        super::drain::close_when_draining(session);
+        if !plan.stream {
+            let body = serde_json::to_vec(&obj).unwrap_or_default();
+            let mut head = super::reply::json_head(200, body.len(), &ctx.request_id, None)?;
+            mark(&mut head)?;
+            session.write_response_header(Box::new(head), false).await?;
+            session.write_response_body(Some(Bytes::from(body)), true).await?;
+            return Ok(true);
+        }
+        let events = match plan.endpoint {
+            Endpoint::Responses => replay::response_events(&obj),
+            _ => replay::chat_events(&obj, plan.include_usage),
+        };
+        let mut head = ResponseHeader::build_no_case(200, Some(8))?;
+        head.insert_header("content-type", "text/event-stream; charset=utf-8")?;
+        head.insert_header("cache-control", "no-cache")?;
+        head.insert_header("transfer-encoding", "chunked")?;
+        head.insert_header(REQUEST_ID_HEADER, ctx.request_id.as_str())?;
+        mark(&mut head)?;
+        session.write_response_header(Box::new(head), false).await?;
+        for e in &events {
+            let mut bytes = Vec::new();
+            encode(std::slice::from_ref(e), &mut bytes);
+            session.write_response_body(Some(Bytes::from(bytes)), false).await?;
+        }
+        session.write_response_body(None, true).await?;
+        Ok(true)
+    }
+
+    /// The conversation's embedding, through the gateway's own providers
+    /// and keys (`cache.semantic.model`); the call is recorded on its own.
+    async fn embed(&self, ctx: &Ctx, text: &str) -> Option<Vec<f32>> {
+        let model = ctx.live.config.cache.as_ref()?.semantic.as_ref()?.model.clone();
+        let (provider, native) = model.split_once('/')?;
+        let provider = Provider::from_name(provider)?;
+        let mut sub = Ctx::new(ctx.live.clone());
+        sub.request_id = format!("{}-embed", ctx.request_id);
+        sub.target.route = Some(RouteName::OpenAiCompat);
+        // The gateway's own call: recorded with its usage and cost, not
+        // charged to the caller's virtual key (whose limits count its own
+        // requests, hits included).
+        let req = json!({ "model": native, "input": text });
+        let request_bytes = req.to_string().len() as u64;
+        let p = Prepared {
+            endpoint: Endpoint::Embeddings,
+            provider: provider.name().to_string(),
+            model: native.to_string(),
+            req,
+            headers: vec![("content-type".into(), "application/json".into()), ("user-agent".into(), "tollgate-cache".into())],
+            api_version: None,
+            direct: None,
+            directs: Vec::new(),
+            client_base: None,
+            route: Default::default(),
+            cache: None,
+        };
+        let mut sink = JobSink::new(64 * 1024 * 1024);
+        let ok = self.execute_openai(&mut sink, &mut sub, p, None).await.is_ok();
+        let facts = super::logging::Facts {
+            client_ip: None,
+            method: "POST".into(),
+            path: "/openai/embeddings".into(),
+            status: sink.status.unwrap_or(502),
+            request_bytes,
+            response_bytes: sink.body.len() as u64,
+            user_agent: Some("tollgate-cache".into()),
+        };
+        self.record_facts(facts, None, &mut sub).await;
+        if !ok || sink.status != Some(200) {
+            log::warn!("cache: the embedding call to {model} failed ({:?}); the semantic layer is skipped", sink.status);
+            return None;
+        }
+        let v: Value = serde_json::from_slice(&sink.body).ok()?;
+        let emb = v.pointer("/data/0/embedding")?.as_array()?;
+        let out: Vec<f32> = emb.iter().filter_map(Value::as_f64).map(|x| x as f32).collect();
+        (!out.is_empty() && out.len() == emb.len()).then_some(out)
+    }
+}
+
+/// The tokens a stored answer would have cost.
+fn saved_usage(obj: &Value) -> Usage {
+    let u = obj.get("usage").cloned().unwrap_or(Value::Null);
+    let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let (input, output) = if u.get("input_tokens").is_some() { (n("input_tokens"), n("output_tokens")) } else { (n("prompt_tokens"), n("completion_tokens")) };
+    Usage { model: obj.get("model").and_then(Value::as_str).map(str::to_string), input_tokens: input, output_tokens: output, seen: !u.is_null(), ..Usage::default() }
+}
+
+/// The complete object an answer amounts to, when it is one to store.
+fn assemble(endpoint: Endpoint, stream: bool, bytes: &[u8]) -> Option<Value> {
+    match (endpoint, stream) {
+        (Endpoint::Responses, true) => replay::response_from_sse(bytes),
+        (_, true) => replay::chat_from_sse(bytes),
+        (_, false) => {
+            let v: Value = serde_json::from_slice(bytes).ok()?;
+            let ok = match endpoint {
+                Endpoint::ChatCompletions => v.get("object").and_then(Value::as_str) == Some("chat.completion") && v.get("choices").and_then(Value::as_array).is_some_and(|c| !c.is_empty()),
+                Endpoint::Responses => v.get("status").and_then(Value::as_str) == Some("completed"),
+                Endpoint::Embeddings => v.get("data").and_then(Value::as_array).is_some_and(|d| !d.is_empty()),
+                Endpoint::Models => false,
+            };
+            ok.then_some(v)
+        }
+    }
+}
+
+/// The client's sink, marking the answer `x-tollgate-cache` and keeping a
+/// bounded copy of what it was sent.
+struct Capture<'a> {
+    inner: &'a mut dyn Sink,
+    mark: &'static str,
+    status: Option<u16>,
+    bytes: Vec<u8>,
+    limit: usize,
+    over: bool,
+}
+
+#[async_trait]
+impl Sink for Capture<'_> {
+    async fn head(&mut self, mut head: ResponseHeader) -> Result<()> {
+        self.status = Some(head.status.as_u16());
+        head.insert_header("x-tollgate-cache", self.mark)?;
+        self.inner.head(head).await
+    }
+    async fn body(&mut self, data: Option<Bytes>, end: bool) -> Result<()> {
+        if let Some(d) = &data {
+            if self.bytes.len() + d.len() > self.limit {
+                self.over = true;
+            } else if !self.over {
+                self.bytes.extend_from_slice(d);
+            }
+        }
+        self.inner.body(data, end).await
+    }
+    async fn gone(&mut self) {
+        self.inner.gone().await
+    }
+}
+
+/// The cache, opened beside the store when `cache` is configured.
+pub fn open(config: &crate::config::Config) -> std::result::Result<Option<Arc<CacheStore>>, String> {
+    let Some(c) = &config.cache else { return Ok(None) };
+    let path = config.store_path.parent().unwrap_or(std::path::Path::new(".")).join("tollgate-cache.db");
+    CacheStore::open(&path, c.max_entries, c.max_entry_bytes).map(|s| Some(Arc::new(s)))
+}
+
