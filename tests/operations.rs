@@ -209,7 +209,7 @@ fn alerts_and_dashboard_use_only_exported_metrics() {
         json(200, json!({"id":"c1","object":"chat.completion","model":"gpt-4o-mini-2024-07-18","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":3,"total_tokens":15,"prompt_tokens_details":{"cached_tokens":4}}}))
     });
     let section = format!(
-        "  require_virtual_key: true\n  virtual_keys: [{{ name: t, secret: env.T_VK, budget: {{ usd: 1, period: day }} }}]\n  timeouts: {{ connect_ms: 300 }}\n  providers:\n    openai: {{ base_url: \"{}\", keys: [{{ name: k, value: sk-m }}] }}\n    anthropic: {{ base_url: \"http://127.0.0.1:{}\", keys: [{{ name: k, value: sk-a }}] }}\n",
+        "  require_virtual_key: true\n  virtual_keys: [{{ name: t, secret: env.T_VK, budget: {{ usd: 1, period: day }} }}]\n  timeouts: {{ connect_ms: 300 }}\n  providers:\n    openai: {{ base_url: \"{}\", keys: [{{ name: k, value: sk-m }}] }}\n    anthropic: {{ base_url: \"http://127.0.0.1:{}\", keys: [{{ name: k, value: sk-a }}] }}\n  routing:\n    models:\n      smart: {{ targets: [{{ model: openai/gpt-4o-mini }}] }}\n",
         mock.url(),
         free_port()
     );
@@ -218,7 +218,9 @@ fn alerts_and_dashboard_use_only_exported_metrics() {
     assert_eq!(post_json(gw.port, "/openai_passthrough/v1/chat/completions", &vk, &json!({"model":"gpt-4o-mini","messages":[]})).status, 200);
     assert_eq!(post_json(gw.port, "/anthropic_passthrough/v1/messages", &vk, &json!({"model":"claude"})).status, 502);
     assert_eq!(get(gw.port, "/openai_passthrough/v1/models", &[]).status, 401);
-    gw.records(3);
+    // /openai through an alias: attempts and the cooldown gauge (SPEC 10).
+    assert_eq!(post_json(gw.port, "/openai/v1/chat/completions", &vk, &json!({"model":"smart","messages":[{"role":"user","content":"hi"}]})).status, 200);
+    gw.records(4);
     let exported: BTreeSet<String> = gw
         .metrics()
         .lines()

@@ -85,6 +85,11 @@ impl Gateway {
         let shared = live.snapshot().config.redis.clone().map(|r| Arc::new(SharedCounters::new(r)));
         // tollgate_logs_dropped_total is exported (0) with the logs off too.
         std::sync::LazyLock::force(&crate::logs::DROPPED);
+        // The cache's lookup counters exist (at 0) with the cache off too, so
+        // the README's metric list holds for every config.
+        for result in ["hit", "semantic-hit", "miss", "refresh"] {
+            crate::observe::metrics::METRICS.cache_lookups.with_label_values(&[result]);
+        }
         let route_health = route_health::SharedHealth::default();
         {
             let live = live.clone();

@@ -89,7 +89,10 @@ impl Gateway {
             Ok(v @ Value::Object(_)) => v,
             _ => return self.openai_refused(session, ctx, &TranslateError::invalid_body("We could not parse the JSON body of your request: it must be a JSON object.")).await,
         };
-        drop(body);
+        // The client's bytes are kept only while another candidate may need
+        // the request again (SPEC 10): parsing them again on a fallback is
+        // cheaper than copying the parsed request for every request.
+        let mut body = Some(body);
         let Some(model) = req.get("model").and_then(Value::as_str).map(str::to_string) else {
             return self.openai_refused(session, ctx, &TranslateError::invalid("model", "you must provide a model parameter")).await;
         };
@@ -231,8 +234,7 @@ impl Gateway {
                 let opts = Options { default_max_tokens: config.openai_compat.default_max_tokens };
                 // Kept for a later translation: an async job's, or another
                 // candidate's (SPEC 10).
-                let keep = keep_request || candidates.len() > 1;
-                let input = if keep { req.clone() } else { std::mem::take(&mut req) };
+                let input = if keep_request { req.clone() } else { std::mem::take(&mut req) };
                 match translator.request(input, &opts) {
                     Ok(body) => (!keep_request).then_some(Translated { translator, body }),
                     Err(e) => return self.openai_refused(session, ctx, &e).await,
@@ -261,7 +263,8 @@ impl Gateway {
         };
         let api_version = crate::net::query::query_get(h.uri.query(), "api-version").map(str::to_string);
         let route = super::openai_route::RoutePlan { alias: alias.map(|_| model.clone()), candidates, ordered };
-        Ok(Admitted::Ready(Prepared { endpoint, provider: provider.name().to_string(), model: native, req, headers, api_version, direct, directs, client_base, route, cache }, translated))
+        let raw = if req.is_null() && route.candidates.len() > 1 { body.take().map(bytes::Bytes::from) } else { None };
+        Ok(Admitted::Ready(Prepared { endpoint, provider: provider.name().to_string(), model: native, req, raw, headers, api_version, direct, directs, client_base, route, cache }, translated))
     }
 
     /// The client's own key for `provider` in that provider's form, when

@@ -32,7 +32,13 @@ impl Gateway {
     pub(super) async fn execute_openai(&self, sink: &mut dyn Sink, ctx: &mut Ctx, p: Prepared, mut translated: Option<Translated>) -> Result<()> {
         let live = ctx.live.clone();
         let rc = &live.config.routing;
-        let cands = if p.route.candidates.is_empty() { super::openai_route::single(&p.provider, &p.model) } else { p.route.candidates.clone() };
+        let single;
+        let cands: &[Candidate] = if p.route.candidates.is_empty() {
+            single = super::openai_route::single(&p.provider, &p.model);
+            &single
+        } else {
+            &p.route.candidates
+        };
         // The order to try them in: decided at admission for a request
         // that runs now (its first target's translation was made there),
         // here for an async job.
@@ -244,7 +250,16 @@ impl Gateway {
                 (Mode::Translated(translator), serde_json::to_vec(&body).unwrap_or_default(), stream)
             }
             None => {
-                let mut req = p.req.clone();
+                let mut req = match (&p.req, &p.raw) {
+                    (Value::Null, Some(raw)) => {
+                        let mut v: Value = serde_json::from_slice(raw).unwrap_or(Value::Null);
+                        if let Some(o) = v.as_object_mut() {
+                            o.remove("fallbacks");
+                        }
+                        v
+                    }
+                    (req, _) => req.clone(),
+                };
                 req["model"] = Value::String(native.clone());
                 let stream_requested = req.get("stream").and_then(Value::as_bool).unwrap_or(false);
                 let mut mode = match translator_for(provider, endpoint, &native) {

@@ -52,8 +52,13 @@ pub(super) struct Prepared {
     pub provider: String,
     /// The provider's own model name.
     pub model: String,
-    /// The client's request, `model` renamed.
+    /// The client's request, `model` renamed; `Null` when the admission's
+    /// translation took it (then `raw` has it for other candidates).
     pub req: Value,
+    /// The client's body as sent, kept when the request was translated at
+    /// admission and another candidate may need it (SPEC 10).
+    #[serde(skip)]
+    pub raw: Option<bytes::Bytes>,
     /// The client's headers less credentials, control and hop-by-hop ones.
     pub headers: Vec<(String, String)>,
     /// The client's `api-version` query value (Azure).

@@ -219,6 +219,7 @@ impl Gateway {
             provider: provider.name().to_string(),
             model: native.to_string(),
             req,
+            raw: None,
             headers: vec![("content-type".into(), "application/json".into()), ("user-agent".into(), "tollgate-cache".into())],
             api_version: None,
             direct: None,
