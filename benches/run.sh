@@ -351,4 +351,8 @@ python3 benches/report.py "$RAW" "$OUT"
 # refuses connections (its own tollgate and mock; printed, not in the report).
 log "routing: fallback latency"
 bash benches/routing_latency.sh | tee "$RAW/routing-latency.md"
+# The response cache (SPEC 11): an exact hit against the passthrough, hits
+# against misses.
+log "cache: exact hits"
+bash benches/cache.sh | tee "$RAW/cache.md"
 log "done in $(( $(date +%s) - START_TS )) s"

@@ -194,7 +194,7 @@ impl Gateway {
         // made here is the first target's.
         let ordered = !keep_request;
         if ordered && candidates.len() > 1 {
-            let order = self.route_order(&candidates, alias.map(|_| model.as_str())).await;
+            let order = self.route_order(&candidates, alias.map(|_| model.as_str()), &config.routing).await;
             let mut all: Vec<Option<Candidate>> = candidates.into_iter().map(Some).collect();
             let mut all_directs: Vec<Option<Option<String>>> = directs.into_iter().map(Some).collect();
             candidates = order.iter().filter_map(|&i| all[i].take()).collect();

@@ -45,7 +45,7 @@ impl Gateway {
         let order = if p.route.ordered {
             (0..cands.len()).collect()
         } else {
-            self.route_order(&cands, p.route.alias.as_deref()).await
+            self.route_order(cands, p.route.alias.as_deref(), rc).await
         };
         let budget = Budget { max_attempts: rc.max_attempts, retries: rc.retries, max_retry_after: Duration::from_secs_f64(rc.max_retry_after_s) };
         let mut attempts = Attempts::new(order.len(), budget);
@@ -147,13 +147,11 @@ impl Gateway {
 
     /// The order to try `cands` in (indexes into it): the alias's strategy,
     /// cooling targets left out (SPEC 10).
-    pub(super) async fn route_order(&self, cands: &[Candidate], alias: Option<&str>) -> Vec<usize> {
+    pub(super) async fn route_order(&self, cands: &[Candidate], alias: Option<&str>, rc: &crate::config::routing::RoutingConf) -> Vec<usize> {
         if cands.len() == 1 {
             return vec![0];
         }
         self.adopt_shared_cooldowns(cands).await;
-        let live = self.live.snapshot();
-        let rc = &live.config.routing;
         let strategy = alias.and_then(|a| rc.models.get(a)).map_or(crate::config::routing::Strategy::Ordered, |a| a.strategy);
         let health = self.health();
         let now = Instant::now();

@@ -14,7 +14,11 @@ pub struct Target {
 impl Target {
     /// `provider/model`: the key of its health and the label of its metrics.
     pub fn key(&self) -> String {
-        format!("{}/{}", self.provider, self.model)
+        let mut k = String::with_capacity(self.provider.len() + 1 + self.model.len());
+        k.push_str(&self.provider);
+        k.push('/');
+        k.push_str(&self.model);
+        k
     }
 }
 
@@ -77,51 +81,68 @@ pub fn order(
     latency: &dyn Fn(&Target) -> Option<f64>,
     rng: &mut dyn rand::RngCore,
 ) -> Vec<usize> {
-    let healthy: Vec<usize> = (0..cands.len()).filter(|&i| cooling(&cands[i].target).is_none()).collect();
-    if healthy.is_empty() {
-        let earliest = (0..cands.len()).min_by(|&a, &b| {
-            let (x, y) = (cooling(&cands[a].target).unwrap_or(0.0), cooling(&cands[b].target).unwrap_or(0.0));
-            x.total_cmp(&y)
-        });
-        return earliest.into_iter().collect();
-    }
-    let (primary, rest): (Vec<usize>, Vec<usize>) = healthy.into_iter().partition(|&i| cands[i].origin == Origin::Primary);
-    let mut out = match strategy {
-        Strategy::Ordered => primary,
-        Strategy::LeastLatency => {
-            let mut p = primary;
-            // Unknown latency first: a target is measured before it is judged.
-            p.sort_by(|&a, &b| latency(&cands[a].target).unwrap_or(0.0).total_cmp(&latency(&cands[b].target).unwrap_or(0.0)));
-            p
+    let n = cands.len();
+    // One allocation: healthy primaries first, then healthy fallbacks.
+    let mut out = Vec::with_capacity(n);
+    let mut fallback_healthy = 0u64; // a bit per candidate (at most 64 ordered fully)
+    let mut earliest: Option<(usize, f64)> = None;
+    for (i, c) in cands.iter().enumerate() {
+        match cooling(&c.target) {
+            None if c.origin == Origin::Primary => out.push(i),
+            None => fallback_healthy |= 1u64 << i.min(63),
+            Some(left) => {
+                if earliest.is_none_or(|(_, e)| left < e) {
+                    earliest = Some((i, left));
+                }
+            }
         }
-        Strategy::Weighted => weighted_order(cands, primary, rng),
-    };
-    out.extend(rest);
+    }
+    let primaries = out.len();
+    match strategy {
+        Strategy::Ordered => {}
+        Strategy::LeastLatency => {
+            // Unknown latency first: a target is measured before it is judged.
+            out.sort_by(|&a, &b| latency(&cands[a].target).unwrap_or(0.0).total_cmp(&latency(&cands[b].target).unwrap_or(0.0)));
+        }
+        Strategy::Weighted => weighted_order(cands, &mut out[..primaries], rng),
+    }
+    for i in 0..n {
+        if cands[i].origin != Origin::Primary && fallback_healthy & (1u64 << i.min(63)) != 0 && (i < 63 || cooling(&cands[i].target).is_none()) {
+            out.push(i);
+        }
+    }
+    if out.is_empty() {
+        out.extend(earliest.map(|(i, _)| i));
+    }
     out
 }
 
 /// Weighted random order without replacement over the positive weights,
-/// then the zero-weight targets as written. Fractional weights count as
-/// they are (never truncated).
-fn weighted_order(cands: &[Candidate], mut pool: Vec<usize>, rng: &mut dyn rand::RngCore) -> Vec<usize> {
-    let zero: Vec<usize> = pool.iter().copied().filter(|&i| !(cands[i].weight > 0.0)).collect();
-    pool.retain(|&i| cands[i].weight > 0.0);
-    let mut out = Vec::with_capacity(pool.len() + zero.len());
-    while !pool.is_empty() {
-        let total: f64 = pool.iter().map(|&i| cands[i].weight).sum();
+/// then the zero-weight targets as written, in place. Fractional weights
+/// count as they are (never truncated).
+fn weighted_order(cands: &[Candidate], idx: &mut [usize], rng: &mut dyn rand::RngCore) {
+    // Positive weights first, keeping the written order of the zeros.
+    let mut positive = 0;
+    for j in 0..idx.len() {
+        if cands[idx[j]].weight > 0.0 {
+            idx[positive..=j].rotate_right(1);
+            positive += 1;
+        }
+    }
+    for pos in 0..positive {
+        let total: f64 = idx[pos..positive].iter().map(|&i| cands[i].weight).sum();
         let mut x = rng.gen_range(0.0..total);
-        let mut pick = pool.len() - 1;
-        for (n, &i) in pool.iter().enumerate() {
+        let mut pick = positive - 1;
+        for (k, &i) in idx[pos..positive].iter().enumerate() {
             if x < cands[i].weight {
-                pick = n;
+                pick = pos + k;
                 break;
             }
             x -= cands[i].weight;
         }
-        out.push(pool.remove(pick));
+        // Keep the rest in order (a rotation, not a swap).
+        idx[pos..=pick].rotate_right(1);
     }
-    out.extend(zero);
-    out
 }
 
 #[cfg(test)]
