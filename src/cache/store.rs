@@ -71,6 +71,8 @@ pub struct CacheStore {
     conn: Mutex<Connection>,
     mem: Mutex<Mem>,
     inflight: Mutex<HashMap<String, Arc<Notify>>>,
+    /// With Redis: the last id read from the shared vector stream.
+    stream_pos: Mutex<String>,
     max_entries: u64,
     max_entry_bytes: u64,
 }
@@ -105,11 +107,12 @@ fn unit(v: &[f32]) -> Vec<f32> {
     v.iter().map(|x| x / norm).collect()
 }
 
-fn to_blob(v: &[f32]) -> Vec<u8> {
+/// A vector as little-endian f32 bytes (SQLite and Redis).
+pub fn to_blob(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-fn from_blob(b: &[u8]) -> Vec<f32> {
+pub fn from_blob(b: &[u8]) -> Vec<f32> {
     b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
 }
 
@@ -127,7 +130,7 @@ impl CacheStore {
              CREATE INDEX IF NOT EXISTS entries_expiry ON entries (expires_ms);",
         )
         .map_err(|e| format!("{}: {e}", path.display()))?;
-        let store = CacheStore { conn: Mutex::new(conn), mem: Mutex::new(Mem::default()), inflight: Mutex::new(HashMap::new()), max_entries, max_entry_bytes };
+        let store = CacheStore { conn: Mutex::new(conn), mem: Mutex::new(Mem::default()), inflight: Mutex::new(HashMap::new()), stream_pos: Mutex::new("0".into()), max_entries, max_entry_bytes };
         store.load().map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(store)
     }
@@ -180,8 +183,18 @@ impl CacheStore {
 
     /// The most similar live entry of `partition`, when at least `threshold`.
     pub fn nearest(&self, partition: &str, embedding: &[f32], threshold: f64, now_ms: u64) -> Option<Hit> {
+        let (key, sim) = self.nearest_key(partition, embedding, threshold, now_ms)?;
+        let mut hit = self.get(&key, now_ms)?;
+        hit.similarity = Some(sim.min(1.0));
+        Some(hit)
+    }
+
+    /// The key and similarity of the most similar live vector of
+    /// `partition`, when at least `threshold` (the entry itself may live
+    /// elsewhere: Redis).
+    pub fn nearest_key(&self, partition: &str, embedding: &[f32], threshold: f64, now_ms: u64) -> Option<(String, f64)> {
         let q = unit(embedding);
-        let (key, sim) = {
+        {
             let mem = self.mem.lock().unwrap_or_else(|e| e.into_inner());
             let vs = mem.semantic.get(partition)?;
             let mut best: Option<(&str, f64)> = None;
@@ -192,11 +205,54 @@ impl CacheStore {
                 }
             }
             let (k, s) = best.filter(|&(_, s)| s >= threshold)?;
-            (k.to_string(), s)
-        };
-        let mut hit = self.get(&key, now_ms)?;
-        hit.similarity = Some(sim.min(1.0));
-        Some(hit)
+            Some((k.to_string(), s))
+        }
+    }
+
+    /// Index a vector whose entry lives elsewhere (Redis), once; expired
+    /// vectors are dropped when the index passes `max_entries`.
+    pub fn index_vector(&self, partition: &str, key: &str, vector: &[f32], expires_ms: u64, now_ms: u64) {
+        let mut mem = self.mem.lock().unwrap_or_else(|e| e.into_inner());
+        let vs = mem.semantic.entry(partition.to_string()).or_default();
+        if !vs.iter().any(|v| v.key == key) {
+            vs.push(Vector { key: key.to_string(), unit: unit(vector), expires_ms });
+        }
+        let total: usize = mem.semantic.values().map(Vec::len).sum();
+        if total as u64 > self.max_entries {
+            for vs in mem.semantic.values_mut() {
+                vs.retain(|v| v.expires_ms > now_ms);
+            }
+        }
+    }
+
+    /// Where this instance has read the shared vector stream to.
+    pub fn stream_position(&self) -> String {
+        self.stream_pos.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set_stream_position(&self, id: &str) {
+        *self.stream_pos.lock().unwrap_or_else(|e| e.into_inner()) = id.to_string();
+    }
+
+    /// Drop the indexed vectors of `keys` (entries cleared elsewhere).
+    pub fn unindex(&self, keys: Option<&[String]>) {
+        let mut mem = self.mem.lock().unwrap_or_else(|e| e.into_inner());
+        match keys {
+            None => mem.semantic.clear(),
+            Some(ks) => {
+                for vs in mem.semantic.values_mut() {
+                    vs.retain(|v| !ks.contains(&v.key));
+                }
+            }
+        }
+    }
+
+    pub fn max_entry_bytes(&self) -> u64 {
+        self.max_entry_bytes
+    }
+
+    pub fn max_entries(&self) -> u64 {
+        self.max_entries
     }
 
     /// Store an answer (replacing one under the same key). Too large an

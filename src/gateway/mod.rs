@@ -87,7 +87,7 @@ impl Gateway {
         std::sync::LazyLock::force(&crate::logs::DROPPED);
         // The cache's lookup counters exist (at 0) with the cache off too, so
         // the README's metric list holds for every config.
-        for result in ["hit", "semantic-hit", "miss", "refresh"] {
+        for result in ["hit", "semantic-hit", "miss", "refresh", "bypass"] {
             crate::observe::metrics::METRICS.cache_lookups.with_label_values(&[result]);
         }
         let route_health = route_health::SharedHealth::default();

@@ -85,38 +85,54 @@ impl Gateway {
             return Ok(true);
         };
         let mut embedding: Option<Vec<f32>> = None;
+        // Redis down: the cache is skipped (counted), the request goes on.
+        let mut down = false;
         if plan.dir.read && plan.dir.layer != Layer::Semantic {
-            if let Some(hit) = store.get(&plan.key, now_ms()) {
-                return self.serve_hit(session, ctx, &plan, hit, "hit").await;
+            match self.cache_get(&store, &plan.key).await {
+                Ok(Some(hit)) => return self.serve_hit(session, ctx, &plan, hit, "hit").await,
+                Ok(None) => {}
+                Err(()) => down = true,
             }
         }
         // An identical non-streamed request producing this entry now: wait
         // for it (within this request's deadline) rather than call again.
         let mut _lead = None;
-        if plan.dir.read && !plan.stream && plan.dir.layer != Layer::Semantic {
+        if !down && plan.dir.read && !plan.stream && plan.dir.layer != Layer::Semantic {
             match store.begin(&plan.key) {
                 Flight::Leader(g) => _lead = Some(g),
                 Flight::Follower(n) => {
                     let waiting = n.notified();
                     tokio::pin!(waiting);
                     waiting.as_mut().enable();
-                    if store.get(&plan.key, now_ms()).is_none() {
+                    if !matches!(self.cache_get(&store, &plan.key).await, Ok(Some(_))) {
                         let left = (ctx.timing.start + ctx.live.config.timeouts.total).saturating_duration_since(std::time::Instant::now());
                         let _ = tokio::time::timeout(left, waiting).await;
                     }
-                    if let Some(hit) = store.get(&plan.key, now_ms()) {
+                    if let Ok(Some(hit)) = self.cache_get(&store, &plan.key).await {
                         return self.serve_hit(session, ctx, &plan, hit, "hit").await;
                     }
                 }
             }
         }
-        if plan.dir.read {
+        if !down && plan.dir.read {
             if let Some((partition, text)) = &plan.semantic {
                 embedding = self.embed(ctx, text).await;
-                if let Some(hit) = embedding.as_ref().and_then(|v| store.nearest(partition, v, plan.dir.threshold, now_ms())) {
-                    return self.serve_hit(session, ctx, &plan, hit, "semantic-hit").await;
+                if let Some(v) = &embedding {
+                    match self.cache_nearest(&store, partition, v, plan.dir.threshold).await {
+                        Ok(Some(hit)) => return self.serve_hit(session, ctx, &plan, hit, "semantic-hit").await,
+                        Ok(None) => {}
+                        Err(()) => down = true,
+                    }
                 }
             }
+        }
+        if down {
+            METRICS.cache_lookups.with_label_values(&["bypass"]).inc();
+            ctx.outcome.cache = Some("bypass");
+            let mut inner = SessionSink(session);
+            let mut cap = Capture { inner: &mut inner, mark: "bypass", status: None, bytes: Vec::new(), limit: 0, over: true };
+            self.execute_openai(&mut cap, ctx, p, t).await?;
+            return Ok(true);
         }
         let result = if plan.dir.read { "miss" } else { "refresh" };
         ctx.outcome.cache = Some(result);
@@ -136,11 +152,95 @@ impl Gateway {
                 let now = now_ms();
                 let semantic = plan.semantic.as_ref().and_then(|(p, _)| embedding.map(|v| (p.clone(), v)));
                 let body = serde_json::to_vec(&obj).unwrap_or_default();
-                store.put(NewEntry { key: plan.key.clone(), namespace: plan.dir.namespace.clone(), semantic, body, created_ms: now, expires_ms: now + plan.dir.ttl_s * 1000 });
+                self.cache_put(&store, NewEntry { key: plan.key.clone(), namespace: plan.dir.namespace.clone(), semantic, body, created_ms: now, expires_ms: now + plan.dir.ttl_s * 1000 }).await;
             }
         }
         done?;
         Ok(true)
+    }
+
+    /// The entry under `key`: from Redis when configured (shared by every
+    /// instance), else from the embedded store. `Err` when Redis failed.
+    async fn cache_get(&self, store: &CacheStore, key: &str) -> std::result::Result<Option<Hit>, ()> {
+        let now = now_ms();
+        let Some(shared) = &self.shared else { return Ok(store.get(key, now)) };
+        match shared.cache_get(key).await {
+            Ok(v) => Ok(v.map(|(created, body)| Hit { body, age_s: now.saturating_sub(created) / 1000, similarity: None })),
+            Err(e) => {
+                shared.failed("cache", &e);
+                Err(())
+            }
+        }
+    }
+
+    /// The nearest entry of `partition` at least `threshold` similar; with
+    /// Redis, the vectors other instances stored are read in first.
+    async fn cache_nearest(&self, store: &CacheStore, partition: &str, v: &[f32], threshold: f64) -> std::result::Result<Option<Hit>, ()> {
+        let Some(shared) = &self.shared else { return Ok(store.nearest(partition, v, threshold, now_ms())) };
+        loop {
+            let after = store.stream_position();
+            match shared.cache_vectors(&after, 1000).await {
+                Ok(batch) => {
+                    let now = now_ms();
+                    let n = batch.len();
+                    for (id, key, p, expires, blob) in batch {
+                        store.index_vector(&p, &key, &crate::cache::store::from_blob(&blob), expires, now);
+                        store.set_stream_position(&id);
+                    }
+                    if n < 1000 {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    shared.failed("cache", &e);
+                    return Err(());
+                }
+            }
+        }
+        let Some((key, sim)) = store.nearest_key(partition, v, threshold, now_ms()) else { return Ok(None) };
+        Ok(self.cache_get(store, &key).await?.map(|mut h| {
+            h.similarity = Some(sim.min(1.0));
+            h
+        }))
+    }
+
+    /// Store an answer: in Redis (with its vector on the shared stream)
+    /// when configured, else in the embedded store.
+    async fn cache_put(&self, store: &CacheStore, e: NewEntry) {
+        let Some(shared) = &self.shared else {
+            store.put(e);
+            return;
+        };
+        if e.body.len() as u64 > store.max_entry_bytes() {
+            return;
+        }
+        let blob = e.semantic.as_ref().map(|(p, v)| (p.clone(), crate::cache::store::to_blob(v)));
+        let ttl = e.expires_ms.saturating_sub(e.created_ms);
+        let vector = blob.as_ref().map(|(p, b)| (p.as_str(), b.as_slice()));
+        match shared.cache_put(&e.key, &e.namespace, &e.body, e.created_ms, ttl, vector, store.max_entries()).await {
+            Ok(()) => {
+                if let Some((p, v)) = &e.semantic {
+                    store.index_vector(p, &e.key, v, e.expires_ms, e.created_ms);
+                }
+            }
+            Err(err) => shared.failed("cache", &err),
+        }
+    }
+
+    /// `DELETE /admin/cache`: every entry, or one namespace's.
+    pub(crate) async fn cache_clear(&self, namespace: Option<&str>) -> Option<u64> {
+        let store = self.cache.as_ref()?;
+        let Some(shared) = &self.shared else { return Some(store.clear(namespace)) };
+        match shared.cache_clear(namespace).await {
+            Ok((n, keys)) => {
+                store.unindex(keys.as_deref());
+                Some(n)
+            }
+            Err(e) => {
+                shared.failed("cache", &e);
+                None
+            }
+        }
     }
 
     /// A stored answer, in the form the request asked for; nothing is

@@ -271,6 +271,99 @@ impl SharedCounters {
     }
 }
 
+/// Response cache entries shared by instances (SPEC 11): each entry a key
+/// with Redis's own TTL; the semantic vectors also appended to one capped
+/// stream that every instance reads into its own index.
+impl SharedCounters {
+    fn cache_key(&self, kind: &str, key: &str) -> String {
+        format!("{}:cache:{kind}:{key}", self.conf.key_prefix)
+    }
+
+    /// An entry: the time it was stored (Unix ms) and its body.
+    pub async fn cache_get(&self, key: &str) -> io::Result<Option<(u64, Vec<u8>)>> {
+        let k = self.cache_key("e", key);
+        let v: Option<Vec<u8>> = self.call("cache_get", |mut c| async move { ::redis::cmd("GET").arg(&k).query_async(&mut c).await }).await?;
+        Ok(v.and_then(|v| {
+            let nl = v.iter().position(|&b| b == b'\n')?;
+            let created = std::str::from_utf8(&v[..nl]).ok()?.parse().ok()?;
+            Some((created, v[nl + 1..].to_vec()))
+        }))
+    }
+
+    /// Store an entry for `ttl_ms`, listed under its namespace, and its
+    /// vector (`partition`, little-endian f32) on the stream.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn cache_put(&self, key: &str, namespace: &str, body: &[u8], created_ms: u64, ttl_ms: u64, vector: Option<(&str, &[u8])>, max_stream: u64) -> io::Result<()> {
+        let mut value = format!("{created_ms}\n").into_bytes();
+        value.extend_from_slice(body);
+        let (e, ns) = (self.cache_key("e", key), self.cache_key("ns", namespace));
+        let mut pipe = ::redis::pipe();
+        pipe.cmd("SET").arg(&e).arg(value).arg("PX").arg(ttl_ms.max(1)).ignore();
+        pipe.cmd("SADD").arg(&ns).arg(key).ignore();
+        pipe.cmd("PEXPIRE").arg(&ns).arg(ttl_ms.max(1)).arg("GT").ignore();
+        pipe.cmd("PEXPIRE").arg(&ns).arg(ttl_ms.max(1)).arg("NX").ignore();
+        if let Some((partition, vec)) = vector {
+            pipe.cmd("XADD").arg(self.cache_key("vectors", "all")).arg("MAXLEN").arg("~").arg(max_stream.max(1)).arg("*")
+                .arg("k").arg(key).arg("p").arg(partition).arg("x").arg(created_ms + ttl_ms).arg("v").arg(vec).ignore();
+        }
+        self.call("cache_put", |mut c| async move { pipe.query_async::<()>(&mut c).await }).await
+    }
+
+    /// Vectors appended after stream id `after` (`0` for all): (id, key,
+    /// partition, expiry in Unix ms, vector bytes), at most `count`.
+    pub async fn cache_vectors(&self, after: &str, count: usize) -> io::Result<Vec<(String, String, String, u64, Vec<u8>)>> {
+        let stream = self.cache_key("vectors", "all");
+        let start = format!("({after}");
+        let start = if after == "0" { "-".to_string() } else { start };
+        let reply: Vec<(String, Vec<(String, Vec<u8>)>)> =
+            self.call("cache_vectors", |mut c| async move { ::redis::cmd("XRANGE").arg(&stream).arg(&start).arg("+").arg("COUNT").arg(count).query_async(&mut c).await }).await?;
+        Ok(reply
+            .into_iter()
+            .filter_map(|(id, fields)| {
+                let get = |n: &str| fields.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+                let s = |n: &str| get(n).and_then(|v| String::from_utf8(v).ok());
+                Some((id.clone(), s("k")?, s("p")?, s("x")?.parse().ok()?, get("v")?))
+            })
+            .collect())
+    }
+
+    /// Delete one namespace's entries, or every entry: the keys deleted
+    /// (`None`: all of them).
+    pub async fn cache_clear(&self, namespace: Option<&str>) -> io::Result<(u64, Option<Vec<String>>)> {
+        match namespace {
+            Some(n) => {
+                let ns = self.cache_key("ns", n);
+                let keys: Vec<String> = self.call("cache_clear", |mut c| { let ns = ns.clone(); async move { ::redis::cmd("SMEMBERS").arg(&ns).query_async(&mut c).await } }).await?;
+                let mut pipe = ::redis::pipe();
+                for k in &keys {
+                    pipe.cmd("DEL").arg(self.cache_key("e", k)).ignore();
+                }
+                pipe.cmd("DEL").arg(&ns).ignore();
+                self.call("cache_clear", |mut c| async move { pipe.query_async::<()>(&mut c).await }).await?;
+                Ok((keys.len() as u64, Some(keys)))
+            }
+            None => {
+                let pattern = format!("{}:cache:*", self.conf.key_prefix);
+                let mut cursor: u64 = 0;
+                let mut n = 0u64;
+                loop {
+                    let pat = pattern.clone();
+                    let (next, keys): (u64, Vec<String>) = self.call("cache_clear", |mut c| async move { ::redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pat).arg("COUNT").arg(1000).query_async(&mut c).await }).await?;
+                    if !keys.is_empty() {
+                        n += keys.iter().filter(|k| k.contains(":cache:e:")).count() as u64;
+                        let ks = keys.clone();
+                        self.call("cache_clear", |mut c| async move { ::redis::cmd("DEL").arg(&ks).query_async::<()>(&mut c).await }).await?;
+                    }
+                    if next == 0 {
+                        return Ok((n, None));
+                    }
+                    cursor = next;
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -128,7 +128,7 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     .expect("register"),
     cache_lookups: register_int_counter_vec!(
         "tollgate_cache_lookups_total",
-        "/openai response cache lookups by result (hit, semantic-hit, miss, refresh)",
+        "/openai response cache lookups by result (hit, semantic-hit, miss, refresh; bypass: Redis unreachable)",
         &["result"]
     )
     .expect("register"),

@@ -12,13 +12,15 @@ pub(super) async fn handle(gateway: &Gateway, req: &AdminRequest) -> Option<Admi
     if req.method != http::Method::DELETE {
         return Some(AdminReply::error(405, "method_not_allowed", "DELETE /admin/cache[?key=<cache key>]"));
     }
-    let Some(store) = &gateway.cache else {
+    if gateway.cache.is_none() {
         return Some(AdminReply::error(404, "cache_off", "the response cache is not configured (tollgate.cache)"));
-    };
+    }
     let key = req.query.as_deref().and_then(|q| crate::net::query::query_get(Some(q), "key")).map(str::to_string);
     let key = key.map(|k| percent_decode(&k));
-    let deleted = store.clear(key.as_deref());
-    Some(AdminReply::json(200, &serde_json::json!({ "deleted": deleted, "key": key })))
+    match gateway.cache_clear(key.as_deref()).await {
+        Some(deleted) => Some(AdminReply::json(200, &serde_json::json!({ "deleted": deleted, "key": key }))),
+        None => Some(AdminReply::error(503, "cache_store_unavailable", "the cache's Redis could not be reached; nothing was deleted")),
+    }
 }
 
 /// `%XX` and `+` in a query value.
