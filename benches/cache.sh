@@ -65,9 +65,32 @@ run hit 1 1 2s "$P/openai/v1/chat/completions" >/dev/null
 hit=$(run hit 1 1 5s "$P/openai/v1/chat/completions")
 hit_rps=$(run hit 2 16 5s "$P/openai/v1/chat/completions")
 miss_rps=$(run miss 2 16 5s "$P/openai/v1/chat/completions")
-python3 - "$pass" "$hit" "$hit_rps" "$miss_rps" <<'PY'
+# The same exact hit on a second tollgate whose entries live in Redis.
+redis_hit='null'
+if command -v redis-server >/dev/null 2>&1; then
+  RPORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no >"$TMP/redis.log" 2>&1 &
+  ports2=($(python3 -c 'import socket
+held = [socket.socket() for _ in range(2)]
+[h.bind(("127.0.0.1", 0)) for h in held]
+print(*[h.getsockname()[1] for h in held])'))
+  sed -e "s#@TMP@#$TMP/r#g; s#@PORT@#${ports2[0]}#g; s#@METRICS_PORT@#${ports2[1]}#g; s#@MOCK_PORT@#$MOCK#g" benches/tollgate-bench.yaml >"$TMP/tollgate-redis.yaml"
+  mkdir -p "$TMP/r"
+  printf '  store: { path: %s/r/store/tollgate.db }
+  cache: { ttl_s: 3600 }
+  redis: { url: "redis://127.0.0.1:%s" }
+' "$TMP" "$RPORT" >>"$TMP/tollgate-redis.yaml"
+  TOLLGATE_BENCH_OPENAI_KEY=sk-bench-dummy TOLLGATE_BENCH_ANTHROPIC_KEY=sk-ant-bench-dummy RUST_LOG=error \
+    "$ROOT/target/release/tollgate" -c "$TMP/tollgate-redis.yaml" >"$TMP/tollgate-redis.log" 2>&1 &
+  R=http://127.0.0.1:${ports2[0]}
+  for ((i = 0; i < 100; i++)); do curl -s -o /dev/null "$R/readyz" && break; sleep 0.1; done
+  curl -s -o /dev/null -X POST "$R/openai/v1/chat/completions" -H 'content-type: application/json' -H 'x-bf-cache-key: bench' -d "$BODY"
+  run hit 1 1 2s "$R/openai/v1/chat/completions" >/dev/null
+  redis_hit=$(run hit 1 1 5s "$R/openai/v1/chat/completions")
+fi
+python3 - "$pass" "$hit" "$hit_rps" "$miss_rps" "$redis_hit" <<'PY'
 import json, sys
-p, h, hr, mr = (json.loads(a) for a in sys.argv[1:])
+p, h, hr, mr, rh = (json.loads(a) for a in sys.argv[1:])
 print("Response cache (wrk; p50 over 1 connection, 5 s; throughput over 16 connections, 5 s)")
 print()
 print("| path | requests | errors | p50 | p99 | requests/s |")
@@ -78,4 +101,7 @@ for label, r in (("passthrough (/openai_passthrough)", p), ("exact hit (/openai)
 print()
 print(f"hit p50 / passthrough p50: {h['p50_us'] / p['p50_us']:.2f} (issue 26: at most 1)")
 print(f"hit / miss throughput: {(hr['requests'] / hr['duration_us']) / (mr['requests'] / mr['duration_us']):.2f} (issue 26: at least 3)")
+if rh:
+    print(f"Redis-shared exact hit, 1 connection: p50 {rh['p50_us'] / 1000:.3f} ms, p99 {rh['p99_us'] / 1000:.3f} ms ({rh['non_2xx'] + rh['socket_errors']} errors)")
+    print(f"Redis-shared hit p50 - local hit p50: {(rh['p50_us'] - h['p50_us']):.0f} µs (issue 26: at most 300 µs)")
 PY

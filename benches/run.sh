@@ -355,4 +355,6 @@ bash benches/routing_latency.sh | tee "$RAW/routing-latency.md"
 # against misses.
 log "cache: exact hits"
 bash benches/cache.sh | tee "$RAW/cache.md"
+log "cache: semantic lookup over 100,000 entries"
+cargo bench --locked --bench semantic_index 2>/dev/null | tee "$RAW/semantic-index.md"
 log "done in $(( $(date +%s) - START_TS )) s"
