@@ -12,8 +12,10 @@
 //! what SQLite committed, and memory is rebuilt from it at the next open.
 //!
 //! The semantic index is exact (a scan of one partition's vectors, cosine
-//! on normalised vectors): correct, and fast enough for partitions of some
-//! thousands of entries; an approximate index for 100,000 is future work.
+//! on normalised vectors), run on a snapshot of the partition outside the
+//! lock (writers copy on write): correct, and fast enough for partitions of
+//! some thousands of entries; an approximate index for 100,000 is future
+//! work (benches/README.md).
 
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::{HashMap, VecDeque};
@@ -51,6 +53,7 @@ struct Meta {
     expires_ms: u64,
 }
 
+#[derive(Clone)]
 struct Vector {
     key: String,
     unit: Vec<f32>,
@@ -62,7 +65,8 @@ struct Mem {
     exact: HashMap<String, Meta>,
     /// Keys by age, oldest first (stale pairs skipped when evicting).
     order: VecDeque<(u64, String)>,
-    semantic: HashMap<String, Vec<Vector>>,
+    /// Shared so that a scan runs outside the lock (writers copy on write).
+    semantic: HashMap<String, Arc<Vec<Vector>>>,
     puts: u64,
 }
 
@@ -145,7 +149,7 @@ impl CacheStore {
         for row in rows {
             let (key, namespace, partition, emb, created_ms, expires_ms) = row?;
             if let (Some(p), Some(e)) = (&partition, &emb) {
-                mem.semantic.entry(p.clone()).or_default().push(Vector { key: key.clone(), unit: unit(&from_blob(e)), expires_ms });
+                Arc::make_mut(mem.semantic.entry(p.clone()).or_default()).push(Vector { key: key.clone(), unit: unit(&from_blob(e)), expires_ms });
             }
             mem.order.push_back((created_ms, key.clone()));
             mem.exact.insert(key, Meta { namespace, partition, created_ms, expires_ms });
@@ -194,19 +198,17 @@ impl CacheStore {
     /// elsewhere: Redis).
     pub fn nearest_key(&self, partition: &str, embedding: &[f32], threshold: f64, now_ms: u64) -> Option<(String, f64)> {
         let q = unit(embedding);
-        {
-            let mem = self.mem.lock().unwrap_or_else(|e| e.into_inner());
-            let vs = mem.semantic.get(partition)?;
-            let mut best: Option<(&str, f64)> = None;
-            for v in vs.iter().filter(|v| v.expires_ms > now_ms && v.unit.len() == q.len()) {
-                let s = v.unit.iter().zip(&q).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum::<f64>();
-                if best.is_none_or(|(_, b)| s > b) {
-                    best = Some((&v.key, s));
-                }
+        // The scan runs on a snapshot, outside the lock.
+        let vs = self.mem.lock().unwrap_or_else(|e| e.into_inner()).semantic.get(partition)?.clone();
+        let mut best: Option<(&str, f64)> = None;
+        for v in vs.iter().filter(|v| v.expires_ms > now_ms && v.unit.len() == q.len()) {
+            let s = v.unit.iter().zip(&q).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum::<f64>();
+            if best.is_none_or(|(_, b)| s > b) {
+                best = Some((&v.key, s));
             }
-            let (k, s) = best.filter(|&(_, s)| s >= threshold)?;
-            Some((k.to_string(), s))
         }
+        let (k, s) = best.filter(|&(_, s)| s >= threshold)?;
+        Some((k.to_string(), s))
     }
 
     /// Index a vector whose entry lives elsewhere (Redis), once; expired
@@ -215,12 +217,12 @@ impl CacheStore {
         let mut mem = self.mem.lock().unwrap_or_else(|e| e.into_inner());
         let vs = mem.semantic.entry(partition.to_string()).or_default();
         if !vs.iter().any(|v| v.key == key) {
-            vs.push(Vector { key: key.to_string(), unit: unit(vector), expires_ms });
+            Arc::make_mut(vs).push(Vector { key: key.to_string(), unit: unit(vector), expires_ms });
         }
-        let total: usize = mem.semantic.values().map(Vec::len).sum();
+        let total: usize = mem.semantic.values().map(|v| v.len()).sum();
         if total as u64 > self.max_entries {
             for vs in mem.semantic.values_mut() {
-                vs.retain(|v| v.expires_ms > now_ms);
+                Arc::make_mut(vs).retain(|v| v.expires_ms > now_ms);
             }
         }
     }
@@ -241,7 +243,7 @@ impl CacheStore {
             None => mem.semantic.clear(),
             Some(ks) => {
                 for vs in mem.semantic.values_mut() {
-                    vs.retain(|v| !ks.contains(&v.key));
+                    Arc::make_mut(vs).retain(|v| !ks.contains(&v.key));
                 }
             }
         }
@@ -279,12 +281,12 @@ impl CacheStore {
         if let Some(old) = mem.exact.remove(&e.key) {
             if let Some(p) = old.partition {
                 if let Some(vs) = mem.semantic.get_mut(&p) {
-                    vs.retain(|v| v.key != e.key);
+                    Arc::make_mut(vs).retain(|v| v.key != e.key);
                 }
             }
         }
         if let Some((p, v)) = &e.semantic {
-            mem.semantic.entry(p.clone()).or_default().push(Vector { key: e.key.clone(), unit: unit(v), expires_ms: e.expires_ms });
+            Arc::make_mut(mem.semantic.entry(p.clone()).or_default()).push(Vector { key: e.key.clone(), unit: unit(v), expires_ms: e.expires_ms });
         }
         mem.order.push_back((e.created_ms, e.key.clone()));
         mem.exact.insert(e.key.clone(), Meta { namespace: e.namespace, partition, created_ms: e.created_ms, expires_ms: e.expires_ms });
@@ -307,7 +309,7 @@ impl CacheStore {
         if let Some(m) = mem.exact.remove(key) {
             if let Some(p) = m.partition {
                 if let Some(vs) = mem.semantic.get_mut(&p) {
-                    vs.retain(|v| v.key != key);
+                    Arc::make_mut(vs).retain(|v| v.key != key);
                     if vs.is_empty() {
                         mem.semantic.remove(&p);
                     }
