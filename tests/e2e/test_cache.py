@@ -336,3 +336,24 @@ def test_two_instances_share_entries_through_redis_and_go_on_without_it(mocks, t
         for g in gws:
             g.stop()
         redis.kill()
+
+
+def test_a_stored_tool_call_replays_as_stream_deltas(cg, m):
+    # Tools: the exact layer only; the stored answer's tool call comes back
+    # to a streamed request as tool-call deltas the SDK assembles.
+    tools = [{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
+                                               "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+    c = client(cg, key=ns())
+    ask = dict(model="anthropic/claude-sonnet-4-5", messages=[{"role": "user", "content": "Weather in Paris?"}], tools=tools, max_tokens=100)
+    h, whole = raw(c, **ask)
+    assert h["x-tollgate-cache"] == "miss" and whole.choices[0].finish_reason == "tool_calls"
+    call = whole.choices[0].message.tool_calls[0]
+    s = c.chat.completions.with_raw_response.create(stream=True, **ask)
+    assert s.headers["x-tollgate-cache"] == "hit"
+    chunks = [ch for ch in s.parse() if ch.choices]
+    deltas = [tc for ch in chunks for tc in (ch.choices[0].delta.tool_calls or [])]
+    assert deltas and deltas[0].id == call.id and deltas[0].function.name == call.function.name
+    assert "".join(d.function.arguments or "" for d in deltas) == call.function.arguments
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+    assert not any(r.path.endswith("/embeddings") for r in m["openai"].requests), "tools: no semantic lookup"
+    assert len([r for r in m["anthropic"].requests if r.path.endswith("/messages")]) == 1
