@@ -130,32 +130,26 @@ impl Gateway {
             METRICS.cache_lookups.with_label_values(&["bypass"]).inc();
             ctx.outcome.cache = Some("bypass");
             let mut inner = SessionSink(session);
-            let mut cap = Capture { inner: &mut inner, mark: "bypass", status: None, bytes: Vec::new(), limit: 0, over: true };
+            let mut cap = Capture { inner: &mut inner, mark: "bypass", status: None, bytes: Vec::new(), limit: 0, over: true, save: None };
             self.execute_openai(&mut cap, ctx, p, t).await?;
             return Ok(true);
         }
         let result = if plan.dir.read { "miss" } else { "refresh" };
         ctx.outcome.cache = Some(result);
         METRICS.cache_lookups.with_label_values(&[result]).inc();
-        let limit = ctx.live.config.cache.as_ref().map_or(1 << 20, |c| c.max_entry_bytes as usize) * 4 + 65_536;
-        let mut inner = SessionSink(session);
-        let mut cap = Capture { inner: &mut inner, mark: result, status: None, bytes: Vec::new(), limit, over: false };
-        let done = self.execute_openai(&mut cap, ctx, p, t).await;
-        let (status, bytes, over) = (cap.status, std::mem::take(&mut cap.bytes), cap.over);
-        if done.is_ok() && plan.dir.write && status == Some(200) && ctx.outcome.error.is_none() && !over {
-            if let Some(obj) = assemble(plan.endpoint, plan.stream, &bytes) {
-                if embedding.is_none() {
-                    if let Some((_, text)) = &plan.semantic {
-                        embedding = self.embed(ctx, text).await;
-                    }
-                }
-                let now = now_ms();
-                let semantic = plan.semantic.as_ref().and_then(|(p, _)| embedding.map(|v| (p.clone(), v)));
-                let body = serde_json::to_vec(&obj).unwrap_or_default();
-                self.cache_put(&store, NewEntry { key: plan.key.clone(), namespace: plan.dir.namespace.clone(), semantic, body, created_ms: now, expires_ms: now + plan.dir.ttl_s * 1000 }).await;
+        // The vector is ready before the answer ends (a refresh has not
+        // embedded yet), so that the entry is stored before the client has
+        // its last byte: its next identical request finds it.
+        if embedding.is_none() && plan.dir.write {
+            if let Some((_, text)) = &plan.semantic {
+                embedding = self.embed(ctx, text).await;
             }
         }
-        done?;
+        let limit = ctx.live.config.cache.as_ref().map_or(1 << 20, |c| c.max_entry_bytes as usize) * 4 + 65_536;
+        let save = plan.dir.write.then_some(Save { gateway: self, store: &store, plan: &plan, embedding });
+        let mut inner = SessionSink(session);
+        let mut cap = Capture { inner: &mut inner, mark: result, status: None, bytes: Vec::new(), limit, over: false, save };
+        self.execute_openai(&mut cap, ctx, p, t).await?;
         Ok(true)
     }
 
@@ -386,6 +380,28 @@ struct Capture<'a> {
     bytes: Vec<u8>,
     limit: usize,
     over: bool,
+    /// Store the answer when it ends complete (before its end is sent).
+    save: Option<Save<'a>>,
+}
+
+/// What storing a captured answer needs.
+struct Save<'a> {
+    gateway: &'a Gateway,
+    store: &'a CacheStore,
+    plan: &'a CachePlan,
+    embedding: Option<Vec<f32>>,
+}
+
+impl Save<'_> {
+    /// Store `bytes` when they are a complete successful answer.
+    async fn store(self, bytes: &[u8]) {
+        let plan = self.plan;
+        let Some(obj) = assemble(plan.endpoint, plan.stream, bytes) else { return };
+        let now = now_ms();
+        let semantic = plan.semantic.as_ref().and_then(|(p, _)| self.embedding.map(|v| (p.clone(), v)));
+        let body = serde_json::to_vec(&obj).unwrap_or_default();
+        self.gateway.cache_put(self.store, NewEntry { key: plan.key.clone(), namespace: plan.dir.namespace.clone(), semantic, body, created_ms: now, expires_ms: now + plan.dir.ttl_s * 1000 }).await;
+    }
 }
 
 #[async_trait]
@@ -401,6 +417,11 @@ impl Sink for Capture<'_> {
                 self.over = true;
             } else if !self.over {
                 self.bytes.extend_from_slice(d);
+            }
+        }
+        if end && !self.over && self.status == Some(200) {
+            if let Some(save) = self.save.take() {
+                save.store(&self.bytes).await;
             }
         }
         self.inner.body(data, end).await
