@@ -8,11 +8,16 @@
 //!   sent, and replayed as events or as one object (pure);
 //! * [`store`] — the entries: in an SQLite file beside the store, with the
 //!   exact index and the semantic vectors in memory, TTL and eviction, and
-//!   the coalescing of identical misses.
+//!   the coalescing of identical misses;
+//! * [`semantic`] — each partition's vectors and the nearest-neighbour
+//!   lookup: an exact scan for small partitions, an [`ivf`] index trained
+//!   off the request path for large ones.
 
 pub mod directives;
+pub mod ivf;
 pub mod key;
 pub mod replay;
+pub mod semantic;
 pub mod store;
 
 pub use directives::{Directives, Layer};

@@ -11,16 +11,16 @@
 //! never served even before the sweep deletes it. After a crash the file is
 //! what SQLite committed, and memory is rebuilt from it at the next open.
 //!
-//! The semantic index is exact (a scan of one partition's vectors, cosine
-//! on normalised vectors), run on a snapshot of the partition outside the
-//! lock (writers copy on write): correct, and fast enough for partitions of
-//! some thousands of entries; an approximate index for 100,000 is future
-//! work (benches/README.md).
+//! The semantic vectors live in [`SemanticIndex`] (its own lock, always
+//! taken after this store's): an exact scan for small partitions, an
+//! index trained off the request path for large ones (`semantic.rs`).
 
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+
+use super::semantic::SemanticIndex;
 use tokio::sync::Notify;
 
 /// What a lookup found.
@@ -53,20 +53,11 @@ struct Meta {
     expires_ms: u64,
 }
 
-#[derive(Clone)]
-struct Vector {
-    key: String,
-    unit: Vec<f32>,
-    expires_ms: u64,
-}
-
 #[derive(Default)]
 struct Mem {
     exact: HashMap<String, Meta>,
     /// Keys by age, oldest first (stale pairs skipped when evicting).
     order: VecDeque<(u64, String)>,
-    /// Shared so that a scan runs outside the lock (writers copy on write).
-    semantic: HashMap<String, Arc<Vec<Vector>>>,
     puts: u64,
 }
 
@@ -74,6 +65,7 @@ struct Mem {
 pub struct CacheStore {
     conn: Mutex<Connection>,
     mem: Mutex<Mem>,
+    semantic: SemanticIndex,
     inflight: Mutex<HashMap<String, Arc<Notify>>>,
     /// With Redis: the last id read from the shared vector stream.
     stream_pos: Mutex<String>,
@@ -103,27 +95,6 @@ impl Drop for FlightGuard {
     }
 }
 
-/// A dot product in eight lanes (the compiler vectorises it).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + ra.iter().zip(rb).map(|(x, y)| x * y).sum::<f32>()
-}
-
-fn unit(v: &[f32]) -> Vec<f32> {
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if norm == 0.0 {
-        return v.to_vec();
-    }
-    v.iter().map(|x| x / norm).collect()
-}
-
 /// A vector as little-endian f32 bytes (SQLite and Redis).
 pub fn to_blob(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
@@ -147,7 +118,7 @@ impl CacheStore {
              CREATE INDEX IF NOT EXISTS entries_expiry ON entries (expires_ms);",
         )
         .map_err(|e| format!("{}: {e}", path.display()))?;
-        let store = CacheStore { conn: Mutex::new(conn), mem: Mutex::new(Mem::default()), inflight: Mutex::new(HashMap::new()), stream_pos: Mutex::new("0".into()), max_entries, max_entry_bytes };
+        let store = CacheStore { conn: Mutex::new(conn), mem: Mutex::new(Mem::default()), semantic: SemanticIndex::default(), inflight: Mutex::new(HashMap::new()), stream_pos: Mutex::new("0".into()), max_entries, max_entry_bytes };
         store.load().map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(store)
     }
@@ -162,7 +133,7 @@ impl CacheStore {
         for row in rows {
             let (key, namespace, partition, emb, created_ms, expires_ms) = row?;
             if let (Some(p), Some(e)) = (&partition, &emb) {
-                Arc::make_mut(mem.semantic.entry(p.clone()).or_default()).push(Vector { key: key.clone(), unit: unit(&from_blob(e)), expires_ms });
+                self.semantic.insert(p, &key, &from_blob(e), expires_ms, true);
             }
             mem.order.push_back((created_ms, key.clone()));
             mem.exact.insert(key, Meta { namespace, partition, created_ms, expires_ms });
@@ -210,34 +181,21 @@ impl CacheStore {
     /// `partition`, when at least `threshold` (the entry itself may live
     /// elsewhere: Redis).
     pub fn nearest_key(&self, partition: &str, embedding: &[f32], threshold: f64, now_ms: u64) -> Option<(String, f64)> {
-        let q = unit(embedding);
-        // The scan runs on a snapshot, outside the lock.
-        let vs = self.mem.lock().unwrap_or_else(|e| e.into_inner()).semantic.get(partition)?.clone();
-        let mut best: Option<(&str, f64)> = None;
-        for v in vs.iter().filter(|v| v.expires_ms > now_ms && v.unit.len() == q.len()) {
-            let s = f64::from(dot(&v.unit, &q));
-            if best.is_none_or(|(_, b)| s > b) {
-                best = Some((&v.key, s));
-            }
-        }
-        let (k, s) = best.filter(|&(_, s)| s >= threshold)?;
-        Some((k.to_string(), s))
+        self.semantic.nearest(partition, embedding, threshold, now_ms)
     }
 
     /// Index a vector whose entry lives elsewhere (Redis), once; expired
     /// vectors are dropped when the index passes `max_entries`.
     pub fn index_vector(&self, partition: &str, key: &str, vector: &[f32], expires_ms: u64, now_ms: u64) {
-        let mut mem = self.mem.lock().unwrap_or_else(|e| e.into_inner());
-        let vs = mem.semantic.entry(partition.to_string()).or_default();
-        if !vs.iter().any(|v| v.key == key) {
-            Arc::make_mut(vs).push(Vector { key: key.to_string(), unit: unit(vector), expires_ms });
+        self.semantic.insert(partition, key, vector, expires_ms, false);
+        if self.semantic.len() as u64 > self.max_entries {
+            self.semantic.retain_live(now_ms);
         }
-        let total: usize = mem.semantic.values().map(|v| v.len()).sum();
-        if total as u64 > self.max_entries {
-            for vs in mem.semantic.values_mut() {
-                Arc::make_mut(vs).retain(|v| v.expires_ms > now_ms);
-            }
-        }
+    }
+
+    /// The semantic vectors (benchmarks wait for their training).
+    pub fn semantic(&self) -> &SemanticIndex {
+        &self.semantic
     }
 
     /// Where this instance has read the shared vector stream to.
@@ -251,14 +209,9 @@ impl CacheStore {
 
     /// Drop the indexed vectors of `keys` (entries cleared elsewhere).
     pub fn unindex(&self, keys: Option<&[String]>) {
-        let mut mem = self.mem.lock().unwrap_or_else(|e| e.into_inner());
         match keys {
-            None => mem.semantic.clear(),
-            Some(ks) => {
-                for vs in mem.semantic.values_mut() {
-                    Arc::make_mut(vs).retain(|v| !ks.contains(&v.key));
-                }
-            }
+            None => self.semantic.clear(),
+            Some(ks) => ks.iter().for_each(|k| self.semantic.remove(None, k)),
         }
     }
 
@@ -293,13 +246,11 @@ impl CacheStore {
         let mut mem = self.mem.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(old) = mem.exact.remove(&e.key) {
             if let Some(p) = old.partition {
-                if let Some(vs) = mem.semantic.get_mut(&p) {
-                    Arc::make_mut(vs).retain(|v| v.key != e.key);
-                }
+                self.semantic.remove(Some(&p), &e.key);
             }
         }
         if let Some((p, v)) = &e.semantic {
-            Arc::make_mut(mem.semantic.entry(p.clone()).or_default()).push(Vector { key: e.key.clone(), unit: unit(v), expires_ms: e.expires_ms });
+            self.semantic.insert(p, &e.key, v, e.expires_ms, true);
         }
         mem.order.push_back((e.created_ms, e.key.clone()));
         mem.exact.insert(e.key.clone(), Meta { namespace: e.namespace, partition, created_ms: e.created_ms, expires_ms: e.expires_ms });
@@ -307,34 +258,29 @@ impl CacheStore {
         while mem.exact.len() as u64 > self.max_entries {
             let Some((created, key)) = mem.order.pop_front() else { break };
             if mem.exact.get(&key).is_some_and(|m| m.created_ms == created) {
-                Self::forget(&mut mem, &key);
+                self.forget(&mut mem, &key);
                 let _ = conn.execute("DELETE FROM entries WHERE key = ?1", params![key]);
             }
         }
         mem.puts += 1;
         if mem.puts % 256 == 0 {
-            Self::sweep_locked(&conn, &mut mem, e.created_ms);
+            self.sweep_locked(&conn, &mut mem, e.created_ms);
         }
         true
     }
 
-    fn forget(mem: &mut Mem, key: &str) {
+    fn forget(&self, mem: &mut Mem, key: &str) {
         if let Some(m) = mem.exact.remove(key) {
             if let Some(p) = m.partition {
-                if let Some(vs) = mem.semantic.get_mut(&p) {
-                    Arc::make_mut(vs).retain(|v| v.key != key);
-                    if vs.is_empty() {
-                        mem.semantic.remove(&p);
-                    }
-                }
+                self.semantic.remove(Some(&p), key);
             }
         }
     }
 
-    fn sweep_locked(conn: &Connection, mem: &mut Mem, now_ms: u64) {
+    fn sweep_locked(&self, conn: &Connection, mem: &mut Mem, now_ms: u64) {
         let dead: Vec<String> = mem.exact.iter().filter(|(_, m)| m.expires_ms <= now_ms).map(|(k, _)| k.clone()).collect();
         for k in &dead {
-            Self::forget(mem, k);
+            self.forget(mem, k);
         }
         let _ = conn.execute("DELETE FROM entries WHERE expires_ms <= ?1", params![now_ms as i64]);
         mem.order.retain(|(c, k)| mem.exact.get(k).is_some_and(|m| m.created_ms == *c));
@@ -344,7 +290,7 @@ impl CacheStore {
     pub fn sweep(&self, now_ms: u64) {
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         let mut mem = self.mem.lock().unwrap_or_else(|e| e.into_inner());
-        Self::sweep_locked(&conn, &mut mem, now_ms);
+        self.sweep_locked(&conn, &mut mem, now_ms);
     }
 
     /// Delete every entry, or one namespace's: how many.
@@ -353,7 +299,7 @@ impl CacheStore {
         let mut mem = self.mem.lock().unwrap_or_else(|e| e.into_inner());
         let keys: Vec<String> = mem.exact.iter().filter(|(_, m)| namespace.is_none_or(|n| m.namespace == n)).map(|(k, _)| k.clone()).collect();
         for k in &keys {
-            Self::forget(&mut mem, k);
+            self.forget(&mut mem, k);
         }
         let _ = match namespace {
             Some(n) => conn.execute("DELETE FROM entries WHERE namespace = ?1", params![n]),
