@@ -136,6 +136,7 @@ struct RawAsync {
 struct RawOpenAiCompat {
     default_max_tokens: Option<u64>,
     azure_endpoint_allowlist: Option<Vec<String>>,
+    reasoning_ttl_s: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -217,6 +218,9 @@ pub struct OpenAiCompat {
     pub default_max_tokens: u64,
     /// URL globs (`scheme://host:port`) a client may name in `x-bf-azure-endpoint`.
     pub azure_endpoint_allowlist: Vec<String>,
+    /// How long the reasoning replay memory keeps what a tool-using turn
+    /// needs on the next one (SPEC 8, "Reasoning models").
+    pub reasoning_ttl_s: u64,
 }
 
 /// The allowlist when the config names none (SPEC 7).
@@ -343,6 +347,10 @@ impl Config {
         if default_max_tokens == 0 {
             return Err(err("tollgate.openai_compat.default_max_tokens", "must be at least 1".into()));
         }
+        let reasoning_ttl_s = raw.openai_compat.reasoning_ttl_s.unwrap_or(86_400);
+        if reasoning_ttl_s == 0 || reasoning_ttl_s > 30 * 86_400 {
+            return Err(err("tollgate.openai_compat.reasoning_ttl_s", "must be between 1 and 2592000 (30 days)".into()));
+        }
         let azure_endpoint_allowlist = raw.openai_compat.azure_endpoint_allowlist.unwrap_or_else(|| DEFAULT_AZURE_ALLOWLIST.map(str::to_string).to_vec());
         for (i, pat) in azure_endpoint_allowlist.iter().enumerate() {
             if !(pat.starts_with("https://") || pat.starts_with("http://")) || pat.contains('?') {
@@ -387,7 +395,7 @@ impl Config {
             prices,
             virtual_keys,
             redis,
-            openai_compat: OpenAiCompat { default_max_tokens, azure_endpoint_allowlist },
+            openai_compat: OpenAiCompat { default_max_tokens, azure_endpoint_allowlist, reasoning_ttl_s },
             store_path,
             async_jobs: AsyncJobs { workers, result_ttl_s, max_result_ttl_s },
             otel,
@@ -488,6 +496,7 @@ mod tests {
             ("tollgate:\n  redis: { url: 'redis://h:1', timeout_ms: 0 }\n", "tollgate.redis.timeout_ms"),
             ("version: 1\n", "tollgate"),
             ("tollgate:\n  openai_compat: { default_max_tokens: 0 }\n", "tollgate.openai_compat.default_max_tokens"),
+            ("tollgate:\n  openai_compat: { reasoning_ttl_s: 0 }\n", "tollgate.openai_compat.reasoning_ttl_s"),
             ("tollgate:\n  async: { workers: 0 }\n", "tollgate.async.workers"),
             ("tollgate:\n  async: { result_ttl_s: 100, max_result_ttl_s: 10 }\n", "tollgate.async.result_ttl_s"),
             ("tollgate:\n  store: { path: '' }\n", "tollgate.store.path"),

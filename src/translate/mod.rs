@@ -24,6 +24,7 @@ pub mod anthropic_chat;
 pub mod common;
 pub mod gemini_chat;
 pub mod gemini_embeddings;
+pub mod replay;
 pub mod responses_chat;
 pub mod sse;
 
@@ -182,6 +183,13 @@ pub trait Translator: Send {
 
     /// The model the provider says answered, once seen.
     fn response_model(&self) -> Option<String>;
+
+    /// What the answer's tool calls need replayed with the next turn
+    /// (SPEC 8, "Reasoning models"), by tool-call id. Valid once the answer
+    /// is complete; empty for a pair with nothing to replay.
+    fn replay_memos(&self) -> Vec<(String, replay::Memo)> {
+        Vec::new()
+    }
 }
 
 /// Unix seconds now, for `created` fields.

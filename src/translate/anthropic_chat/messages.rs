@@ -233,6 +233,23 @@ fn user_blocks(content: Option<&Value>, p: &str, marks: &mut Breakpoints) -> Res
 fn assistant_blocks(m: &Map<String, Value>, p: &str, marks: &mut Breakpoints) -> Result<Vec<Value>, TranslateError> {
     let pc = format!("{p}.content");
     let mut v = Vec::new();
+    // The turn's thinking, first and unmodified (SPEC 8: Anthropic requires
+    // it before the tool_use blocks of a turn when thinking is on).
+    if let Some(tb) = get(m, "thinking_blocks") {
+        let pt = format!("{p}.thinking_blocks");
+        let tb = tb.as_array().ok_or_else(|| invalid(pt.clone(), "'thinking_blocks' must be an array."))?;
+        for (j, b) in tb.iter().enumerate() {
+            let ok = match b.get("type").and_then(Value::as_str) {
+                Some("thinking") => b.get("thinking").is_some_and(Value::is_string) && b.get("signature").is_some_and(Value::is_string),
+                Some("redacted_thinking") => b.get("data").is_some_and(Value::is_string),
+                _ => false,
+            };
+            if !ok {
+                return Err(invalid(format!("{pt}[{j}]"), "A thinking block is {type: thinking, thinking, signature} or {type: redacted_thinking, data}, as the answer gave it."));
+            }
+            v.push(b.clone());
+        }
+    }
     match get(m, "content") {
         None => {}
         Some(Value::String(s)) if s.is_empty() => {}

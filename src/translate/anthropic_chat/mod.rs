@@ -19,8 +19,14 @@
 //! * `reasoning_effort` → `thinking: {type: enabled, budget_tokens}` with the budgets of
 //!   [`thinking_budget`]. Without an explicit max the request's `max_tokens` becomes
 //!   `default_max_tokens + budget`; an explicit max not above the budget is a 400 naming it.
-//!   `none` disables thinking. Thinking text is never returned to the client (no field for it
-//!   in the chat shape) and counts in `completion_tokens` as Anthropic bills it.
+//!   `none` disables thinking. Thinking counts in `completion_tokens` as Anthropic bills it.
+//! * Thinking comes back as `reasoning_content` (the thinking text) and `thinking_blocks`
+//!   (every `thinking` / `redacted_thinking` block whole, signatures included) on the message;
+//!   streamed as `delta.reasoning_content`, and each block whole in `delta.thinking_blocks`
+//!   when it ends. An assistant turn sent back with `thinking_blocks` starts with those blocks,
+//!   unmodified, as Anthropic requires of a tool-using turn with thinking on
+//!   ([`crate::translate::replay`]). The blocks of a streamed answer are held until it ends
+//!   (bounded by [`crate::translate::replay::MAX_MEMO_BYTES`]).
 //! * Stream events that arrive before `message_start` are ignored (except `error`); the
 //!   stream always ends with `[DONE]` (complete) or an `{"error": ...}` event (cut, or
 //!   `Complete` announced without a `message_stop`, or a provider `error` event).
@@ -65,7 +71,9 @@ enum Block {
     Tool { k: u32, args_sent: bool },
     /// The synthetic JSON tool: whether content was sent.
     Json { sent: bool },
-    /// thinking, redacted_thinking, server tools…: not forwarded.
+    /// thinking or redacted_thinking: built in `thinking_open`.
+    Thinking,
+    /// server tools…: not forwarded.
     Other,
 }
 
@@ -92,6 +100,13 @@ pub struct AnthropicChat {
     cache_read: u64,
     out_tokens: u64,
     usage_seen: bool,
+    /// The answer's thinking blocks, whole, and its tool calls' ids (the
+    /// replay memos, SPEC 8).
+    thinking: Vec<Value>,
+    thinking_bytes: usize,
+    call_ids: Vec<String>,
+    /// Thinking blocks being streamed, by index.
+    thinking_open: BTreeMap<u64, Value>,
     // Stream state (bounded: open blocks only).
     started: bool,
     blocks: BTreeMap<u64, Block>,
@@ -137,6 +152,10 @@ impl AnthropicChat {
             cache_read: 0,
             out_tokens: 0,
             usage_seen: false,
+            thinking: Vec::new(),
+            thinking_bytes: 0,
+            call_ids: Vec::new(),
+            thinking_open: BTreeMap::new(),
             started: false,
             blocks: BTreeMap::new(),
             tool_count: 0,
@@ -240,5 +259,12 @@ impl Translator for AnthropicChat {
 
     fn response_model(&self) -> Option<String> {
         self.model.clone()
+    }
+
+    fn replay_memos(&self) -> Vec<(String, crate::translate::replay::Memo)> {
+        if self.thinking_bytes > crate::translate::replay::MAX_MEMO_BYTES {
+            return Vec::new();
+        }
+        crate::translate::replay::memos_of(&self.call_ids, &self.thinking, &[])
     }
 }

@@ -59,6 +59,7 @@ impl AnthropicChat {
         let mut text = String::new();
         let mut json_content: Option<String> = None;
         let mut tool_calls = Vec::new();
+        let mut reasoning = String::new();
         for b in content {
             match b.get("type").and_then(Value::as_str) {
                 Some("text") => text.push_str(b.get("text").and_then(Value::as_str).unwrap_or("")),
@@ -68,14 +69,21 @@ impl AnthropicChat {
                     if self.json_mode && name == JSON_TOOL_NAME {
                         json_content.get_or_insert(args);
                     } else {
+                        let id = b.get("id").and_then(Value::as_str).unwrap_or("");
+                        self.call_ids.push(id.to_string());
                         tool_calls.push(obj!(
-                            "id" => b.get("id").and_then(Value::as_str).unwrap_or(""),
+                            "id" => id,
                             "type" => "function",
                             "function" => obj!("name" => name, "arguments" => args),
                         ));
                     }
                 }
-                _ => {} // thinking, redacted_thinking, server tool blocks: not in the chat shape
+                Some("thinking") | Some("redacted_thinking") => {
+                    reasoning.push_str(b.get("thinking").and_then(Value::as_str).unwrap_or(""));
+                    self.thinking_bytes += b.to_string().len();
+                    self.thinking.push(b.clone());
+                }
+                _ => {} // server tool blocks: not in the chat shape
             }
         }
         let content = match json_content {
@@ -86,6 +94,10 @@ impl AnthropicChat {
         let mut message = obj!("role" => "assistant", "content" => content, "refusal" => Value::Null);
         if !tool_calls.is_empty() {
             message["tool_calls"] = Value::Array(tool_calls);
+        }
+        if !self.thinking.is_empty() {
+            message["reasoning_content"] = Value::String(reasoning);
+            message["thinking_blocks"] = Value::Array(self.thinking.clone());
         }
         let finish = finish_reason(body.get("stop_reason").and_then(Value::as_str), self.json_mode);
         let choices = vec![obj!("index" => 0, "message" => message, "finish_reason" => finish, "logprobs" => Value::Null)];

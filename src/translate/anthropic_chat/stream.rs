@@ -89,6 +89,7 @@ impl AnthropicChat {
                             let k = self.tool_count;
                             self.tool_count = self.tool_count.saturating_add(1);
                             let id = cb.get("id").and_then(Value::as_str).unwrap_or("");
+                            self.call_ids.push(id.to_string());
                             out.push(ClientEvent::Data(self.chunk(
                                 json!({"tool_calls": [{"index": k, "id": id, "type": "function", "function": {"name": name, "arguments": ""}}]}),
                                 None,
@@ -100,6 +101,13 @@ impl AnthropicChat {
                             }
                             Block::Tool { k, args_sent }
                         }
+                    }
+                    Some("thinking") | Some("redacted_thinking") => {
+                        if let Some(t) = cb.get("thinking").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+                            out.push(ClientEvent::Data(self.chunk(obj!("reasoning_content" => t), None)));
+                        }
+                        self.thinking_open.insert(index, cb.clone());
+                        Block::Thinking
                     }
                     _ => Block::Other,
                 };
@@ -127,7 +135,27 @@ impl AnthropicChat {
                             self.blocks.insert(index, Block::Json { sent: true });
                         }
                     }
-                    _ => {} // thinking_delta, signature_delta, citations_delta…
+                    (Block::Thinking, Some("thinking_delta")) => {
+                        let t = delta.get("thinking").and_then(Value::as_str).unwrap_or("");
+                        if !t.is_empty() {
+                            out.push(ClientEvent::Data(self.chunk(obj!("reasoning_content" => t), None)));
+                            self.thinking_bytes += t.len();
+                            if self.thinking_bytes <= crate::translate::replay::MAX_MEMO_BYTES {
+                                if let Some(b) = self.thinking_open.get_mut(&index) {
+                                    let whole = format!("{}{t}", b.get("thinking").and_then(Value::as_str).unwrap_or(""));
+                                    b["thinking"] = Value::String(whole);
+                                }
+                            }
+                        }
+                    }
+                    (Block::Thinking, Some("signature_delta")) => {
+                        let sig = delta.get("signature").and_then(Value::as_str).unwrap_or("");
+                        if let Some(b) = self.thinking_open.get_mut(&index) {
+                            let whole = format!("{}{sig}", b.get("signature").and_then(Value::as_str).unwrap_or(""));
+                            b["signature"] = Value::String(whole);
+                        }
+                    }
+                    _ => {} // citations_delta…
                 }
             }
             "content_block_stop" => {
@@ -136,6 +164,16 @@ impl AnthropicChat {
                     // A tool call without argument deltas: its input is `{}`.
                     Some(Block::Tool { k, args_sent: false }) => out.push(self.args_chunk(k, "{}")),
                     Some(Block::Json { sent: false }) => out.push(self.content_chunk("{}")),
+                    // A thinking block is whole at its end: the client gets it
+                    // to send back (with the signature).
+                    Some(Block::Thinking) => {
+                        if let Some(b) = self.thinking_open.remove(&index) {
+                            if self.thinking_bytes <= crate::translate::replay::MAX_MEMO_BYTES {
+                                out.push(ClientEvent::Data(self.chunk(json!({"thinking_blocks": [b.clone()]}), None)));
+                                self.thinking.push(b);
+                            }
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -151,6 +189,7 @@ impl AnthropicChat {
             "message_stop" => {
                 self.stop_seen = true;
                 self.blocks.clear();
+                self.thinking_open.clear();
                 self.finish_chunk("stop", out);
             }
             _ => {} // ping, unknown events

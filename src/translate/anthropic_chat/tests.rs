@@ -450,8 +450,14 @@ fn response_tool_use_and_thinking() {
         json!({"role": "assistant", "content": null, "refusal": null, "tool_calls": [
             {"id": "toolu_01A09q90qw90lq917835lq9", "type": "function", "function": {"name": "get_weather", "arguments": "{\"location\":\"San Francisco, CA\",\"unit\":\"celsius\"}"}},
             {"id": "toolu_02", "type": "function", "function": {"name": "get_time", "arguments": "{}"}},
-        ]})
+        ],
+        "reasoning_content": "Let me think",
+        "thinking_blocks": [{"type": "thinking", "thinking": "Let me think", "signature": "sig"}, {"type": "redacted_thinking", "data": "xyz"}]})
     );
+    // Both calls of the turn remember the turn's blocks, whole.
+    let memos = t.replay_memos();
+    assert_eq!(memos.iter().map(|m| m.0.as_str()).collect::<Vec<_>>(), vec!["toolu_01A09q90qw90lq917835lq9", "toolu_02"]);
+    assert_eq!(memos[1].1, crate::translate::replay::Memo::ThinkingBlocks(vec![json!({"type": "thinking", "thinking": "Let me think", "signature": "sig"}), json!({"type": "redacted_thinking", "data": "xyz"})]));
     assert_eq!(out["usage"]["total_tokens"], json!(30));
 }
 
@@ -712,13 +718,22 @@ fn stream_parallel_tool_calls() {
 }
 
 #[test]
-fn stream_thinking_is_dropped_and_cache_tokens_counted() {
+fn stream_thinking_is_reasoning_content_and_cache_tokens_counted() {
     let mut t = translator(json!({"stream": true, "reasoning_effort": "low"}));
     let out = run(&mut t, &thinking_cache_stream(), Some(StreamEnd::Complete));
+    let block = json!({"type": "thinking", "thinking": "I need to find the GCD of 1071 and 462...\n\n1071 = 2 × 462 + 147", "signature": "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds..."});
     assert_eq!(
         choices(&out, "chatcmpl-msg_01think", "claude-sonnet-4-5"),
-        vec![d(json!({"role": "assistant", "content": ""})), d(json!({"content": "The GCD is 21."})), fin("length")]
+        vec![
+            d(json!({"role": "assistant", "content": ""})),
+            d(json!({"reasoning_content": "I need to find the GCD of 1071 and 462..."})),
+            d(json!({"reasoning_content": "\n\n1071 = 2 × 462 + 147"})),
+            d(json!({"thinking_blocks": [block]})),
+            d(json!({"content": "The GCD is 21."})),
+            fin("length")
+        ]
     );
+    assert!(t.replay_memos().is_empty(), "no tool call: nothing to remember");
     assert_eq!(t.usage(), TokenUsage { input_tokens: 3210, output_tokens: 512, cached_tokens: 3000, reasoning_tokens: 0, cache_write_tokens: 200, seen: true, ..Default::default() });
 }
 
@@ -1113,4 +1128,29 @@ fn claude_on_vertex_names_the_version_in_the_body_not_the_model() {
     assert_eq!(out["anthropic_version"], "vertex-2023-10-16");
     assert_eq!(out["messages"][0]["content"][0]["cache_control"], json!({"type": "ephemeral"}));
     assert!(ok(base(json!({}))).get("anthropic_version").is_none());
+}
+
+#[test]
+fn thinking_blocks_sent_back_start_the_assistant_turn_unmodified() {
+    let blocks = json!([{"type": "thinking", "thinking": "Plan: call w", "signature": "sig=="}, {"type": "redacted_thinking", "data": "enc"}]);
+    let mut t = AnthropicChat::new();
+    let body = t
+        .request(
+            json!({"model": "claude-sonnet-4-5", "reasoning_effort": "low", "messages": [
+                {"role": "user", "content": "weather?"},
+                {"role": "assistant", "content": null, "reasoning_content": "Plan: call w", "thinking_blocks": blocks.clone(),
+                 "tool_calls": [{"id": "toolu_1", "type": "function", "function": {"name": "w", "arguments": "{}"}}]},
+                {"role": "tool", "tool_call_id": "toolu_1", "content": "sunny"}]}),
+            &Options::default(),
+        )
+        .unwrap();
+    let content = &body["messages"][1]["content"];
+    assert_eq!(content[0], blocks[0]);
+    assert_eq!(content[1], blocks[1]);
+    assert_eq!(content[2]["type"], "tool_use");
+    let bad = AnthropicChat::new().request(
+        json!({"model": "m", "messages": [{"role": "assistant", "content": "x", "thinking_blocks": [{"type": "thinking", "thinking": "no signature"}]}]}),
+        &Options::default(),
+    );
+    assert_eq!(bad.unwrap_err().param.as_deref(), Some("messages[0].thinking_blocks[0]"));
 }

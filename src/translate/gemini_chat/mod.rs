@@ -20,10 +20,14 @@
 //! * Thought signatures (Gemini 3 needs them replayed with function calls)
 //!   ride on each tool call as `extra_content.google.thought_signature`
 //!   (Google's own OpenAI-compatibility convention) and are sent back as
-//!   `thoughtSignature` on the `functionCall` part.
+//!   `thoughtSignature` on the `functionCall` part; the gateway also
+//!   remembers them by tool-call id ([`crate::translate::replay`]) for
+//!   clients that rebuild the message without them.
 //! * `reasoning_effort`: `none`/`minimal` → `thinkingBudget` 0, `low` 1024,
 //!   `medium` 8192, `high` 24576 (the budgets Google's own OpenAI layer
-//!   uses); `includeThoughts` false. Thought parts are never content.
+//!   uses); `includeThoughts` when the budget is not 0. Thought parts are
+//!   never content: they come back as `reasoning_content` (streamed as
+//!   `delta.reasoning_content`).
 //! * `logprobs: true` / `top_logprobs > 0` are refused (400): the Gemini
 //!   logprobs result is not translated.
 //! * `parallel_tool_calls: false` is honoured by passing on only the first
@@ -72,6 +76,10 @@ pub struct GeminiChat {
     cands: Vec<CandState>,
     ended: bool,
     errored: bool,
+    /// The answer's tool-call ids and their thought signatures (the replay
+    /// memos, SPEC 8).
+    call_ids: Vec<String>,
+    signatures: Vec<(String, String)>,
 }
 
 impl GeminiChat {
@@ -100,6 +108,15 @@ impl GeminiChat {
 
     fn model_out(&self) -> String {
         self.resp_model.clone().unwrap_or_else(|| self.model.clone())
+    }
+
+    fn remember(&mut self, id: &str, call: &response::Call) {
+        if self.call_ids.len() < crate::translate::replay::MAX_IDS {
+            self.call_ids.push(id.to_owned());
+            if let Some(sig) = &call.signature {
+                self.signatures.push((id.to_owned(), sig.clone()));
+            }
+        }
     }
 
     fn call_id(&self, cand: usize, ordinal: usize, given: Option<&str>) -> String {
@@ -165,5 +182,9 @@ impl Translator for GeminiChat {
 
     fn response_model(&self) -> Option<String> {
         self.resp_model.clone()
+    }
+
+    fn replay_memos(&self) -> Vec<(String, crate::translate::replay::Memo)> {
+        crate::translate::replay::memos_of(&self.call_ids, &[], &self.signatures)
     }
 }

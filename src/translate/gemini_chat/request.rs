@@ -423,7 +423,8 @@ impl GeminiChat {
                 Some("high") => 24576,
                 _ => return Err(TranslateError::invalid("reasoning_effort", "expected none, minimal, low, medium or high")),
             };
-            gc.insert("thinkingConfig".into(), json!({ "thinkingBudget": budget, "includeThoughts": false }));
+            // The thoughts come back as `reasoning_content` when there are any.
+            gc.insert("thinkingConfig".into(), json!({ "thinkingBudget": budget, "includeThoughts": budget > 0 }));
         }
         if let Some(rf) = get("response_format") {
             match rf.get("type").and_then(Value::as_str) {

@@ -23,12 +23,13 @@ pub(super) struct Call {
     name: String,
     args: Value,
     pub(super) id: Option<String>,
-    signature: Option<String>,
+    pub(super) signature: Option<String>,
 }
 
-/// A candidate's parts → (text, function calls); thought parts skipped.
-pub(super) fn split_parts(cand: &Value) -> (String, Vec<Call>) {
+/// A candidate's parts → (text, thought text, function calls).
+pub(super) fn split_parts(cand: &Value) -> (String, String, Vec<Call>) {
     let mut text = String::new();
+    let mut thoughts = String::new();
     let mut calls = Vec::new();
     let parts = cand.pointer("/content/parts").and_then(Value::as_array);
     for p in parts.into_iter().flatten() {
@@ -41,13 +42,14 @@ pub(super) fn split_parts(cand: &Value) -> (String, Vec<Call>) {
             continue;
         }
         if p.get("thought").and_then(Value::as_bool) == Some(true) {
+            thoughts.push_str(p.get("text").and_then(Value::as_str).unwrap_or(""));
             continue;
         }
         if let Some(t) = p.get("text").and_then(Value::as_str) {
             text.push_str(t);
         }
     }
-    (text, calls)
+    (text, thoughts, calls)
 }
 
 pub(super) fn tool_call_json(id: String, call: &Call, index: Option<usize>) -> Value {
@@ -76,7 +78,7 @@ impl GeminiChat {
             Some(cands) => {
                 for (pos, cand) in cands.iter().enumerate() {
                     let idx = cand.get("index").and_then(Value::as_u64).map(|i| i as usize).unwrap_or(pos);
-                    let (text, mut calls) = split_parts(cand);
+                    let (text, thoughts, mut calls) = split_parts(cand);
                     if self.single_tool_call {
                         calls.truncate(1);
                     }
@@ -84,8 +86,19 @@ impl GeminiChat {
                     let content = if text.is_empty() && !calls.is_empty() { Value::Null } else { Value::String(text) };
                     let mut msg = obj!("role" => "assistant", "content" => content, "refusal" => Value::Null);
                     if !calls.is_empty() {
-                        let tcs: Vec<Value> = calls.iter().enumerate().map(|(k, c)| tool_call_json(self.call_id(idx, k, c.id.as_deref()), c, None)).collect();
+                        let tcs: Vec<Value> = calls
+                            .iter()
+                            .enumerate()
+                            .map(|(k, c)| {
+                                let id = self.call_id(idx, k, c.id.as_deref());
+                                self.remember(&id, c);
+                                tool_call_json(id, c, None)
+                            })
+                            .collect();
                         msg["tool_calls"] = Value::Array(tcs);
+                    }
+                    if !thoughts.is_empty() {
+                        msg["reasoning_content"] = Value::String(thoughts);
                     }
                     choices.push(obj!(
                         "index" => idx,

@@ -51,11 +51,14 @@ impl GeminiChat {
             if self.cands[idx].finished {
                 continue;
             }
-            let (text, calls) = split_parts(cand);
+            let (text, thoughts, calls) = split_parts(cand);
             let mut delta = Map::new();
             if !self.cands[idx].started {
                 self.cands[idx].started = true;
                 delta.insert("role".into(), json!("assistant"));
+            }
+            if !thoughts.is_empty() {
+                delta.insert("reasoning_content".into(), Value::String(thoughts));
             }
             if !text.is_empty() {
                 delta.insert("content".into(), Value::String(text));
@@ -67,7 +70,9 @@ impl GeminiChat {
                     break;
                 }
                 self.cands[idx].tool_calls += 1;
-                tcs.push(tool_call_json(self.call_id(idx, k, c.id.as_deref()), c, Some(k)));
+                let id = self.call_id(idx, k, c.id.as_deref());
+                self.remember(&id, c);
+                tcs.push(tool_call_json(id, c, Some(k)));
             }
             if !tcs.is_empty() {
                 delta.insert("tool_calls".into(), Value::Array(tcs));

@@ -222,7 +222,7 @@ fn response_format() {
 fn reasoning_effort_budgets() {
     for (level, budget) in [("none", 0), ("minimal", 0), ("low", 1024), ("medium", 8192), ("high", 24576)] {
         let body = req(&mut GeminiChat::new(), json!({"model": "m", "messages": [user("x")], "reasoning_effort": level}));
-        assert_eq!(body["generationConfig"]["thinkingConfig"], json!({"thinkingBudget": budget, "includeThoughts": false}), "{level}");
+        assert_eq!(body["generationConfig"]["thinkingConfig"], json!({"thinkingBudget": budget, "includeThoughts": budget > 0}), "{level}");
     }
 }
 
@@ -538,24 +538,28 @@ fn function_call_stream() {
     req(&mut t, json!({"model": "gemini-2.0-flash", "messages": [user("x")], "tools": tools(), "stream": true}));
     let events = vec![
         sse(json!({"candidates": [{"content": {"role": "model", "parts": [{"thought": true, "text": "planning"}]}, "index": 0}], "responseId": "s1", "modelVersion": "gemini-2.0-flash"})),
-        sse(json!({"candidates": [{"content": {"role": "model", "parts": [{"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}}]}, "index": 0}], "responseId": "s1", "modelVersion": "gemini-2.0-flash"})),
+        sse(json!({"candidates": [{"content": {"role": "model", "parts": [{"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}, "thoughtSignature": "c2ln"}]}, "index": 0}], "responseId": "s1", "modelVersion": "gemini-2.0-flash"})),
         sse(json!({"candidates": [{"content": {"role": "model", "parts": [{"functionCall": {"name": "get_weather", "args": {"city": "Rome"}}}]}, "finishReason": "STOP", "index": 0}],
                    "usageMetadata": {"promptTokenCount": 20, "candidatesTokenCount": 10, "thoughtsTokenCount": 4, "totalTokenCount": 34}, "responseId": "s1", "modelVersion": "gemini-2.0-flash"})),
     ];
     let got = run(&mut t, &events, StreamEnd::Complete);
     let d = |delta: Value, fr: Value| ch(json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": fr}]), false);
     let call = |k: usize, city: &str| json!([{"index": k, "id": format!("call_s1_0_{k}"), "type": "function", "function": {"name": "get_weather", "arguments": format!("{{\"city\":\"{city}\"}}")}}]);
+    let mut paris = call(0, "Paris");
+    paris[0]["extra_content"] = json!({"google": {"thought_signature": "c2ln"}});
     assert_eq!(
         got,
         vec![
-            d(json!({"role": "assistant", "content": ""}), Value::Null),
-            d(json!({"tool_calls": call(0, "Paris")}), Value::Null),
+            d(json!({"role": "assistant", "reasoning_content": "planning"}), Value::Null),
+            d(json!({"tool_calls": paris}), Value::Null),
             d(json!({"tool_calls": call(1, "Rome")}), Value::Null),
             d(json!({}), json!("tool_calls")),
             json!("[DONE]"),
         ]
     );
     assert_eq!(t.usage(), TokenUsage { input_tokens: 20, output_tokens: 14, reasoning_tokens: 4, cached_tokens: 0, seen: true, ..Default::default() });
+    // Only the signed call is remembered (Gemini signs the first call of a step).
+    assert_eq!(t.replay_memos(), vec![("call_s1_0_0".to_string(), crate::translate::replay::Memo::ThoughtSignature("c2ln".into()))]);
 }
 
 #[test]
