@@ -110,6 +110,13 @@ fn main() {
             std::process::exit(1);
         }
     }
+    match tollgate::gateway::open_reasoning(&config) {
+        Ok(r) => gateway.reasoning = Some(r),
+        Err(e) => {
+            eprintln!("tollgate: {conf_path}: cannot open the reasoning replay memory {e}");
+            std::process::exit(1);
+        }
+    }
     let logs_at_exit = gateway.logs.clone();
     // Async jobs (SPEC 9): in Redis when configured (connected by the worker
     // service, on its own runtime), else in the SQLite store.

@@ -84,6 +84,9 @@ pub(super) struct Credential {
     pub connect_budget: Option<usize>,
     /// The virtual key's name, when one was presented and accepted.
     pub virtual_key: Option<String>,
+    /// `/openai`: whose reasoning replay memos the answer leaves
+    /// (`jobs::owner`).
+    pub owner: Option<String>,
     /// The client's credential header was a virtual key: never forward it.
     pub client_is_vk: bool,
     /// The key is a cloud identity and no access token could be obtained.

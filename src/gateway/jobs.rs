@@ -292,6 +292,7 @@ impl Gateway {
                     t.target(p, op, Some(&r.prepared.model));
                 }
                 ctx.cred.virtual_key = r.virtual_key;
+                ctx.cred.owner = Some(job.owner.clone());
                 let outcome = self.execute_openai(&mut sink, &mut ctx, r.prepared, None).await;
                 match (outcome, sink.status) {
                     (Ok(()), Some(status)) => JobResult { status, body: std::mem::take(&mut sink.body).into() },

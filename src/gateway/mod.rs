@@ -46,6 +46,8 @@ mod openai_route;
 mod sink;
 pub mod jobs;
 mod reply;
+mod reasoning;
+pub use reasoning::open as open_reasoning;
 mod response_cache;
 pub use response_cache::open as open_cache;
 mod route_health;
@@ -77,6 +79,9 @@ pub struct Gateway {
     pub route_health: route_health::SharedHealth,
     /// The response cache (SPEC 11), when `tollgate.cache` is set.
     pub cache: Option<Arc<crate::cache::CacheStore>>,
+    /// The reasoning replay memory's embedded store (SPEC 8); Redis holds
+    /// it instead when configured.
+    pub reasoning: Option<Arc<crate::store::replay::ReplayStore>>,
 }
 
 
@@ -109,6 +114,7 @@ impl Gateway {
             logs: None,
             route_health,
             cache: None,
+            reasoning: None,
         }
     }
 

@@ -227,6 +227,11 @@ impl Gateway {
             },
             _ => None,
         };
+        // What the client's rebuilt reasoning turns lack, from the replay
+        // memory (SPEC 8); its answer leaves memos under the same owner.
+        let owner = super::jobs::owner(self, session);
+        let memos = if endpoint == Endpoint::ChatCompletions { self.recall_reasoning(ctx, &owner, &req).await } else { Default::default() };
+        ctx.cred.owner = Some(owner);
         // The translation, to refuse what the provider cannot honour now.
         let translated = match translator_for(provider, endpoint, &native) {
             Err(e) => return self.openai_refused(session, ctx, &e).await,
@@ -235,7 +240,7 @@ impl Gateway {
                 // Kept for a later translation: an async job's, or another
                 // candidate's (SPEC 10).
                 let input = if keep_request { req.clone() } else { std::mem::take(&mut req) };
-                match translator.request(input, &opts) {
+                match translator.request(super::reasoning::with_memos(input, &memos), &opts) {
                     Ok(body) => (!keep_request).then_some(Translated { translator, body }),
                     Err(e) => return self.openai_refused(session, ctx, &e).await,
                 }
@@ -264,7 +269,7 @@ impl Gateway {
         let api_version = crate::net::query::query_get(h.uri.query(), "api-version").map(str::to_string);
         let route = super::openai_route::RoutePlan { alias: alias.map(|_| model.clone()), candidates, ordered };
         let raw = if req.is_null() && route.candidates.len() > 1 { body.take().map(bytes::Bytes::from) } else { None };
-        Ok(Admitted::Ready(Prepared { endpoint, provider: provider.name().to_string(), model: native, req, raw, headers, api_version, direct, directs, client_base, route, cache }, translated))
+        Ok(Admitted::Ready(Prepared { endpoint, provider: provider.name().to_string(), model: native, req, raw, headers, api_version, direct, directs, client_base, route, cache, memos }, translated))
     }
 
     /// The client's own key for `provider` in that provider's form, when

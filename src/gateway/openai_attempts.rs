@@ -267,7 +267,7 @@ impl Gateway {
                 let opts = Options { default_max_tokens: config.openai_compat.default_max_tokens };
                 let (body, stream) = match &mut mode {
                     Mode::Passthrough => (serde_json::to_vec(&req).unwrap_or_default(), stream_requested),
-                    Mode::Translated(t) => match t.request(req, &opts) {
+                    Mode::Translated(t) => match t.request(super::reasoning::with_memos(req, &p.memos), &opts) {
                         Ok(v) => (serde_json::to_vec(&v).unwrap_or_default(), t.streaming()),
                         Err(e) => return Ok(AttemptEnd::failed(Failure::Unsendable, None, Reply::OpenAi(e))),
                     },

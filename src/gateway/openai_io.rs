@@ -61,6 +61,10 @@ pub(super) struct Prepared {
     pub raw: Option<bytes::Bytes>,
     /// The client's headers less credentials, control and hop-by-hop ones.
     pub headers: Vec<(String, String)>,
+    /// The reasoning replay memos the client's rebuilt turns lacked (SPEC
+    /// 8), restored into each translated attempt's request.
+    #[serde(default)]
+    pub memos: std::collections::HashMap<String, crate::translate::replay::Memo>,
     /// The client's `api-version` query value (Azure).
     pub api_version: Option<String>,
     /// The client's own key (direct keys); never stored.
@@ -257,6 +261,10 @@ impl Gateway {
                         if let Some(t) = ctx.trace.as_mut() {
                             t.answer().object(ApiFamily::OpenAi, &v);
                         }
+                        // Before the client has the answer: its next turn
+                        // may follow at once.
+                        let memos = tr.replay_memos();
+                        self.remember_reasoning(ctx, memos).await;
                         json(sink, 200, &serde_json::to_vec(&v).unwrap_or_default(), &ctx.request_id, None).await?
                     }
                     Err(e) => {
@@ -460,6 +468,11 @@ impl Gateway {
             }
         };
         tr.stream_end(end, &mut events);
+        if end == StreamEnd::Complete {
+            // Before the stream's last bytes: the next turn may follow at once.
+            let memos = tr.replay_memos();
+            self.remember_reasoning(ctx, memos).await;
+        }
         if let Some(t) = ctx.trace.as_mut() {
             events.iter().for_each(|e| t.answer().client_event(e));
         }

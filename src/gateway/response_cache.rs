@@ -321,6 +321,7 @@ impl Gateway {
             client_base: None,
             route: Default::default(),
             cache: None,
+            memos: Default::default(),
         };
         let mut sink = JobSink::new(64 * 1024 * 1024);
         let ok = self.execute_openai(&mut sink, &mut sub, p, None).await.is_ok();

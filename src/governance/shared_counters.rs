@@ -364,6 +364,35 @@ impl SharedCounters {
     }
 }
 
+/// The reasoning replay memory shared by instances (SPEC 8): each memo a
+/// key `{prefix}:rz:{owner digest}:{tool-call id}` with Redis's own TTL, so
+/// a turn answered through one instance is completed on another.
+impl SharedCounters {
+    fn replay_key(&self, owner: &str, id: &str) -> String {
+        let digest: String = crate::config::virtual_keys::sha256(owner.as_bytes()).iter().take(16).map(|b| format!("{b:02x}")).collect();
+        format!("{}:rz:{digest}:{id}", self.conf.key_prefix)
+    }
+
+    /// Remember `memos` (id, JSON) for `owner`, for `ttl_s`.
+    pub async fn replay_put(&self, owner: &str, memos: &[(String, String)], ttl_s: u64) -> io::Result<()> {
+        let mut pipe = ::redis::pipe();
+        for (id, memo) in memos {
+            pipe.cmd("SET").arg(self.replay_key(owner, id)).arg(memo).arg("EX").arg(ttl_s.max(1)).ignore();
+        }
+        self.call("replay_put", |mut c| async move { pipe.query_async::<()>(&mut c).await }).await
+    }
+
+    /// The memos of `owner` among `ids`.
+    pub async fn replay_get(&self, owner: &str, ids: &[String]) -> io::Result<std::collections::HashMap<String, String>> {
+        if ids.is_empty() {
+            return Ok(Default::default());
+        }
+        let keys: Vec<String> = ids.iter().map(|id| self.replay_key(owner, id)).collect();
+        let got: Vec<Option<String>> = self.call("replay_get", |mut c| async move { ::redis::cmd("MGET").arg(&keys).query_async(&mut c).await }).await?;
+        Ok(ids.iter().zip(got).filter_map(|(id, m)| Some((id.clone(), m?))).collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,12 +8,16 @@
 //! - [`redis::RedisStore`]: jobs in Redis so that every instance sharing it
 //!   can answer a poll; results expire with a native TTL.
 //!
+//! [`replay::ReplayStore`] is the reasoning replay memory's embedded store
+//! (SPEC 8), in its own file beside the job store.
+//!
 //! Job life: `submit` → Queued → `claim_next` → Running → `finish` → Done →
 //! (after `result_ttl_s`) deleted by `sweep` (SQLite) or by Redis itself.
 //! A job found Running by `fail_interrupted` (its process died) becomes Done
 //! with a 500 `async_job_interrupted`: it is never replayed.
 
 pub mod redis;
+pub mod replay;
 pub mod sqlite;
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ pub const MAX_MEMO_BYTES: usize = 1 << 20;
 /// What one tool call of an answer needs on the next turn: the turn's
 /// thinking blocks (Anthropic; the same for every call of the turn) or the
 /// call's thought signature (Gemini).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Memo {
     ThinkingBlocks(Vec<Value>),
     ThoughtSignature(String),

@@ -16,9 +16,22 @@ its last turn is not a tool result; a small max_tokens / maxOutputTokens (< 5)
 ends with the provider's length reason; Gemini answers finishReason SAFETY to a
 prompt containing `[[blocked]]`; `claude-cache*` reports cache tokens and
 `gemini-thinking*` thought and cached tokens in its usage.
+
+Reasoning models (SPEC 8), with the providers' own replay rules:
+- Anthropic with `thinking` enabled answers with a signed `thinking` block
+  first (`*redacted*` models add a `redacted_thinking` block, `*multi*`
+  models a second thinking block), and unique tool-use ids. It answers 400
+  unless the assistant turn before a tool result starts with the thinking
+  blocks it issued, unmodified (the signature covers the text).
+- `gemini-3*` models (Gemini and Vertex) sign the first function call of
+  each step with a `thoughtSignature` and answer 400 unless every model turn
+  of the current turn gives it back on that call; `includeThoughts` adds a
+  thought part. Their `responseId`s are unique, as the real API's.
 """
 
 import base64
+import hashlib
+import itertools
 import json
 import re
 import socket
@@ -30,6 +43,65 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 EVENT_DELAY = 0.15  # seconds between SSE events
+
+# Reasoning replay (SPEC 8): what the mocks issued, to check it comes back unmodified.
+TURNS = itertools.count(1)
+ISSUED_REDACTED = set()
+ISSUED_SIGNATURES = {}  # thoughtSignature -> (function name, args JSON)
+
+
+def thinking_signature(text):
+    """Anthropic's signature over a thinking block's text (here a keyed hash)."""
+    return base64.b64encode(hashlib.sha256(b"mock-anthropic-thinking:" + text.encode()).digest()).decode()
+
+
+def thinking_replay_problem(msgs):
+    """Anthropic's rule with thinking on: the assistant turn answered by tool
+    results starts with the thinking blocks it was given, unmodified."""
+    for i, m in enumerate(msgs):
+        if m.get("role") != "assistant" or not isinstance(m.get("content"), list):
+            continue
+        blocks = m["content"]
+        for j, b in enumerate(blocks):
+            if b.get("type") == "thinking" and b.get("signature") != thinking_signature(b.get("thinking", "")):
+                return f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block"
+            if b.get("type") == "redacted_thinking" and b.get("data") not in ISSUED_REDACTED:
+                return f"messages.{i}.content.{j}: Invalid `data` in `redacted_thinking` block"
+        uses_tools = any(b.get("type") == "tool_use" for b in blocks)
+        nxt = msgs[i + 1] if i + 1 < len(msgs) else {}
+        answered = isinstance(nxt.get("content"), list) and any(b.get("type") == "tool_result" for b in nxt["content"])
+        if uses_tools and answered and (not blocks or blocks[0].get("type") not in ("thinking", "redacted_thinking")):
+            found = blocks[0].get("type") if blocks else "nothing"
+            return (f"messages.{i}.content.0.type: Expected `thinking` or `redacted_thinking`, but found `{found}`. When `thinking` is enabled, "
+                    "a final `assistant` message must start with a thinking block (preceeding the lastmost set of `tool_use` and `tool_result` blocks). "
+                    "We recommend you include thinking blocks from previous turns.")
+    return None
+
+
+def thought_signature_problem(contents):
+    """Gemini 3's rule: in the current turn (after the last user text), the
+    first function call of every model step carries the signature it was
+    given."""
+    start = 0
+    for i, c in enumerate(contents):
+        if c.get("role") in (None, "user") and any("text" in p for p in c.get("parts") or []):
+            start = i + 1
+    for i, c in enumerate(contents[start:], start):
+        if c.get("role") != "model":
+            continue
+        calls = [(k, p) for k, p in enumerate(c.get("parts") or []) if "functionCall" in p]
+        if not calls:
+            continue
+        k, first = calls[0]
+        fc = first["functionCall"]
+        sig = first.get("thoughtSignature")
+        if not sig:
+            return (f"Function call is missing a thought_signature in functionCall parts. This is required for tools to work correctly, "
+                    f"and missing thought_signature may lead to degraded model performance. Additional data, function call "
+                    f"`default_api:{fc.get('name')}` , position {k + 1}. Please refer to https://ai.google.dev/gemini-api/docs/thought-signatures for more details.")
+        if ISSUED_SIGNATURES.get(sig) != (fc.get("name"), json.dumps(fc.get("args") or {}, sort_keys=True)):
+            return f"Corrupted thought signature in contents[{i}].parts[{k}]."
+    return None
 
 
 @dataclass
@@ -207,6 +279,15 @@ class MockProvider:
     def route(self, h, r):
         p, body = r.path, (r.json() if r.body and r.headers.get("content-type", "").startswith("application/json") else {})
         stream = isinstance(body, dict) and body.get("stream") is True or "alt=sse" in r.query
+        if self.provider == "vertex" and re.search(r"/publishers/anthropic/models/[^/:]+:(stream)?[rR]awPredict$", p):
+            # Claude on Vertex: the Messages API, the model in the path and
+            # the version in the body.
+            if body.get("anthropic_version") != "vertex-2023-10-16" or "model" in body:
+                return h._json(400, {"type": "error", "error": {"type": "invalid_request_error", "message": "anthropic_version: vertex-2023-10-16 is required; model: not allowed in the body"}})
+            model = re.search(r"/models/([^/:]+):", p).group(1)
+            shim = Recorded(r.method, p, r.query, {**r.headers, "anthropic-version": "2023-06-01"}, r.body, r.at)
+            body = {k: v for k, v in body.items() if k != "anthropic_version"} | {"model": model}
+            return self.anthropic(h, shim, body, p.endswith(":streamRawPredict"))
         if self.provider in ("gemini", "vertex"):
             return self.google(h, r, body)
         if p.endswith("/messages/count_tokens"):
@@ -322,6 +403,12 @@ class MockProvider:
         usage = {"input_tokens": 13, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": 7}
         if model.startswith("claude-cache"):
             usage.update(cache_creation_input_tokens=4, cache_read_input_tokens=2)
+        thinking_on = (body.get("thinking") or {}).get("type") == "enabled"
+        if thinking_on:
+            bad = thinking_replay_problem(body["messages"])
+            if bad:
+                return h._json(400, {"type": "error", "error": {"type": "invalid_request_error", "message": bad}})
+        turn = next(TURNS)
         blocks, stop = [("text", ["Hello", " from", " Claude", " mock"])], "end_turn"
         last = body["messages"][-1]
         last_is_tool_result = isinstance(last.get("content"), list) and any(b.get("type") == "tool_result" for b in last["content"])
@@ -333,18 +420,31 @@ class MockProvider:
             blocks = [("text", ["Let me", " check."])]
             # Parallel calls: one tool_use per declared tool (at most two).
             for i, t in enumerate(tools[:2]):
-                blocks.append(("tool_use", {"id": f"toolu_0{i + 1}", "name": t["name"], "pieces": ['{"city"', ': "Pa', 'ris", "unit": ', '"c"}'] if i == 0 else ['{"city": ', '"Rome"}']}))
+                blocks.append(("tool_use", {"id": f"toolu_t{turn}_{i + 1}" if thinking_on else f"toolu_0{i + 1}", "name": t["name"], "pieces": ['{"city"', ': "Pa', 'ris", "unit": ', '"c"}'] if i == 0 else ['{"city": ', '"Rome"}']}))
             stop = "tool_use"
         elif last_is_tool_result:
             results = [b for b in last["content"] if b.get("type") == "tool_result"]
             blocks = [("text", ["Tool said:", " " + text_of(results[0].get("content"))])]
         if body["max_tokens"] < 5:
             blocks, stop = [("text", ["Hello", " from"])], "max_tokens"
+        if thinking_on:
+            thoughts = [("thinking", [f"Turn {turn}: the user", " wants the weather; I will use the tools."])]
+            if "multi" in model:
+                thoughts.append(("thinking", [f"Turn {turn}, second thought:", " check both cities."]))
+            if "redacted" in model:
+                data = f"enc-{turn}-" + thinking_signature(f"redacted {turn}")
+                ISSUED_REDACTED.add(data)
+                thoughts.append(("redacted", data))
+            blocks = thoughts + blocks
         if not stream:
             content = []
             for kind, val in blocks:
                 if kind == "text":
                     content.append({"type": "text", "text": "".join(val)})
+                elif kind == "thinking":
+                    content.append({"type": "thinking", "thinking": "".join(val), "signature": thinking_signature("".join(val))})
+                elif kind == "redacted":
+                    content.append({"type": "redacted_thinking", "data": val})
                 else:
                     content.append({"type": "tool_use", "id": val["id"], "name": val["name"], "input": json.loads("".join(val["pieces"]))})
             return h._json(200, {"id": "msg_1", "type": "message", "role": "assistant", "model": answer_model,
@@ -356,6 +456,15 @@ class MockProvider:
                 events.append(("content_block_start", {"type": "content_block_start", "index": i, "content_block": {"type": "text", "text": ""}}))
                 for part in val:
                     events.append(("content_block_delta", {"type": "content_block_delta", "index": i, "delta": {"type": "text_delta", "text": part}}))
+            elif kind == "thinking":
+                events.append(("content_block_start", {"type": "content_block_start", "index": i, "content_block": {"type": "thinking", "thinking": "", "signature": ""}}))
+                for part in val:
+                    events.append(("content_block_delta", {"type": "content_block_delta", "index": i, "delta": {"type": "thinking_delta", "thinking": part}}))
+                sig = thinking_signature("".join(val))
+                for piece in (sig[:20], sig[20:]):
+                    events.append(("content_block_delta", {"type": "content_block_delta", "index": i, "delta": {"type": "signature_delta", "signature": piece}}))
+            elif kind == "redacted":
+                events.append(("content_block_start", {"type": "content_block_start", "index": i, "content_block": {"type": "redacted_thinking", "data": val}}))
             else:
                 events.append(("content_block_start", {"type": "content_block_start", "index": i, "content_block": {"type": "tool_use", "id": val["id"], "name": val["name"], "input": {}}}))
                 events.append(("content_block_delta", {"type": "content_block_delta", "index": i, "delta": {"type": "input_json_delta", "partial_json": ""}}))
@@ -397,6 +506,12 @@ class MockProvider:
             if problem:
                 status, message = problem
                 return h._json(status, {"error": {"code": status, "message": message, "status": GOOGLE_STATUS.get(status, "UNKNOWN")}}, retry_headers(status))
+        gemini3 = model.startswith("gemini-3")
+        if gemini3 and (":generateContent" in p or ":streamGenerateContent" in p):
+            bad = thought_signature_problem(body.get("contents") or [])
+            if bad:
+                return h._json(400, {"error": {"code": 400, "message": bad, "status": "INVALID_ARGUMENT"}})
+        response_id = f"r{next(TURNS)}" if gemini3 else "r1"
         if model.startswith("gemini-thinking"):
             usage = {"promptTokenCount": 8, "candidatesTokenCount": 6, "thoughtsTokenCount": 10, "cachedContentTokenCount": 3, "totalTokenCount": 24}
         chunks, finish = [[{"text": t}] for t in ["Hello", " from", f" {who}", " mock"]], "STOP"
@@ -408,10 +523,17 @@ class MockProvider:
             calls = [{"functionCall": {"name": names[0], "args": {"city": "Paris", "unit": "c"}}}]
             if len(names) > 1:
                 calls.append({"functionCall": {"name": names[1], "args": {"city": "Rome"}}})
+            if gemini3:
+                # The first call of the step is signed (parallel calls after it are not).
+                sig = base64.b64encode(hashlib.sha256(f"{response_id}:{time.time_ns()}".encode()).digest()).decode()
+                ISSUED_SIGNATURES[sig] = (calls[0]["functionCall"]["name"], json.dumps(calls[0]["functionCall"]["args"], sort_keys=True))
+                calls[0]["thoughtSignature"] = sig
             chunks = [[{"text": "Let me check."}], calls]
         elif any("functionResponse" in part for part in last_parts):
             resp = next(part["functionResponse"] for part in last_parts if "functionResponse" in part)
             chunks = [[{"text": "Tool said:"}], [{"text": " " + json.dumps(resp.get("response"), sort_keys=True)}]]
+        if ((body.get("generationConfig") or {}).get("thinkingConfig") or {}).get("includeThoughts"):
+            chunks = [[{"text": "Thinking about the weather.", "thought": True}]] + chunks
         if "[[blocked]]" in json.dumps(contents):
             chunks, finish = [], "SAFETY"
         elif ((body.get("generationConfig") or {}).get("maxOutputTokens") or 100) < 5:
@@ -425,16 +547,16 @@ class MockProvider:
                     cand["finishReason"] = finish
                     if finish == "SAFETY":
                         cand["safetyRatings"] = [{"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True}]
-                events.append((None, {"candidates": [cand], "usageMetadata": {**usage, "candidatesTokenCount": i + 3 if not last else usage["candidatesTokenCount"]}, "modelVersion": self.GEMINI_MODEL, "responseId": "r1"}))
+                events.append((None, {"candidates": [cand], "usageMetadata": {**usage, "candidatesTokenCount": i + 3 if not last else usage["candidatesTokenCount"]}, "modelVersion": self.GEMINI_MODEL, "responseId": response_id}))
             return h._sse(events, r.path)
         if ":generateContent" in p:
             cand = {"content": {"parts": [part for parts in chunks for part in parts], "role": "model"}, "finishReason": finish, "index": 0}
             if not chunks:
                 del cand["content"]
             # Consecutive text parts arrive merged, as the real API does.
-            if chunks and all("text" in part for part in cand["content"]["parts"]):
+            if chunks and all("text" in part and not part.get("thought") for part in cand["content"]["parts"]):
                 cand["content"]["parts"] = [{"text": "".join(part["text"] for part in cand["content"]["parts"])}]
-            return h._json(200, {"candidates": [cand], "usageMetadata": usage, "modelVersion": self.GEMINI_MODEL, "responseId": "r1"})
+            return h._json(200, {"candidates": [cand], "usageMetadata": usage, "modelVersion": self.GEMINI_MODEL, "responseId": response_id})
         return h._json(404, {"error": {"code": 404, "message": f"mock has no {p}", "status": "NOT_FOUND"}})
 
 
