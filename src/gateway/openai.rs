@@ -230,7 +230,7 @@ impl Gateway {
         // What the client's rebuilt reasoning turns lack, from the replay
         // memory (SPEC 8); its answer leaves memos under the same owner.
         let owner = super::jobs::owner(self, session);
-        let memos = if endpoint == Endpoint::ChatCompletions { self.recall_reasoning(ctx, &owner, &req).await } else { Default::default() };
+        let memos = if matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Responses) { self.recall_reasoning(ctx, &owner, &req).await } else { Default::default() };
         ctx.cred.owner = Some(owner);
         // The translation, to refuse what the provider cannot honour now.
         let translated = match translator_for(provider, endpoint, &native) {

@@ -13,9 +13,38 @@
 //! tool-call id. This module is the pure part: the memos a translated answer
 //! leaves ([`Memo`]), which ids a request lacks ([`wanted`]), and putting
 //! the memos back ([`restore`]). Nothing else of the conversation is kept.
+//!
+//! The Responses API has no field for either: thinking blocks ride in a
+//! `reasoning` item's `encrypted_content` ([`encode_blocks`], opaque to the
+//! client), and a thought signature on the `function_call` item as
+//! `extra_content`, as on a chat tool call.
 
+use base64::Engine;
 use serde_json::{json, Value};
 use std::collections::HashMap;
+
+/// The prefix of a `reasoning` item's `encrypted_content` made here.
+const BLOCKS_PREFIX: &str = "tollgate.thinking.v1:";
+
+/// Thinking blocks as a Responses `reasoning` item's `encrypted_content`.
+pub fn encode_blocks(blocks: &[Value]) -> String {
+    format!("{BLOCKS_PREFIX}{}", base64::engine::general_purpose::STANDARD.encode(Value::Array(blocks.to_vec()).to_string()))
+}
+
+/// The thinking blocks of an `encrypted_content` made by [`encode_blocks`];
+/// `None` for anything else (another provider's reasoning state).
+pub fn decode_blocks(s: &str) -> Option<Vec<Value>> {
+    let raw = base64::engine::general_purpose::STANDARD.decode(s.strip_prefix(BLOCKS_PREFIX)?).ok()?;
+    match serde_json::from_slice(&raw).ok()? {
+        Value::Array(b) => Some(b),
+        _ => None,
+    }
+}
+
+/// A Responses request's `function_call` items.
+fn input_calls(req: &Value) -> impl Iterator<Item = &Value> {
+    req.get("input").and_then(Value::as_array).into_iter().flatten().filter(|i| i.get("type").and_then(Value::as_str) == Some("function_call"))
+}
 
 /// At most this many tool-call ids are looked up for one request.
 pub const MAX_IDS: usize = 256;
@@ -70,6 +99,15 @@ fn signature_of(tc: &Value) -> Option<&str> {
 /// [`MAX_IDS`].
 pub fn wanted(req: &Value) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
+    // Responses: every call without its own extra content (whether a
+    // reasoning item precedes it is settled in `restore`).
+    for it in input_calls(req) {
+        if let Some(id) = it.get("call_id").and_then(Value::as_str).filter(|id| !id.is_empty()) {
+            if signature_of(it).is_none() && !out.iter().any(|o| o == id) && out.len() < MAX_IDS {
+                out.push(id.to_string());
+            }
+        }
+    }
     for m in assistant_turns(req) {
         let turn_lacks = !has_blocks(m);
         for tc in m.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
@@ -91,6 +129,9 @@ pub fn restore(req: &mut Value, memos: &HashMap<String, Memo>) -> usize {
         return 0;
     }
     let mut restored = 0;
+    if let Some(items) = req.get_mut("input").and_then(Value::as_array_mut) {
+        return restore_input(items, memos);
+    }
     let Some(msgs) = req.get_mut("messages").and_then(Value::as_array_mut) else { return 0 };
     for m in msgs.iter_mut().filter(|m| m.get("role").and_then(Value::as_str) == Some("assistant")) {
         if !has_blocks(m) {
@@ -104,25 +145,72 @@ pub fn restore(req: &mut Value, memos: &HashMap<String, Memo>) -> usize {
             }
         }
         for tc in m.get_mut("tool_calls").and_then(Value::as_array_mut).into_iter().flatten() {
-            if signature_of(tc).is_some() {
-                continue;
-            }
-            let sig = match tc.get("id").and_then(Value::as_str).and_then(|id| memos.get(id)) {
-                Some(Memo::ThoughtSignature(s)) => s.clone(),
-                _ => continue,
-            };
-            if let Some(o) = tc.as_object_mut() {
-                let extra = o.entry("extra_content").or_insert_with(|| json!({}));
-                if !extra.is_object() {
-                    *extra = json!({});
-                }
-                let google = extra.as_object_mut().map(|e| e.entry("google").or_insert_with(|| json!({})));
-                if let Some(g) = google.and_then(Value::as_object_mut) {
-                    g.insert("thought_signature".into(), Value::String(sig));
-                    restored += 1;
-                }
+            restored += usize::from(sign(tc, "id", memos));
+        }
+    }
+    restored
+}
+
+/// Give a call (chat tool call or Responses `function_call` item) its
+/// remembered signature, unless it has one.
+fn sign(call: &mut Value, id_field: &str, memos: &HashMap<String, Memo>) -> bool {
+    if signature_of(call).is_some() {
+        return false;
+    }
+    let sig = match call.get(id_field).and_then(Value::as_str).and_then(|id| memos.get(id)) {
+        Some(Memo::ThoughtSignature(s)) => s.clone(),
+        _ => return false,
+    };
+    let Some(o) = call.as_object_mut() else { return false };
+    let extra = o.entry("extra_content").or_insert_with(|| json!({}));
+    if !extra.is_object() {
+        *extra = json!({});
+    }
+    let google = extra.as_object_mut().map(|e| e.entry("google").or_insert_with(|| json!({})));
+    match google.and_then(Value::as_object_mut) {
+        Some(g) => {
+            g.insert("thought_signature".into(), Value::String(sig));
+            true
+        }
+        None => false,
+    }
+}
+
+/// Responses input: signatures on the `function_call` items, and a
+/// `reasoning` item with the remembered blocks before a run of calls (and
+/// the assistant message they join) that has none.
+fn restore_input(items: &mut Vec<Value>, memos: &HashMap<String, Memo>) -> usize {
+    let kind = |v: &Value| v.get("type").and_then(Value::as_str).map(str::to_owned);
+    let is_assistant_msg = |v: &Value| matches!(kind(v).as_deref(), None | Some("message")) && v.get("role").and_then(Value::as_str) == Some("assistant");
+    let mut restored = 0;
+    let mut i = 0;
+    while i < items.len() {
+        if kind(&items[i]).as_deref() != Some("function_call") {
+            i += 1;
+            continue;
+        }
+        // The run: the assistant message right before (if any) and the calls.
+        let start = if i > 0 && is_assistant_msg(&items[i - 1]) { i - 1 } else { i };
+        let mut end = i;
+        while end < items.len() && kind(&items[end]).as_deref() == Some("function_call") {
+            end += 1;
+        }
+        for it in &mut items[i..end] {
+            restored += usize::from(sign(it, "call_id", memos));
+        }
+        let has_reasoning = start > 0 && kind(&items[start - 1]).as_deref() == Some("reasoning");
+        if !has_reasoning {
+            let blocks = items[i..end].iter().find_map(|it| match it.get("call_id").and_then(Value::as_str).and_then(|id| memos.get(id)) {
+                Some(Memo::ThinkingBlocks(b)) if !b.is_empty() => Some(b.clone()),
+                _ => None,
+            });
+            if let Some(b) = blocks {
+                items.insert(start, json!({"type": "reasoning", "summary": [], "encrypted_content": encode_blocks(&b)}));
+                restored += 1;
+                end += 1;
             }
         }
+        i = end;
     }
     restored
 }
@@ -193,6 +281,26 @@ mod tests {
         assert_eq!(req, before);
         assert!(wanted(&json!({"messages": [{"role": "user", "content": "hi"}]})).is_empty());
         assert!(wanted(&json!({"input": "hi"})).is_empty());
+    }
+
+    #[test]
+    fn responses_input_gets_a_reasoning_item_and_signatures() {
+        let blocks = vec![json!({"type": "thinking", "thinking": "t", "signature": "s"})];
+        let mut req = json!({"input": [
+            {"role": "user", "content": "weather?"},
+            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Let me check."}]},
+            {"type": "function_call", "call_id": "c1", "name": "w", "arguments": "{}"},
+            {"type": "function_call", "call_id": "c2", "name": "w", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c1", "output": "sunny"}]});
+        assert_eq!(wanted(&req), vec!["c1", "c2"]);
+        let memos: HashMap<String, Memo> = [("c1".to_string(), Memo::ThinkingBlocks(blocks.clone())), ("c2".to_string(), Memo::ThoughtSignature("g".into()))].into();
+        assert_eq!(restore(&mut req, &memos), 2);
+        let items = req["input"].as_array().unwrap();
+        assert_eq!(items[1]["type"], "reasoning", "before the assistant message the calls join");
+        assert_eq!(decode_blocks(items[1]["encrypted_content"].as_str().unwrap()), Some(blocks));
+        assert_eq!(items[4]["extra_content"]["google"]["thought_signature"], "g");
+        assert_eq!(restore(&mut req, &memos), 0, "a run with a reasoning item is left alone");
+        assert_eq!(decode_blocks("gAAAAB-openai-encrypted"), None);
     }
 
     #[test]

@@ -275,3 +275,41 @@ def test_a_turn_on_one_instance_and_the_next_on_another_through_redis(mocks, tmp
         for g in gws:
             g.stop()
         redis.kill()
+
+
+RESP_TOOLS = [{"type": "function", "name": "get_weather", "parameters": TOOLS[0]["function"]["parameters"]}]
+
+
+def responses_turn(c, model, input, **kw):
+    return c.responses.create(model=model, input=input, tools=RESP_TOOLS, reasoning={"effort": "low"}, **kw)
+
+
+@pytest.mark.parametrize("model", [CLAUDE[0], GEMINI3[0]])
+@pytest.mark.parametrize("how", ["output items sent back", "rebuilt calls only"])
+def test_the_responses_api_carries_reasoning_items(rg, mocks, model, how):
+    c = client(rg)
+    first = responses_turn(c, model, QUESTION)
+    kinds = [i.type for i in first.output]
+    assert kinds[0] == "reasoning" and "function_call" in kinds, kinds
+    assert first.output[0].summary and first.output[0].summary[0].text, "the reasoning text as the item's summary"
+    calls = [i for i in first.output if i.type == "function_call"]
+    if how == "output items sent back":
+        items = [i.model_dump(exclude_none=True) for i in first.output]
+    else:
+        items = [{"type": "function_call", "call_id": i.call_id, "name": i.name, "arguments": i.arguments} for i in calls]
+    items = [{"role": "user", "content": QUESTION}] + items + [{"type": "function_call_output", "call_id": i.call_id, "output": "22C"} for i in calls]
+    second = responses_turn(c, model, items)
+    assert second.status == "completed" and "22C" in second.output_text
+    check_replayed(mocks, model)
+
+
+@pytest.mark.parametrize("model", [CLAUDE[0], GEMINI3[0]])
+def test_a_streamed_responses_turn_has_its_reasoning_item_first(rg, mocks, model):
+    c = client(rg)
+    done = [e.item for e in responses_turn(c, model, QUESTION, stream=True) if e.type == "response.output_item.done"]
+    assert done[0].type == "reasoning" and done[0].summary
+    calls = [i for i in done if i.type == "function_call"]
+    items = [{"role": "user", "content": QUESTION}] + [{"type": "function_call", "call_id": i.call_id, "name": i.name, "arguments": i.arguments} for i in calls]
+    items += [{"type": "function_call_output", "call_id": i.call_id, "output": "22C"} for i in calls]
+    assert "22C" in responses_turn(c, model, items).output_text
+    check_replayed(mocks, model)

@@ -133,6 +133,9 @@ struct StreamState {
     finish: Option<String>,
     usage: Option<Value>,
     model: Option<String>,
+    /// Reasoning not yet sent as an item: its text and thinking blocks.
+    reasoning_text: String,
+    reasoning_blocks: Vec<Value>,
 }
 
 /// Responses API client side over a Chat Completions translator.
@@ -212,6 +215,10 @@ impl Translator for ResponsesOverChat {
 
     fn usage(&self) -> TokenUsage {
         self.inner.usage()
+    }
+
+    fn replay_memos(&self) -> Vec<(String, crate::translate::replay::Memo)> {
+        self.inner.replay_memos()
     }
 
     fn response_model(&self) -> Option<String> {

@@ -166,6 +166,13 @@ fn input_items(input: &Value, messages: &mut Vec<Value>) -> Result<(), Translate
     // Whether the last chat message is an assistant message that function
     // calls may join.
     let mut assistant_open = false;
+    // Thinking blocks of a `reasoning` item, for the assistant turn after it.
+    let mut pending: Option<Vec<Value>> = None;
+    let attach = |m: &mut Value, pending: &mut Option<Vec<Value>>| {
+        if let (Some(b), Some(o)) = (pending.take(), m.as_object_mut()) {
+            o.entry("thinking_blocks").or_insert(Value::Array(b));
+        }
+    };
     for (i, item) in items.iter().enumerate() {
         let param = format!("input[{i}]");
         if !item.is_object() {
@@ -174,8 +181,11 @@ fn input_items(input: &Value, messages: &mut Vec<Value>) -> Result<(), Translate
         let ty = item.get("type").and_then(Value::as_str);
         match ty {
             None | Some("message") => {
-                let m = message_item(item, &param)?;
+                let mut m = message_item(item, &param)?;
                 assistant_open = m["role"] == "assistant";
+                if assistant_open {
+                    attach(&mut m, &mut pending);
+                }
                 messages.push(m);
             }
             Some("function_call") => {
@@ -186,10 +196,15 @@ fn input_items(input: &Value, messages: &mut Vec<Value>) -> Result<(), Translate
                     Some(Value::String(s)) => s.clone(),
                     Some(_) => return Err(TranslateError::invalid(format!("{param}.arguments"), "arguments must be a string")),
                 };
-                let call = json!({ "id": call_id, "type": "function", "function": { "name": name, "arguments": args } });
+                let mut call = json!({ "id": call_id, "type": "function", "function": { "name": name, "arguments": args } });
+                // A thought signature rides on the item as on a chat tool call.
+                if let Some(x) = item.get("extra_content").filter(|x| x.is_object()) {
+                    call["extra_content"] = x.clone();
+                }
                 let last = messages.last_mut().filter(|_| assistant_open);
                 match last {
                     Some(m) => {
+                        attach(m, &mut pending);
                         let obj = m.as_object_mut().expect("chat message is an object");
                         match obj.get_mut("tool_calls") {
                             Some(Value::Array(calls)) => calls.push(call),
@@ -199,7 +214,9 @@ fn input_items(input: &Value, messages: &mut Vec<Value>) -> Result<(), Translate
                         }
                     }
                     None => {
-                        messages.push(json!({ "role": "assistant", "content": null, "tool_calls": [call] }));
+                        let mut m = json!({ "role": "assistant", "content": null, "tool_calls": [call] });
+                        attach(&mut m, &mut pending);
+                        messages.push(m);
                         assistant_open = true;
                     }
                 }
@@ -211,9 +228,14 @@ fn input_items(input: &Value, messages: &mut Vec<Value>) -> Result<(), Translate
                 messages.push(json!({ "role": "tool", "tool_call_id": call_id, "content": content }));
                 assistant_open = false;
             }
-            // Reasoning items (e.g. a previous OpenAI output fed back) carry
-            // provider-specific, often encrypted, state: dropped.
-            Some("reasoning") => {}
+            // A reasoning item this gateway made (Anthropic's thinking
+            // blocks) goes back with the assistant turn after it; another's
+            // (e.g. OpenAI's encrypted state) means nothing here: dropped.
+            Some("reasoning") => {
+                if let Some(b) = item.get("encrypted_content").and_then(Value::as_str).and_then(crate::translate::replay::decode_blocks) {
+                    pending.get_or_insert_with(Vec::new).extend(b);
+                }
+            }
             Some(other) => {
                 return Err(TranslateError::unsupported(format!("{param}.type"), format!("input item type `{other}` is not supported on this gateway")));
             }

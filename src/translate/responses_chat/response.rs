@@ -47,6 +47,14 @@ pub(super) fn message_json(id: &str, status: &str, parts: Value) -> Value {
     obj!("type" => "message", "id" => id, "status" => status, "role" => "assistant", "content" => parts)
 }
 
+/// A `reasoning` item: the reasoning text as its summary, and Anthropic's
+/// thinking blocks (if any) as its opaque `encrypted_content`.
+pub(super) fn reasoning_json(id: &str, text: &str, blocks: &[Value], status: &str) -> Value {
+    let summary = if text.is_empty() { json!([]) } else { json!([{ "type": "summary_text", "text": text }]) };
+    let encrypted = if blocks.is_empty() { Value::Null } else { Value::String(crate::translate::replay::encode_blocks(blocks)) };
+    json!({ "type": "reasoning", "id": id, "summary": summary, "encrypted_content": encrypted, "status": status })
+}
+
 pub(super) fn function_call_json(id: &str, call_id: &str, name: &str, args: &str, status: &str) -> Value {
     json!({ "type": "function_call", "id": id, "call_id": call_id, "name": name, "arguments": args, "status": status })
 }
@@ -101,6 +109,11 @@ impl ResponsesOverChat {
         let finish = choice.get("finish_reason").and_then(Value::as_str);
         let (status, incomplete, item_status) = status_for(finish);
         let mut output = Vec::new();
+        let text = msg.get("reasoning_content").and_then(Value::as_str).unwrap_or("");
+        let blocks = msg.get("thinking_blocks").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+        if !text.is_empty() || !blocks.is_empty() {
+            output.push(reasoning_json(&new_id("rs"), text, blocks, item_status));
+        }
         let mut parts = Vec::new();
         match &msg["content"] {
             Value::String(s) if !s.is_empty() => parts.push(part_json(PartKind::Text, s)),
@@ -129,7 +142,11 @@ impl ResponsesOverChat {
                     other => other.to_string(),
                 };
                 let call_id = c["id"].as_str().map(str::to_owned).unwrap_or_else(|| new_id("call"));
-                output.push(function_call_json(&new_id("fc"), &call_id, name, &args, item_status));
+                let mut item = function_call_json(&new_id("fc"), &call_id, name, &args, item_status);
+                if let Some(x) = c.get("extra_content").filter(|x| x.is_object()) {
+                    item["extra_content"] = x.clone();
+                }
+                output.push(item);
             }
         }
         let usage = self.usage_value(chat.get("usage"));

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use super::response::{function_call_json, message_json, part_json, status_for};
+use super::response::{function_call_json, message_json, part_json, reasoning_json, status_for};
 use super::{new_id, MsgItem, Part, PartKind, ResponsesOverChat, StreamState, ToolItem};
 use crate::translate::common::{obj, present};
 use crate::translate::ClientEvent;
@@ -264,6 +264,18 @@ impl ResponsesOverChat {
                 continue;
             }
             let d = &c["delta"];
+            if let Some(t) = d.get("reasoning_content").and_then(Value::as_str) {
+                if let Some(n) = Self::retain(&mut self.st, self.retain_cap, t) {
+                    self.st.reasoning_text.push_str(&t[..n]);
+                }
+            }
+            if let Some(b) = d.get("thinking_blocks").and_then(Value::as_array) {
+                self.st.reasoning_blocks.extend(b.iter().cloned());
+            }
+            let answering = d.get("content").and_then(Value::as_str).is_some_and(|t| !t.is_empty()) || d.get("tool_calls").is_some() || c.get("finish_reason").and_then(Value::as_str).is_some();
+            if answering {
+                self.flush_reasoning(out);
+            }
             if let Some(t) = d.get("content").and_then(Value::as_str).filter(|t| !t.is_empty()) {
                 if !self.st.tools.is_empty() {
                     // Text after tool calls: a new message item after them.
@@ -286,6 +298,24 @@ impl ResponsesOverChat {
                 self.close_items(out);
             }
         }
+    }
+
+    /// The reasoning gathered so far as one `reasoning` item, before the
+    /// answer's first text or call (added and done at once: its summary is
+    /// whole by then).
+    fn flush_reasoning(&mut self, out: &mut Vec<ClientEvent>) {
+        if self.st.reasoning_text.is_empty() && self.st.reasoning_blocks.is_empty() {
+            return;
+        }
+        let id = new_id("rs");
+        let output_index = self.st.next_output_index;
+        self.st.next_output_index += 1;
+        let text = std::mem::take(&mut self.st.reasoning_text);
+        let blocks = std::mem::take(&mut self.st.reasoning_blocks);
+        self.emit("response.output_item.added", obj!("output_index" => output_index, "item" => reasoning_json(&id, "", &[], "in_progress")), out);
+        let item = reasoning_json(&id, &text, &blocks, "completed");
+        self.emit("response.output_item.done", obj!("output_index" => output_index, "item" => item.clone()), out);
+        self.st.done_items.push((output_index, item));
     }
 
     /// Close the open items as completed (not yet the end of the stream).

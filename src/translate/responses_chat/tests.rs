@@ -819,3 +819,70 @@ fn cache_control_on_parts_and_tools_reaches_anthropic() {
     assert_eq!(out["tools"][0]["cache_control"], eph);
     assert_eq!(out["messages"][0]["content"], json!([{"type": "text", "text": "question", "cache_control": {"type": "ephemeral"}}]));
 }
+
+/// Claude's thinking through the Responses API: a `reasoning` item (summary
+/// and the blocks, opaque) before the calls, and the blocks back at the head
+/// of the assistant turn when the client sends the output items back.
+#[test]
+fn thinking_maps_to_a_reasoning_item_and_back() {
+    use crate::translate::anthropic_chat::AnthropicChat;
+    let mut t = ResponsesOverChat::new(Box::new(AnthropicChat::new()));
+    t.request(json!({"model": "claude-sonnet-4-5", "input": "weather?", "reasoning": {"effort": "low"}, "tools": [{"type": "function", "name": "w", "parameters": {"type": "object"}}]}), &Options::default()).unwrap();
+    let blocks = json!([{"type": "thinking", "thinking": "call w", "signature": "sig"}, {"type": "redacted_thinking", "data": "enc"}]);
+    let out = t
+        .response(json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5", "stop_reason": "tool_use",
+            "content": [blocks[0].clone(), blocks[1].clone(), {"type": "tool_use", "id": "toolu_1", "name": "w", "input": {}}],
+            "usage": {"input_tokens": 5, "output_tokens": 9}}))
+        .unwrap();
+    let output = out["output"].as_array().unwrap();
+    assert_eq!(output[0]["type"], "reasoning");
+    assert_eq!(output[0]["summary"], json!([{"type": "summary_text", "text": "call w"}]));
+    assert_eq!(output[1]["type"], "function_call");
+    assert_eq!(t.replay_memos().len(), 1, "the inner pair's memos");
+    // The output items sent back as input.
+    let mut input = vec![json!({"role": "user", "content": "weather?"})];
+    input.extend(output.iter().cloned());
+    input.push(json!({"type": "function_call_output", "call_id": "toolu_1", "output": "sunny"}));
+    let mut next = ResponsesOverChat::new(Box::new(AnthropicChat::new()));
+    let body = next.request(json!({"model": "claude-sonnet-4-5", "input": input, "reasoning": {"effort": "low"}}), &Options::default()).unwrap();
+    let content = &body["messages"][1]["content"];
+    assert_eq!(content[0], blocks[0]);
+    assert_eq!(content[1], blocks[1]);
+    assert_eq!(content[2]["type"], "tool_use");
+    // Another provider's reasoning state is dropped, not sent.
+    let mut other = ResponsesOverChat::new(Box::new(AnthropicChat::new()));
+    let body = other
+        .request(json!({"model": "m", "input": [{"role": "user", "content": "x"}, {"type": "reasoning", "summary": [], "encrypted_content": "gAAAA-openai"},
+            {"type": "function_call", "call_id": "c", "name": "w", "arguments": "{}"}, {"type": "function_call_output", "call_id": "c", "output": "y"}]}), &Options::default())
+        .unwrap();
+    assert_eq!(body["messages"][1]["content"][0]["type"], "tool_use");
+}
+
+/// Streamed: the reasoning item is complete before the first call's item.
+#[test]
+fn streamed_thinking_is_one_reasoning_item_before_the_answer() {
+    let mut t = ResponsesOverChat::new(FakeChat::boxed());
+    t.request(json!({"model": "m", "input": "x", "stream": true}), &Options::default()).unwrap();
+    let chunk = |delta: Value, fin: Value| json!({"id": "c", "object": "chat.completion.chunk", "model": "m", "choices": [{"index": 0, "delta": delta, "finish_reason": fin}]}).to_string();
+    let mut out = Vec::new();
+    for data in [
+        chunk(json!({"role": "assistant", "content": ""}), Value::Null),
+        chunk(json!({"reasoning_content": "think "}), Value::Null),
+        chunk(json!({"reasoning_content": "hard"}), Value::Null),
+        chunk(json!({"thinking_blocks": [{"type": "thinking", "thinking": "think hard", "signature": "s"}]}), Value::Null),
+        chunk(json!({"content": "Done."}), Value::Null),
+        chunk(json!({}), json!("stop")),
+        "[DONE]".to_string(),
+    ] {
+        t.stream_event(None, &data, &mut out);
+    }
+    let named: Vec<(String, Value)> = out.iter().filter_map(|e| if let ClientEvent::Named(n, v) = e { Some((n.clone(), v.clone())) } else { None }).collect();
+    let done: Vec<&Value> = named.iter().filter(|(n, _)| n == "response.output_item.done").map(|(_, v)| &v["item"]).collect();
+    assert_eq!(done[0]["type"], "reasoning");
+    assert_eq!(done[0]["summary"][0]["text"], "think hard");
+    assert_eq!(crate::translate::replay::decode_blocks(done[0]["encrypted_content"].as_str().unwrap()).unwrap()[0]["signature"], "s");
+    assert_eq!(done[1]["type"], "message");
+    let completed = &named.last().unwrap().1["response"]["output"];
+    assert_eq!(completed[0]["type"], "reasoning");
+    assert_eq!(completed[1]["content"][0]["text"], "Done.");
+}
