@@ -22,7 +22,9 @@ Reasoning models (SPEC 8), with the providers' own replay rules:
   first (`*redacted*` models add a `redacted_thinking` block, `*multi*`
   models a second thinking block), and unique tool-use ids. It answers 400
   unless the assistant turn before a tool result starts with the thinking
-  blocks it issued, unmodified (the signature covers the text).
+  blocks it issued, unmodified (the signature covers the text). Adaptive
+  thinking (`output_config.effort`) only on Claude 4.6 and later, and only
+  it on `claude-opus-4-7` and `claude-opus-5`.
 - `gemini-3*` models (Gemini and Vertex) sign the first function call of
   each step with a `thoughtSignature` and answer 400 unless every model turn
   of the current turn gives it back on that call; `includeThoughts` adds a
@@ -403,7 +405,13 @@ class MockProvider:
         usage = {"input_tokens": 13, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": 7}
         if model.startswith("claude-cache"):
             usage.update(cache_creation_input_tokens=4, cache_read_input_tokens=2)
-        thinking_on = (body.get("thinking") or {}).get("type") == "enabled"
+        kind = (body.get("thinking") or {}).get("type")
+        thinking_on = kind in ("enabled", "adaptive")
+        adaptive_only, adaptive_ok = model.startswith(("claude-opus-4-7", "claude-opus-5")), model.startswith(("claude-opus-4-6", "claude-sonnet-4-6", "claude-opus-4-7", "claude-opus-5"))
+        if kind == "enabled" and adaptive_only:
+            return h._json(400, {"type": "error", "error": {"type": "invalid_request_error", "message": f"thinking.type.enabled is not supported for {model}. Use thinking.type.adaptive and output_config.effort."}})
+        if kind == "adaptive" and (not adaptive_ok or (body.get("output_config") or {}).get("effort") not in ("low", "medium", "high", "max")):
+            return h._json(400, {"type": "error", "error": {"type": "invalid_request_error", "message": f"thinking.type.adaptive needs a model that supports it and output_config.effort (got {model})"}})
         if thinking_on:
             bad = thinking_replay_problem(body["messages"])
             if bad:

@@ -34,7 +34,7 @@ TOOLS = [{"type": "function", "function": {"name": "get_weather", "description":
                                            "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "unit": {"type": "string"}}}}}]
 TOOLS2 = TOOLS + [{"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
 
-CLAUDE = ["anthropic/claude-sonnet-4-5", "vertex/claude-sonnet-4-5"]
+CLAUDE = ["anthropic/claude-sonnet-4-5", "vertex/claude-sonnet-4-5", "anthropic/claude-opus-4-7"]
 GEMINI3 = ["gemini/gemini-3-pro-preview", "vertex/gemini-3-pro-preview"]
 MODELS = CLAUDE + GEMINI3
 
@@ -313,3 +313,14 @@ def test_a_streamed_responses_turn_has_its_reasoning_item_first(rg, mocks, model
     items += [{"type": "function_call_output", "call_id": i.call_id, "output": "22C"} for i in calls]
     assert "22C" in responses_turn(c, model, items).output_text
     check_replayed(mocks, model)
+
+
+def test_an_adaptive_only_claude_gets_adaptive_thinking(rg, mocks):
+    """claude-opus-4-7 refuses a thinking budget: effort is mapped to
+    output_config.effort (xhigh is max)."""
+    c = client(rg)
+    c.chat.completions.create(model="anthropic/claude-opus-4-7", messages=[{"role": "user", "content": "hi"}], reasoning_effort="xhigh")
+    body = mocks["anthropic"].last().json()
+    assert body["thinking"] == {"type": "adaptive"} and body["output_config"] == {"effort": "max"}
+    c.chat.completions.create(model="anthropic/claude-sonnet-4-5", messages=[{"role": "user", "content": "hi"}], reasoning_effort="low")
+    assert mocks["anthropic"].last().json()["thinking"] == {"type": "enabled", "budget_tokens": 2048}

@@ -17,7 +17,9 @@
 //!   (thinking forbids forced tool use) is refused with a 400 naming `response_format`.
 //!   Text blocks that the model might emit besides the synthetic tool are dropped in that mode.
 //! * `reasoning_effort` → `thinking: {type: enabled, budget_tokens}` with the budgets of
-//!   [`thinking_budget`]. Without an explicit max the request's `max_tokens` becomes
+//!   [`thinking_budget`]; for Claude 4.6 and later ([`adaptive_thinking`]) `thinking: {type:
+//!   adaptive}` and `output_config.effort` ([`adaptive_effort`]: minimal and low → low, medium,
+//!   high, xhigh → max), the default maximum still leaving the budget's room. Without an explicit max the request's `max_tokens` becomes
 //!   `default_max_tokens + budget`; an explicit max not above the budget is a 400 naming it.
 //!   `none` disables thinking. Thinking counts in `completion_tokens` as Anthropic bills it.
 //! * Thinking comes back as `reasoning_content` (the thinking text) and `thinking_blocks`
@@ -60,6 +62,38 @@ pub fn thinking_budget(effort: &str) -> Option<Option<u64>> {
         "medium" => Some(Some(8192)),
         "high" => Some(Some(16384)),
         "xhigh" => Some(Some(32768)),
+        _ => None,
+    }
+}
+
+/// Does `model` take adaptive thinking (`thinking: {type: adaptive}` with
+/// `output_config.effort`)? Claude 4.6 and later do, and from 4.7 (and the
+/// Mythos and Fable families) only that: `enabled` with a budget is a 400
+/// there. Older models take only a budget.
+pub fn adaptive_thinking(model: &str) -> bool {
+    let m = model.rsplit('/').next().unwrap_or(model).to_ascii_lowercase();
+    let m = m.trim_start_matches("anthropic.").trim_start_matches("claude-");
+    let mut parts = m.split(['-', '@', '.']);
+    let family = parts.next().unwrap_or("");
+    if matches!(family, "mythos" | "fable") {
+        return true;
+    }
+    if !matches!(family, "opus" | "sonnet" | "haiku") {
+        return false;
+    }
+    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    // A date (claude-sonnet-4-20250514) is not a minor version.
+    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).filter(|n| *n < 100).unwrap_or(0);
+    (major, minor) >= (4, 6)
+}
+
+/// OpenAI `reasoning_effort` → Anthropic's adaptive `effort`.
+pub fn adaptive_effort(effort: &str) -> Option<&'static str> {
+    match effort {
+        "minimal" | "low" => Some("low"),
+        "medium" => Some("medium"),
+        "high" => Some("high"),
+        "xhigh" => Some("max"),
         _ => None,
     }
 }

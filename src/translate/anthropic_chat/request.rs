@@ -1,7 +1,7 @@
 //! Request translation: OpenAI chat parameters → Anthropic Messages parameters.
 
 use super::messages::{translate_messages, Breakpoints, Turn};
-use super::{get, invalid, thinking_budget, unsupported, AnthropicChat, JSON_TOOL_NAME};
+use super::{adaptive_effort, adaptive_thinking, get, invalid, thinking_budget, unsupported, AnthropicChat, JSON_TOOL_NAME};
 use crate::translate::common::obj;
 use crate::translate::{Options, TranslateError};
 use serde_json::{json, Map, Value};
@@ -91,8 +91,12 @@ impl AnthropicChat {
                 invalid("reasoning_effort", "'reasoning_effort' must be one of none, minimal, low, medium, high, xhigh.")
             })?;
         }
+        // Claude 4.6 and later think adaptively (4.7 and later only so):
+        // the effort is named, the budget is the model's; a small maximum
+        // is then not refused (the model thinks less).
+        let adaptive = budget.is_some() && adaptive_thinking(&self.req_model);
         let max_tokens = match (explicit_max, budget) {
-            (Some((p, n)), Some(b)) if n <= b => {
+            (Some((p, n)), Some(b)) if n <= b && !adaptive => {
                 return Err(invalid(
                     p,
                     format!("'{p}' ({n}) must be greater than the thinking budget ({b} tokens) used for this reasoning_effort."),
@@ -103,8 +107,16 @@ impl AnthropicChat {
             (None, None) => opts.default_max_tokens.max(1),
         };
         out.insert("max_tokens".into(), json!(max_tokens));
-        if let Some(b) = budget {
-            out.insert("thinking".into(), json!({"type": "enabled", "budget_tokens": b}));
+        match budget {
+            Some(_) if adaptive => {
+                let effort = obj.get("reasoning_effort").and_then(Value::as_str).and_then(adaptive_effort).unwrap_or("high");
+                out.insert("thinking".into(), json!({"type": "adaptive"}));
+                out.insert("output_config".into(), json!({"effort": effort}));
+            }
+            Some(b) => {
+                out.insert("thinking".into(), json!({"type": "enabled", "budget_tokens": b}));
+            }
+            None => {}
         }
 
         // sampling

@@ -1154,3 +1154,27 @@ fn thinking_blocks_sent_back_start_the_assistant_turn_unmodified() {
     );
     assert_eq!(bad.unwrap_err().param.as_deref(), Some("messages[0].thinking_blocks[0]"));
 }
+
+#[test]
+fn claude_4_6_and_later_think_adaptively() {
+    for (m, yes) in [
+        ("claude-opus-4-6", true), ("claude-sonnet-4-6", true), ("claude-opus-4-7", true), ("claude-opus-5", true), ("claude-mythos-preview", true),
+        ("claude-fable-5", true), ("claude-opus-4-6@20260205", true), ("anthropic.claude-opus-4-6-v1", true),
+        ("claude-sonnet-4-5", false), ("claude-sonnet-4-5-20250929", false), ("claude-opus-4-1", false), ("claude-sonnet-4-20250514", false), ("claude-3-7-sonnet-latest", false),
+    ] {
+        assert_eq!(adaptive_thinking(m), yes, "{m}");
+    }
+    let mut t = AnthropicChat::new();
+    let body = t.request(json!({"model": "claude-opus-4-7", "messages": [{"role": "user", "content": "hi"}], "reasoning_effort": "xhigh"}), &Options::default()).unwrap();
+    assert_eq!(body["thinking"], json!({"type": "adaptive"}));
+    assert_eq!(body["output_config"], json!({"effort": "max"}));
+    assert_eq!(body["max_tokens"], json!(4096 + 32768));
+    // No fixed budget: a small maximum is the model's to respect, not a 400.
+    let body = AnthropicChat::new().request(json!({"model": "claude-sonnet-4-6", "messages": [{"role": "user", "content": "hi"}], "reasoning_effort": "medium", "max_completion_tokens": 1000}), &Options::default()).unwrap();
+    assert_eq!((body["max_tokens"].clone(), body["output_config"]["effort"].clone()), (json!(1000), json!("medium")));
+    // Older models keep the budget, and its refusal naming both numbers.
+    let e = AnthropicChat::new().request(json!({"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "hi"}], "reasoning_effort": "medium", "max_completion_tokens": 1000}), &Options::default()).unwrap_err();
+    assert!(e.message.contains("1000") && e.message.contains("8192"), "{}", e.message);
+    let body = AnthropicChat::new().request(json!({"model": "claude-opus-4-7", "messages": [{"role": "user", "content": "hi"}], "reasoning_effort": "none"}), &Options::default()).unwrap();
+    assert!(body.get("thinking").is_none() && body.get("output_config").is_none());
+}
