@@ -3,17 +3,21 @@
 //! Layers, each importing only those above it in this list:
 //! * `errors`, `net`, `translate`, `store` — gateway error kinds; URLs, DNS,
 //!   peers, query strings; the OpenAI ↔ provider translators (pure, no
-//!   I/O); async jobs and spend in SQLite (or jobs in Redis).
+//!   I/O) and what a reasoning model's tool turn needs again (`replay`);
+//!   async jobs and spend in SQLite (or jobs in Redis), and the reasoning
+//!   replay memory's SQLite file.
 //! * `providers` — one file per provider: base URL, auth form, path rules,
 //!   usage family, price fallback (Vertex with its OAuth).
 //! * `observe` — usage scanner, prices, metrics, access records, traces.
 //! * `config` — the `tollgate:` section, one file per section.
 //! * `cache` — the response cache of `/openai` (SPEC 11): canonical keys
-//!   and owners, the entries in SQLite with their semantic vectors, stored
+//!   and owners, the entries in SQLite, their semantic vectors (an exact
+//!   scan, or an inverted-file index trained off the request path), stored
 //!   answers assembled from and replayed as stream events.
 //! * `logs` — the request log store (SQLite beside the store): its writer
 //!   off the request path, the query API's filters and SQL, the dashboard.
-//! * `governance` — virtual keys, limits (local and Redis), key pools.
+//! * `governance` — virtual keys, limits (local and Redis), key pools; the
+//!   Redis side of the cache, route cooldowns and the reasoning memory.
 //! * `routing` — SPEC 10's decisions on `/openai`: an alias's candidates
 //!   and their order, which failures move on, the attempt budget, cooldowns.
 //! * `routes` — plain decisions over a request: prefix, path safety,
