@@ -119,15 +119,20 @@ mod tests {
     #[test]
     fn private_to_the_owner_expiring_and_surviving_a_reopen() {
         let path = dir().join("r.db");
+        let now = crate::store::now_s();
         {
             let s = ReplayStore::open(&path, 100).unwrap();
-            s.put("vk:a", &[("call_1".into(), "{\"thought_signature\":\"x\"}".into())], 1000).unwrap();
-            assert_eq!(s.get("vk:a", &["call_1".into()], 10).unwrap()["call_1"], "{\"thought_signature\":\"x\"}");
-            assert!(s.get("vk:b", &["call_1".into()], 10).unwrap().is_empty(), "another owner reusing the id gets nothing");
-            assert!(s.get("vk:a", &["call_1".into()], 1000).unwrap().is_empty(), "expired");
+            s.put("vk:a", &[("call_1".into(), "{\"thought_signature\":\"x\"}".into())], now + 1000).unwrap();
+            assert_eq!(s.get("vk:a", &["call_1".into()], now).unwrap()["call_1"], "{\"thought_signature\":\"x\"}");
+            assert!(s.get("vk:b", &["call_1".into()], now).unwrap().is_empty(), "another owner reusing the id gets nothing");
+            assert!(s.get("vk:a", &["call_1".into()], now + 1000).unwrap().is_empty(), "expired");
         }
         let s = ReplayStore::open(&path, 100).unwrap();
-        assert_eq!(s.get("vk:a", &["call_1".into(), "call_2".into()], 10).unwrap().len(), 1, "survives a reopen");
+        assert_eq!(s.get("vk:a", &["call_1".into(), "call_2".into()], now).unwrap().len(), 1, "survives a reopen");
+        // The bound deletes what has expired.
+        s.put("vk:a", &[("old".into(), "{}".into())], now.saturating_sub(5)).unwrap();
+        ReplayStore::bound(&s.conn(), 100, now);
+        assert_eq!(s.len(), 1);
     }
 
     #[test]
