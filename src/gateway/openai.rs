@@ -230,7 +230,16 @@ impl Gateway {
         // What the client's rebuilt reasoning turns lack, from the replay
         // memory (SPEC 8); its answer leaves memos under the same owner.
         let owner = super::jobs::owner(self, session);
-        let memos = if matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Responses) { self.recall_reasoning(ctx, &owner, &req).await } else { Default::default() };
+        // Only a translated target takes them (an OpenAI-shaped one gets the
+        // request as the client wrote it).
+        let translated_somewhere = candidates.iter().any(|c| {
+            Provider::from_name(&c.target.provider).is_some_and(|p| !p.openai_shaped() || route::claude_model(p, &c.target.model))
+        });
+        let memos = if translated_somewhere && matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Responses) {
+            self.recall_reasoning(ctx, &owner, &req).await
+        } else {
+            Default::default()
+        };
         ctx.cred.owner = Some(owner);
         // The translation, to refuse what the provider cannot honour now.
         let translated = match translator_for(provider, endpoint, &native) {
