@@ -10,7 +10,7 @@ PYTHON ?= python3
 # Link Debian's OpenSSL instead of building a vendored copy (minutes saved).
 export OPENSSL_NO_VENDOR := 1
 
-.PHONY: run build test unit e2e deps venv bench soak fuzz clean install deb
+.PHONY: run build test unit e2e deps venv node bench soak fuzz clean install deb
 
 run: build
 	./target/release/tollgate -c $(CONF)
@@ -20,7 +20,7 @@ build: deps
 
 # The hostile-client tests hold 10,000 connections: raise the soft
 # descriptor limit to the hard one for the test run.
-test: build venv
+test: build venv node
 	ulimit -n $$(ulimit -Hn) 2>/dev/null || true; cargo test --release --locked
 	$(VENV)/bin/python -m pytest tests/e2e -q -p no:cacheprovider
 	bash tests/deb.sh
@@ -43,17 +43,19 @@ fuzz: deps
 bench: deps
 	bash benches/run.sh
 
-e2e: build venv
+e2e: build venv node
 	$(VENV)/bin/python -m pytest tests/e2e -q -p no:cacheprovider
 
 # System packages: cmake (Pingora's zlib-ng build), pkg-config + libssl-dev
 # (system OpenSSL), systemd (systemd-analyze checks the unit), redis-server
 # (the shared-counter tests start their own), python3-venv (the SDK test venv),
-# chromium (the dashboard's browser test drives it through Playwright).
+# chromium (the dashboard's browser test drives it through Playwright),
+# nodejs and npm when there is no node (the Node SDK tests).
 deps:
 	@missing=""; \
 	for p in cmake pkg-config libssl-dev systemd curl redis-server chromium; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	$(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
@@ -68,9 +70,15 @@ $(VENV)/.installed: tests/e2e/requirements.txt
 	$(VENV)/bin/pip install -q --upgrade -r tests/e2e/requirements.txt
 	touch $@
 
+# The openai Node SDK for the Node tests, reinstalled when package.json changes.
+node: tests/e2e/node/.installed
+tests/e2e/node/.installed: tests/e2e/node/package.json
+	cd tests/e2e/node && npm install --no-audit --no-fund --no-package-lock --silent
+	touch $@
+
 clean:
 	cargo clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) tests/e2e/node/node_modules tests/e2e/node/.installed
 
 # The Debian package (README, "Deploy"), from the release binary already
 # built (`cargo deb --no-build`). cargo-deb builds it from Cargo.toml's

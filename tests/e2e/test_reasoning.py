@@ -10,6 +10,8 @@ gateway's memory: private to its owner, shared through Redis, surviving a
 restart, and holding nothing else of the conversation."""
 
 import json
+import os
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -324,3 +326,21 @@ def test_an_adaptive_only_claude_gets_adaptive_thinking(rg, mocks):
     assert body["thinking"] == {"type": "adaptive"} and body["output_config"] == {"effort": "max"}
     c.chat.completions.create(model="anthropic/claude-sonnet-4-5", messages=[{"role": "user", "content": "hi"}], reasoning_effort="low")
     assert mocks["anthropic"].last().json()["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+
+
+NODE_DIR = Path(__file__).parent / "node"
+
+
+def test_the_node_sdk_runs_the_agent_loop(rg, mocks):
+    """The README's loop, driven by the openai Node SDK (`make test` installs
+    it in tests/e2e/node): a rebuilt turn, from a whole answer and from a
+    stream assembled from its deltas, for Claude and Gemini 3."""
+    assert shutil.which("node") and (NODE_DIR / "node_modules" / "openai").is_dir(), "make test installs node and the SDK (make node)"
+    env = dict(os.environ, TOLLGATE_URL=rg.url, TOLLGATE_KEY=VK["a"])
+    run = subprocess.run(["node", str(NODE_DIR / "reasoning_loop.mjs"), CLAUDE[0], GEMINI3[0]], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    seen = json.loads(run.stdout)
+    assert [s["model"] for s in seen] == [CLAUDE[0], GEMINI3[0]]
+    for s in seen:
+        assert s["reasoning_content"] and s["streamed_reasoning"], s
+        assert "22C" in s["whole"] and "22C" in s["streamed"], s
