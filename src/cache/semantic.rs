@@ -5,7 +5,8 @@
 //! A partition under [`INDEX_FROM`] live vectors is scanned exactly, on a
 //! snapshot taken outside the lock (writers copy on write). From there an
 //! inverted-file index ([`super::ivf`]) is trained on a thread of its own,
-//! off the request path; until it is installed the exact scan goes on, and
+//! off the request path (at a lower priority than the serving threads);
+//! until it is installed the exact scan goes on, and
 //! what arrives meanwhile is filed into the new index when it is. An
 //! installed index takes new vectors directly (one centroid scan, one
 //! append), and is retrained off the path when the partition has doubled
@@ -140,6 +141,14 @@ impl SemanticIndex {
         let dims = snapshot.first().map_or(0, |v| v.unit.len());
         trainings.fetch_add(1, Ordering::SeqCst);
         let spawned = std::thread::Builder::new().name("cache-index".into()).spawn(move || {
+            // Below the serving threads: a training of a large partition
+            // takes seconds of one core.
+            #[cfg(target_os = "linux")]
+            // SAFETY: setpriority on this thread's own id changes only its
+            // nice value (per thread on Linux); raising it needs no privilege.
+            unsafe {
+                libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10);
+            }
             let rows: Vec<(&[f32], Arc<Vector>)> = snapshot.iter().filter(|v| v.unit.len() == dims).map(|v| (v.unit.as_slice(), v.clone())).collect();
             let ivf = Ivf::build(&rows, dims, generation ^ snapshot.len() as u64);
             let mut parts = parts.lock().unwrap_or_else(|e| e.into_inner());

@@ -114,6 +114,8 @@ struct ToolItem {
     call_id: String,
     name: String,
     args: String,
+    /// The chat call's `extra_content` (Gemini's thought signature).
+    extra: Option<Value>,
 }
 
 #[derive(Debug, Default)]

@@ -19,6 +19,16 @@ fn prefix_at_most(s: &str, n: usize) -> &str {
     &s[..i]
 }
 
+/// A streamed call's item, with the chat call's `extra_content` when it had
+/// one (as in a whole answer).
+fn tool_json(t: &ToolItem, status: &str) -> Value {
+    let mut item = function_call_json(&t.id, &t.call_id, &t.name, &t.args, status);
+    if let Some(x) = &t.extra {
+        item["extra_content"] = x.clone();
+    }
+    item
+}
+
 impl ResponsesOverChat {
     fn emit(&mut self, ty: &str, mut ev: Value, out: &mut Vec<ClientEvent>) {
         ev["type"] = json!(ty);
@@ -146,12 +156,15 @@ impl ResponsesOverChat {
                     obj!("output_index" => output_index, "item" => function_call_json(&id, &call_id, &name, "", "in_progress")),
                     out,
                 );
-                self.st.tools.push(ToolItem { chat_index, id, output_index, call_id, name, args: String::new() });
+                self.st.tools.push(ToolItem { chat_index, id, output_index, call_id, name, args: String::new(), extra: None });
                 self.st.tools.len() - 1
             }
         };
         {
             let t = &mut self.st.tools[pos];
+            if let Some(x) = tc.get("extra_content").filter(|x| x.is_object()) {
+                t.extra = Some(x.clone());
+            }
             if t.name.is_empty() {
                 if let Some(n) = name {
                     t.name = n.to_string();
@@ -183,7 +196,7 @@ impl ResponsesOverChat {
                 json!({ "item_id": t.id, "output_index": t.output_index, "name": t.name, "arguments": t.args }),
                 out,
             );
-            let item = function_call_json(&t.id, &t.call_id, &t.name, &t.args, item_status);
+            let item = tool_json(&t, item_status);
             self.emit("response.output_item.done", obj!("output_index" => t.output_index, "item" => item.clone()), out);
             self.st.done_items.push((t.output_index, item));
         }
@@ -196,7 +209,7 @@ impl ResponsesOverChat {
             items.push((m.output_index, message_json(&m.id, open_status, Value::Array(parts))));
         }
         for t in &self.st.tools {
-            items.push((t.output_index, function_call_json(&t.id, &t.call_id, &t.name, &t.args, open_status)));
+            items.push((t.output_index, tool_json(t, open_status)));
         }
         items.sort_by_key(|(i, _)| *i);
         items.into_iter().map(|(_, v)| v).collect()

@@ -886,3 +886,24 @@ fn streamed_thinking_is_one_reasoning_item_before_the_answer() {
     assert_eq!(completed[0]["type"], "reasoning");
     assert_eq!(completed[1]["content"][0]["text"], "Done.");
 }
+
+/// Gemini's thought signature rides on a streamed call's item as on a whole
+/// answer's, so a client sending the items back carries it.
+#[test]
+fn a_streamed_calls_signature_stays_on_its_item() {
+    let mut t = ResponsesOverChat::new(FakeChat::boxed());
+    t.request(json!({"model": "m", "input": "x", "stream": true}), &Options::default()).unwrap();
+    let sig = json!({"google": {"thought_signature": "c2ln"}});
+    let mut out = Vec::new();
+    for data in [
+        json!({"id": "c", "object": "chat.completion.chunk", "model": "m", "choices": [{"index": 0, "delta": {"role": "assistant", "tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "w", "arguments": "{}"}, "extra_content": sig}]}, "finish_reason": null}]}).to_string(),
+        json!({"id": "c", "object": "chat.completion.chunk", "model": "m", "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}).to_string(),
+        "[DONE]".to_string(),
+    ] {
+        t.stream_event(None, &data, &mut out);
+    }
+    let items: Vec<Value> = out.iter().filter_map(|e| if let ClientEvent::Named(n, v) = e { (n == "response.output_item.done").then(|| v["item"].clone()) } else { None }).collect();
+    assert_eq!(items[0]["extra_content"], sig);
+    let completed = out.iter().rev().find_map(|e| if let ClientEvent::Named(n, v) = e { (n == "response.completed").then(|| v.clone()) } else { None }).unwrap();
+    assert_eq!(completed["response"]["output"][0]["extra_content"], sig);
+}
