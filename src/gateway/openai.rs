@@ -229,18 +229,23 @@ impl Gateway {
         };
         // What the client's rebuilt reasoning turns lack, from the replay
         // memory (SPEC 8); its answer leaves memos under the same owner.
-        let owner = super::jobs::owner(self, session);
         // Only a translated target takes them (an OpenAI-shaped one gets the
-        // request as the client wrote it).
-        let translated_somewhere = candidates.iter().any(|c| {
-            Provider::from_name(&c.target.provider).is_some_and(|p| !p.openai_shaped() || route::claude_model(p, &c.target.model))
-        });
-        let memos = if translated_somewhere && matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Responses) {
-            self.recall_reasoning(ctx, &owner, &req).await
+        // request as the client wrote it), and only a request with tools or
+        // earlier tool calls can have or leave any: only then is the owner
+        // worked out (a key lookup and a digest, some 35k instructions).
+        let wanted = crate::translate::replay::wanted(&req);
+        let tool_turn = !wanted.is_empty() || req.get("tools").and_then(Value::as_array).is_some_and(|t| !t.is_empty());
+        let translated_somewhere = tool_turn
+            && matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Responses)
+            && candidates.iter().any(|c| Provider::from_name(&c.target.provider).is_some_and(|p| !p.openai_shaped() || route::claude_model(p, &c.target.model)));
+        let memos = if translated_somewhere {
+            let owner = super::jobs::owner(self, session);
+            let memos = self.recall_reasoning(ctx, &owner, wanted).await;
+            ctx.cred.owner = Some(owner);
+            memos
         } else {
             Default::default()
         };
-        ctx.cred.owner = Some(owner);
         // The translation, to refuse what the provider cannot honour now.
         let translated = match translator_for(provider, endpoint, &native) {
             Err(e) => return self.openai_refused(session, ctx, &e).await,

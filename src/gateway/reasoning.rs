@@ -24,11 +24,11 @@ pub fn open(config: &crate::config::Config) -> Result<std::sync::Arc<crate::stor
 }
 
 impl Gateway {
-    /// The memos `req`'s rebuilt assistant turns lack, for `owner`. Empty
-    /// when nothing is lacking or the memory cannot be read (the request is
-    /// then sent as the client wrote it).
-    pub(super) async fn recall_reasoning(&self, ctx: &Ctx, owner: &str, req: &Value) -> HashMap<String, Memo> {
-        let ids = replay::wanted(req);
+    /// The memos of `ids` (what a request's rebuilt assistant turns lack,
+    /// `replay::wanted`), for `owner`. Empty when nothing is lacking or the
+    /// memory cannot be read (the request is then sent as the client wrote
+    /// it).
+    pub(super) async fn recall_reasoning(&self, ctx: &Ctx, owner: &str, ids: Vec<String>) -> HashMap<String, Memo> {
         if ids.is_empty() {
             return HashMap::new();
         }
