@@ -72,7 +72,8 @@ fn quantise(v: &[f32], out: &mut Vec<i8>) -> f32 {
     scale
 }
 
-fn normalise(v: &mut [f32]) {
+/// `v` scaled to length 1 (left as it is when it is all zeros).
+pub fn normalise(v: &mut [f32]) {
     let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     if n > 0.0 {
         v.iter_mut().for_each(|x| *x /= n);

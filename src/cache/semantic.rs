@@ -20,7 +20,7 @@
 //! expired one. The candidates' scores are approximate (8-bit codes); the
 //! similarity a lookup returns, and the threshold it checks, are exact.
 
-use super::ivf::{dot, nprobe_for, Ivf};
+use super::ivf::{dot, normalise, nprobe_for, Ivf};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -67,11 +67,9 @@ pub struct SemanticIndex {
 }
 
 fn unit(v: &[f32]) -> Vec<f32> {
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if norm == 0.0 {
-        return v.to_vec();
-    }
-    v.iter().map(|x| x / norm).collect()
+    let mut u = v.to_vec();
+    normalise(&mut u);
+    u
 }
 
 impl Partition {

@@ -435,7 +435,7 @@ impl Sink for Capture<'_> {
 /// The cache, opened beside the store when `cache` is configured.
 pub fn open(config: &crate::config::Config) -> std::result::Result<Option<Arc<CacheStore>>, String> {
     let Some(c) = &config.cache else { return Ok(None) };
-    let path = config.store_path.parent().unwrap_or(std::path::Path::new(".")).join("tollgate-cache.db");
+    let path = crate::store::beside(&config.store_path, "tollgate-cache.db");
     CacheStore::open(&path, c.max_entries, c.max_entry_bytes).map(|s| Some(Arc::new(s)))
 }
 

@@ -57,7 +57,7 @@ pub static DROPPED: LazyLock<IntCounter> = LazyLock::new(|| {
 
 /// The file beside the store.
 pub fn path_beside(store_path: &Path) -> PathBuf {
-    store_path.parent().unwrap_or(Path::new(".")).join("tollgate-logs.db")
+    crate::store::beside(store_path, "tollgate-logs.db")
 }
 
 /// One queued row: the record and, with `capture_content`, its content.

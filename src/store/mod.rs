@@ -119,6 +119,12 @@ pub struct Job {
     pub expires_at: Option<u64>,
 }
 
+/// The file `name` in the store's directory: where the other embedded
+/// stores live (the log store, the response cache, the reasoning memory).
+pub fn beside(store_path: &std::path::Path, name: &str) -> std::path::PathBuf {
+    store_path.parent().unwrap_or(std::path::Path::new(".")).join(name)
+}
+
 /// Whether a result with `expires_at` is gone at `now` (Unix seconds): only
 /// once that second has passed (see [`Job::expires_at`]).
 pub fn expired(expires_at: u64, now: u64) -> bool {

@@ -15,17 +15,18 @@
 use rusqlite::{params, Connection};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// The memory's file beside the job store's.
 pub fn path_beside(store_path: &Path) -> PathBuf {
-    store_path.parent().unwrap_or(Path::new(".")).join("tollgate-reasoning.db")
+    super::beside(store_path, "tollgate-reasoning.db")
 }
 
 pub struct ReplayStore {
     conn: Mutex<Connection>,
     max_entries: u64,
-    writes: Mutex<u64>,
+    writes: AtomicU64,
 }
 
 impl ReplayStore {
@@ -46,7 +47,7 @@ impl ReplayStore {
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
         }
-        Ok(ReplayStore { conn: Mutex::new(conn), max_entries: max_entries.max(1), writes: Mutex::new(0) })
+        Ok(ReplayStore { conn: Mutex::new(conn), max_entries: max_entries.max(1), writes: AtomicU64::new(0) })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -62,9 +63,7 @@ impl ReplayStore {
                 .map_err(|e| e.to_string())?;
         }
         tx.commit().map_err(|e| e.to_string())?;
-        let mut w = self.writes.lock().unwrap_or_else(|e| e.into_inner());
-        *w += 1;
-        if *w % 64 == 1 {
+        if self.writes.fetch_add(1, Ordering::Relaxed) % 64 == 0 {
             Self::bound(&conn, self.max_entries, crate::store::now_s());
         }
         Ok(())

@@ -2,6 +2,7 @@
 them. The binary is `target/release/tollgate` (TOLLGATE_BIN overrides); `make
 test` builds it before running this suite."""
 
+import contextlib
 import json
 import os
 import signal
@@ -64,6 +65,26 @@ def free_port():
     finally:
         for s in held:
             s.close()
+
+
+@contextlib.contextmanager
+def redis_server():
+    """A throwaway redis-server on a free loopback port, without persistence,
+    ready to take connections: yields (port, process); a test may kill it
+    midway. Killed on exit."""
+    port = free_port()
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield port, proc
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 class Gateway:

@@ -5,9 +5,7 @@ embedded SQLite store (or Redis) and survive restarts; a job running when the
 gateway is killed is failed, never replayed."""
 
 import shutil
-import socket
 import sqlite3
-import subprocess
 import tempfile
 import time
 
@@ -15,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import KEYS, Gateway, free_port
+from conftest import KEYS, Gateway, free_port, redis_server
 
 MSG = [{"role": "user", "content": "hi"}]
 
@@ -169,15 +167,7 @@ def test_an_unwritable_store_is_a_start_error(mocks, tmpdir_):
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
 def test_redis_jobs_are_polled_on_another_instance(mocks):
-    port = free_port()
-    redis = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
-    try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+    with redis_server() as (port, _):
         extra = f"  redis: {{ url: 'redis://127.0.0.1:{port}' }}\n"
         with tempfile.TemporaryDirectory() as ta, tempfile.TemporaryDirectory() as tb:
             a, b = Gateway(mocks, ta, extra=extra), Gateway(mocks, tb, extra=extra)
@@ -193,8 +183,6 @@ def test_redis_jobs_are_polled_on_another_instance(mocks):
             finally:
                 a.stop()
                 b.stop()
-    finally:
-        redis.kill()
 
 
 def test_another_virtual_key_gets_404(mocks, tmpdir_):

@@ -14,7 +14,7 @@ import httpx2
 import openai
 import pytest
 
-from conftest import BIN, Gateway
+from conftest import BIN, Gateway, redis_server
 
 MSG = [{"role": "user", "content": "What is the capital of France?"}]
 VK = {"team-a": "vk-cache-team-a-1f2e", "team-b": "vk-cache-team-b-3d4c", "small": "vk-cache-small-5b6a"}
@@ -292,50 +292,40 @@ def test_entries_survive_a_restart(mocks):
 
 @pytest.mark.skipif(__import__("shutil").which("redis-server") is None, reason="redis-server is not installed")
 def test_two_instances_share_entries_through_redis_and_go_on_without_it(mocks, tmp_path):
-    import socket
-    from conftest import free_port
-    port = free_port()
-    redis = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
-    gws = []
-    try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        extra = EXTRA + f"  redis: {{ url: 'redis://127.0.0.1:{port}', timeout_ms: 300 }}\n"
-        for name in ("a", "b"):
-            d = tmp_path / name
-            d.mkdir()
-            gws.append(Gateway(mocks, str(d), extra=extra, env=ENV))
-        a, b = gws
-        for mock in mocks.values():
-            mock.clear()
-        key = ns()
-        assert raw(client(a, key=key), model="openai/gpt-4o-mini", messages=MSG)[0]["x-tollgate-cache"] == "miss"
-        h, _ = raw(client(b, key=key), model="openai/gpt-4o-mini", messages=MSG)
-        assert h["x-tollgate-cache"] == "hit", "written through A, an exact hit on B"
-        h, _ = raw(client(b, key=key), model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "capital of France, roughly"}])
-        assert h["x-tollgate-cache"] == "semantic-hit", "and a semantic hit on B"
-        assert raw(client(b, "team-b", key), model="openai/gpt-4o-mini", messages=MSG)[0]["x-tollgate-cache"] == "miss", "still private"
-        assert len(chat_calls(mocks["openai"])) == 2
-        # Cleared through A's admin listener: gone for B too.
-        req = urllib.request.Request(f"http://127.0.0.1:{a.metrics_port}/admin/cache?key={key}", method="DELETE")
-        with urllib.request.urlopen(req, timeout=5) as r:
-            assert json.loads(r.read())["deleted"] >= 1
-        assert raw(client(b, key=key), model="openai/gpt-4o-mini", messages=MSG, extra_headers={"x-bf-cache-type": "direct"})[0]["x-tollgate-cache"] == "miss"
-        # Redis killed mid-run: the cache is skipped, requests go on.
-        redis.kill()
-        redis.wait()
-        for g in (a, b):
-            h, c = raw(client(g, key=key), model="openai/gpt-4o-mini", messages=MSG)
-            assert h["x-tollgate-cache"] == "bypass" and c.choices[0].message.content == "Hello from the mock"
-        assert 'tollgate_cache_lookups_total{result="bypass"}' in a.metrics()
-    finally:
-        for g in gws:
-            g.stop()
-        redis.kill()
+    with redis_server() as (port, redis):
+        gws = []
+        try:
+            extra = EXTRA + f"  redis: {{ url: 'redis://127.0.0.1:{port}', timeout_ms: 300 }}\n"
+            for name in ("a", "b"):
+                d = tmp_path / name
+                d.mkdir()
+                gws.append(Gateway(mocks, str(d), extra=extra, env=ENV))
+            a, b = gws
+            for mock in mocks.values():
+                mock.clear()
+            key = ns()
+            assert raw(client(a, key=key), model="openai/gpt-4o-mini", messages=MSG)[0]["x-tollgate-cache"] == "miss"
+            h, _ = raw(client(b, key=key), model="openai/gpt-4o-mini", messages=MSG)
+            assert h["x-tollgate-cache"] == "hit", "written through A, an exact hit on B"
+            h, _ = raw(client(b, key=key), model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "capital of France, roughly"}])
+            assert h["x-tollgate-cache"] == "semantic-hit", "and a semantic hit on B"
+            assert raw(client(b, "team-b", key), model="openai/gpt-4o-mini", messages=MSG)[0]["x-tollgate-cache"] == "miss", "still private"
+            assert len(chat_calls(mocks["openai"])) == 2
+            # Cleared through A's admin listener: gone for B too.
+            req = urllib.request.Request(f"http://127.0.0.1:{a.metrics_port}/admin/cache?key={key}", method="DELETE")
+            with urllib.request.urlopen(req, timeout=5) as r:
+                assert json.loads(r.read())["deleted"] >= 1
+            assert raw(client(b, key=key), model="openai/gpt-4o-mini", messages=MSG, extra_headers={"x-bf-cache-type": "direct"})[0]["x-tollgate-cache"] == "miss"
+            # Redis killed mid-run: the cache is skipped, requests go on.
+            redis.kill()
+            redis.wait()
+            for g in (a, b):
+                h, c = raw(client(g, key=key), model="openai/gpt-4o-mini", messages=MSG)
+                assert h["x-tollgate-cache"] == "bypass" and c.choices[0].message.content == "Hello from the mock"
+            assert 'tollgate_cache_lookups_total{result="bypass"}' in a.metrics()
+        finally:
+            for g in gws:
+                g.stop()
 
 
 def test_a_stored_tool_call_replays_as_stream_deltas(cg, m):

@@ -12,7 +12,6 @@ restart, and holding nothing else of the conversation."""
 import json
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import tempfile
@@ -22,7 +21,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from conftest import Gateway, free_port
+from conftest import Gateway, redis_server
 
 VK = {"a": "vk-reason-a-7c1d", "b": "vk-reason-b-2e9f"}
 EXTRA = """  virtual_keys:
@@ -242,41 +241,33 @@ def test_the_memory_survives_a_restart_and_keeps_nothing_else(mocks):
 
 @pytest.mark.skipif(__import__("shutil").which("redis-server") is None, reason="redis-server is not installed")
 def test_a_turn_on_one_instance_and_the_next_on_another_through_redis(mocks, tmp_path):
-    port = free_port()
-    redis = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
     gws = []
-    try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        extra = f"  redis: {{ url: 'redis://127.0.0.1:{port}', timeout_ms: 300 }}\n"
-        for name in ("a", "b"):
-            d = tmp_path / name
-            d.mkdir()
-            gws.append(start(mocks, str(d), extra))
-        a, b = gws
-        for model in (CLAUDE[0], GEMINI3[0]):
-            msg = first_turn(client(a), model).choices[0].message
-            assert_final(second_turn(client(b), model, rebuilt(msg), msg.tool_calls))
+    with redis_server() as (port, redis):
+        try:
+            extra = f"  redis: {{ url: 'redis://127.0.0.1:{port}', timeout_ms: 300 }}\n"
+            for name in ("a", "b"):
+                d = tmp_path / name
+                d.mkdir()
+                gws.append(start(mocks, str(d), extra))
+            a, b = gws
+            for model in (CLAUDE[0], GEMINI3[0]):
+                msg = first_turn(client(a), model).choices[0].message
+                assert_final(second_turn(client(b), model, rebuilt(msg), msg.tool_calls))
+                with pytest.raises(openai.BadRequestError):
+                    second_turn(client(b, "b"), model, rebuilt(msg), msg.tool_calls)
+            ttl = subprocess.run(["redis-cli", "-p", str(port), "--scan", "--pattern", "*:rz:*"], capture_output=True, text=True).stdout.split()
+            assert ttl, "the memos are in Redis"
+            left = int(subprocess.run(["redis-cli", "-p", str(port), "TTL", ttl[0]], capture_output=True, text=True).stdout)
+            assert 0 < left <= 600, "kept reasoning_ttl_s"
+            # Redis gone: the turn is sent as written (the provider's 400), never a hang.
+            redis.kill()
+            redis.wait()
+            msg = first_turn(client(a), CLAUDE[0]).choices[0].message
             with pytest.raises(openai.BadRequestError):
-                second_turn(client(b, "b"), model, rebuilt(msg), msg.tool_calls)
-        ttl = subprocess.run(["redis-cli", "-p", str(port), "--scan", "--pattern", "*:rz:*"], capture_output=True, text=True).stdout.split()
-        assert ttl, "the memos are in Redis"
-        left = int(subprocess.run(["redis-cli", "-p", str(port), "TTL", ttl[0]], capture_output=True, text=True).stdout)
-        assert 0 < left <= 600, "kept reasoning_ttl_s"
-        # Redis gone: the turn is sent as written (the provider's 400), never a hang.
-        redis.kill()
-        redis.wait()
-        msg = first_turn(client(a), CLAUDE[0]).choices[0].message
-        with pytest.raises(openai.BadRequestError):
-            second_turn(client(b), CLAUDE[0], rebuilt(msg), msg.tool_calls)
-    finally:
-        for g in gws:
-            g.stop()
-        redis.kill()
+                second_turn(client(b), CLAUDE[0], rebuilt(msg), msg.tool_calls)
+        finally:
+            for g in gws:
+                g.stop()
 
 
 RESP_TOOLS = [{"type": "function", "name": "get_weather", "parameters": TOOLS[0]["function"]["parameters"]}]

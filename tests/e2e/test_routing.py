@@ -10,8 +10,6 @@ import asyncio
 import json
 import shutil
 import signal
-import socket
-import subprocess
 import tempfile
 import time
 import urllib.request
@@ -21,7 +19,7 @@ import httpx2
 import openai
 import pytest
 
-from conftest import KEYS, Gateway, free_port
+from conftest import KEYS, Gateway, free_port, redis_server
 from mockprovider import MockProvider
 
 MSG = [{"role": "user", "content": "hi"}]
@@ -436,42 +434,34 @@ def test_a_reload_replaces_aliases_and_keeps_cooldowns(mocks, tmp_path):
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
 def test_cooldowns_are_shared_through_redis(mocks, tmp_path):
-    port = free_port()
-    redis = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
-    compat = {n: MockProvider("mistral", COMPAT[n], name=n).start() for n in ("alpha", "beta", "gamma")}
-    gws = []
-    try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        providers, extra = routing_conf(compat, free_port())
-        extra += f"  redis: {{ url: 'redis://127.0.0.1:{port}' }}\n"
-        env = {f"T_{n.upper()}_KEY": k for n, k in COMPAT.items()} | {"T_VK_ALPHA": VK_ALPHA}
-        for name in ("a", "b"):
-            d = tmp_path / name
-            d.mkdir()
-            gws.append(Gateway(mocks, str(d), extra_providers=providers, extra=extra, env=env, read_ms=1500))
-        a, b = gws
-        compat["alpha"].down = 503
-        # Instance A sees alpha/shared fail three times: it cools down.
-        for _ in range(3):
-            r = client(a).chat.completions.with_raw_response.create(model="alpha/shared", messages=MSG, extra_body={"fallbacks": ["beta/shared"]})
-            assert who(r.headers)[0] == "beta"
-        assert len(calls(compat["alpha"])) == 3
-        # Instance B skips it without trying.
-        for _ in range(5):
-            r = client(b).chat.completions.with_raw_response.create(model="alpha/shared", messages=MSG, extra_body={"fallbacks": ["beta/shared"]})
-            assert who(r.headers) == ("beta", "shared", 1, 0)
-        assert len(calls(compat["alpha"])) == 3, "instance B never called the cooling target"
-    finally:
-        for g in gws:
-            g.stop()
-        for mk in compat.values():
-            mk.stop()
-        redis.kill()
+    with redis_server() as (port, redis):
+        compat = {n: MockProvider("mistral", COMPAT[n], name=n).start() for n in ("alpha", "beta", "gamma")}
+        gws = []
+        try:
+            providers, extra = routing_conf(compat, free_port())
+            extra += f"  redis: {{ url: 'redis://127.0.0.1:{port}' }}\n"
+            env = {f"T_{n.upper()}_KEY": k for n, k in COMPAT.items()} | {"T_VK_ALPHA": VK_ALPHA}
+            for name in ("a", "b"):
+                d = tmp_path / name
+                d.mkdir()
+                gws.append(Gateway(mocks, str(d), extra_providers=providers, extra=extra, env=env, read_ms=1500))
+            a, b = gws
+            compat["alpha"].down = 503
+            # Instance A sees alpha/shared fail three times: it cools down.
+            for _ in range(3):
+                r = client(a).chat.completions.with_raw_response.create(model="alpha/shared", messages=MSG, extra_body={"fallbacks": ["beta/shared"]})
+                assert who(r.headers)[0] == "beta"
+            assert len(calls(compat["alpha"])) == 3
+            # Instance B skips it without trying.
+            for _ in range(5):
+                r = client(b).chat.completions.with_raw_response.create(model="alpha/shared", messages=MSG, extra_body={"fallbacks": ["beta/shared"]})
+                assert who(r.headers) == ("beta", "shared", 1, 0)
+            assert len(calls(compat["alpha"])) == 3, "instance B never called the cooling target"
+        finally:
+            for g in gws:
+                g.stop()
+            for mk in compat.values():
+                mk.stop()
 
 
 def test_a_translated_primary_falls_back_to_another_translated_provider(rt, m):

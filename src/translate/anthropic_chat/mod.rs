@@ -137,6 +137,8 @@ pub struct AnthropicChat {
     /// The answer's thinking blocks, whole, and its tool calls' ids (the
     /// replay memos, SPEC 8).
     thinking: Vec<Value>,
+    /// Thinking text streamed so far: past the memo bound the blocks are no
+    /// longer held (a whole answer's are bounded by `replay::memos_of`).
     thinking_bytes: usize,
     call_ids: Vec<String>,
     /// Thinking blocks being streamed, by index.

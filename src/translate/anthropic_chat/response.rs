@@ -80,7 +80,6 @@ impl AnthropicChat {
                 }
                 Some("thinking") | Some("redacted_thinking") => {
                     reasoning.push_str(b.get("thinking").and_then(Value::as_str).unwrap_or(""));
-                    self.thinking_bytes += b.to_string().len();
                     self.thinking.push(b.clone());
                 }
                 _ => {} // server tool blocks: not in the chat shape

@@ -6,6 +6,14 @@ use crate::translate::common::{chat_chunk, chunk_choice, obj, usage_chunk};
 use crate::translate::{openai_error, unix_now, ClientEvent, StreamEnd, Translator};
 use serde_json::{json, Value};
 
+/// `block[field] += piece`, in place (a thinking block grows delta by delta).
+fn append(block: &mut Value, field: &str, piece: &str) {
+    match block.get_mut(field) {
+        Some(Value::String(s)) => s.push_str(piece),
+        _ => block[field] = Value::String(piece.to_string()),
+    }
+}
+
 impl AnthropicChat {
     fn chunk(&self, delta: Value, finish: Option<&str>) -> Value {
         chat_chunk(self.chat_id(), self.created, self.model_name(), Value::Array(vec![chunk_choice(0, delta, finish)]), self.include_usage)
@@ -142,8 +150,7 @@ impl AnthropicChat {
                             self.thinking_bytes += t.len();
                             if self.thinking_bytes <= crate::translate::replay::MAX_MEMO_BYTES {
                                 if let Some(b) = self.thinking_open.get_mut(&index) {
-                                    let whole = format!("{}{t}", b.get("thinking").and_then(Value::as_str).unwrap_or(""));
-                                    b["thinking"] = Value::String(whole);
+                                    append(b, "thinking", t);
                                 }
                             }
                         }
@@ -151,8 +158,7 @@ impl AnthropicChat {
                     (Block::Thinking, Some("signature_delta")) => {
                         let sig = delta.get("signature").and_then(Value::as_str).unwrap_or("");
                         if let Some(b) = self.thinking_open.get_mut(&index) {
-                            let whole = format!("{}{sig}", b.get("signature").and_then(Value::as_str).unwrap_or(""));
-                            b["signature"] = Value::String(whole);
+                            append(b, "signature", sig);
                         }
                     }
                     _ => {} // citations_delta…
