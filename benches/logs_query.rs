@@ -5,22 +5,26 @@
 //! per-key series, 20 runs each, and prints p50 and p95.
 //!
 //! `cargo bench --bench logs_query` (ROWS=... to change the size; the
-//! filled file is kept in $TMPDIR/tollgate-logs-bench-<rows>.db and reused).
+//! filled store is kept in $TMPDIR/tollgate-logs-bench-<rows>/ and reused).
+//! Also prints how long opening the filled store takes (reading its
+//! segments' index files) and the memory its rows take.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tollgate::config::logs::LogsConf;
-use tollgate::logs::{parse_filter, series, Entry, LogStore, Page};
+use tollgate::logs::{parse_filter, LogStore};
 use tollgate::observe::access_log::{rfc3339, Record};
 
 fn main() {
     let rows: u64 = std::env::var("ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
-    let path = std::env::temp_dir().join(format!("tollgate-logs-bench-{rows}.db"));
+    let path = std::env::temp_dir().join(format!("tollgate-logs-bench-{rows}"));
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
     let span = 29 * 86_400_000u64;
     let conf = LogsConf { retention_days: 30, max_rows: rows + 1, capture_content: false };
-    let store = LogStore::open(&path, conf).unwrap();
-    let have: i64 = store.reader().unwrap().query_row("SELECT COUNT(*) FROM logs", [], |r| r.get(0)).unwrap();
-    let have = have as u64;
+    let rss0 = rss_kib();
+    let t0 = Instant::now();
+    let store = LogStore::open(&path, conf.clone()).unwrap();
+    let opened = t0.elapsed();
+    let have = store.rows() as u64;
     if have < rows {
         let t = Instant::now();
         let providers = ["openai", "anthropic", "azure", "gemini", "vertex"];
@@ -30,8 +34,7 @@ fn main() {
                 2..=4 => 429,
                 _ => 200,
             };
-            store.write(Entry {
-                record: Record {
+            store.write(Record {
                     ts: rfc3339(UNIX_EPOCH + Duration::from_millis(now - span + i * span / rows)),
                     request_id: format!("{i:032x}"),
                     method: "POST".into(),
@@ -47,9 +50,7 @@ fn main() {
                     virtual_key: Some(format!("team-{}", i % 20)),
                     provider_key: Some("main".into()),
                     ..Default::default()
-                },
-                content: None,
-            });
+                });
             if i % 20_000 == 19_999 {
                 store.flush(Duration::from_secs(60));
             }
@@ -57,10 +58,9 @@ fn main() {
         store.flush(Duration::from_secs(60));
         println!("filled {} rows in {:.1} s ({:.0} rows/s through the writer)", rows - have, t.elapsed().as_secs_f64(), (rows - have) as f64 / t.elapsed().as_secs_f64());
     }
-    let c = store.reader().unwrap();
-    let n: i64 = c.query_row("SELECT COUNT(*) FROM logs", [], |r| r.get(0)).unwrap();
-    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-    println!("{n} rows, {:.0} MB", size as f64 / 1e6);
+    let n = store.rows();
+    let size: u64 = std::fs::read_dir(&path).unwrap().filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum();
+    println!("{n} rows, {:.0} MB on disk; opening the store took {:.0} ms (with {have} rows), its rows take {:.0} MB of memory", size as f64 / 1e6, opened.as_secs_f64() * 1000.0, rss_kib().saturating_sub(rss0) as f64 / 1024.0);
     let t = |ms: u64| rfc3339(UNIX_EPOCH + Duration::from_millis(ms));
     let hour = format!("since={}", t(now - 3_600_000));
     let day = format!("since={}", t(now - 86_400_000));
@@ -83,7 +83,7 @@ fn main() {
         let mut matched = 0;
         for _ in 0..20 {
             let s = Instant::now();
-            let v = Page::run(&c, &f).unwrap();
+            let v = store.page(&f).unwrap();
             times.push(s.elapsed().as_secs_f64() * 1000.0);
             matched = v["stats"]["requests"].as_i64().unwrap();
         }
@@ -95,10 +95,17 @@ fn main() {
         let mut times = Vec::new();
         for _ in 0..20 {
             let s = Instant::now();
-            series(&c, &f, now as i64).unwrap();
+            store.series(&f, now as i64).unwrap();
             times.push(s.elapsed().as_secs_f64() * 1000.0);
         }
         times.sort_by(|a, b| a.partial_cmp(b).unwrap());
         println!("{:<90} {:>9.2} {:>9.2}", format!("series?{}", q.replace(&t(now - 3_600_000), "now-1h").replace(&t(now - 86_400_000), "now-24h")), times[10], times[18]);
     }
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
 }

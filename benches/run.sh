@@ -357,6 +357,12 @@ log "cache: exact hits"
 bash benches/cache.sh | tee "$RAW/cache.md"
 log "cache: semantic lookup over 100,000 entries"
 cargo bench --locked --bench semantic_index 2>/dev/null | tee "$RAW/semantic-index.md"
+# The request log store (SPEC 12): the passthrough's p50 with it off and
+# on, and its queries over 1,000,000 rows.
+log "logs: added latency"
+bash benches/logs_latency.sh | tee "$RAW/logs-latency.md"
+log "logs: queries over 1,000,000 rows"
+cargo bench --locked --bench logs_query 2>/dev/null | tee "$RAW/logs-query.md"
 log "reasoning replay memory: cost per request"
 cargo bench --locked --bench reasoning_memory 2>/dev/null | tee "$RAW/reasoning-memory.md"
 log "done in $(( $(date +%s) - START_TS )) s"

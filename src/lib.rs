@@ -14,8 +14,9 @@
 //!   and owners, the entries in SQLite, their semantic vectors (an exact
 //!   scan, or an inverted-file index trained off the request path), stored
 //!   answers assembled from and replayed as stream events.
-//! * `logs` — the request log store (SQLite beside the store): its writer
-//!   off the request path, the query API's filters and SQL, the dashboard.
+//! * `logs` — the request log store (append-only segments beside the
+//!   store, fed by the access log's writer): its writer off the request
+//!   path, the columns kept in memory, the query API, the dashboard.
 //! * `governance` — virtual keys, limits (local and Redis), key pools; the
 //!   Redis side of the cache, route cooldowns and the reasoning memory.
 //! * `routing` — SPEC 10's decisions on `/openai`: an alias's candidates

@@ -92,11 +92,15 @@ fn main() {
     let connector_options = Some(pingora::connectors::ConnectorOptions::from_server_conf(&server.configuration));
     let live = Arc::new(LiveConfig::new(config.clone(), virtual_keys.clone()));
     let mut gateway = Gateway::new(live.clone(), access_log.clone(), connector_options);
-    // The request log store (SPEC 12): its own SQLite file beside the store.
+    // The request log store (SPEC 12): its own directory beside the store,
+    // fed by the access log's writer with each record and its line.
     if let Some(conf) = &config.logs {
         let path = tollgate::logs::path_beside(&config.store_path);
         match tollgate::logs::LogStore::open(&path, conf.clone()) {
-            Ok(l) => gateway.logs = Some(l),
+            Ok(l) => {
+                access_log.set_tee(Arc::new(l.clone()));
+                gateway.logs = Some(l);
+            }
             Err(e) => {
                 eprintln!("tollgate: {conf_path}: `tollgate.logs`: cannot open the log store {e}");
                 std::process::exit(1);

@@ -1,5 +1,5 @@
 //! `tollgate.logs` (SPEC 12): the request log store. Every record of SPEC 6
-//! is also kept in an SQLite file beside the store (`crate::logs`).
+//! is also kept in a directory beside the store (`crate::logs`).
 
 use super::{ConfigError, Parse};
 use serde::Deserialize;

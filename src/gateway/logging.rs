@@ -76,7 +76,7 @@ impl Gateway {
             (Some(p), Some(u), Some(m)) => ctx.live.config.prices.cost(p, m, u),
             _ => None,
         };
-        let rec = Record {
+        let mut rec = Record {
             ts: rfc3339(ctx.timing.start_wall),
             request_id: ctx.request_id.clone(),
             client_ip: facts.client_ip,
@@ -106,6 +106,7 @@ impl Gateway {
             async_job_id: ctx.outcome.job_id.clone(),
             fallback_index: ctx.outcome.answered.as_ref().filter(|a| a.attempts > 0).map(|a| a.fallback_index),
             attempts: std::mem::take(&mut ctx.outcome.attempts),
+            content: None,
             cache: ctx.outcome.cache,
             cache_saved_tokens: ctx.outcome.cache_saved.map(|s| s.0),
             cache_saved_usd: ctx.outcome.cache_saved.and_then(|s| s.1),
@@ -166,9 +167,11 @@ impl Gateway {
                 METRICS.vk_spend.with_label_values(&[vk]).set(spend);
             }
         }
-        // The request log store (SPEC 12): queued, never waited for.
-        if let Some(logs) = &self.logs {
-            logs.write(crate::logs::Entry { record: rec.clone(), content: ctx.outcome.log_content.take() });
+        // The request log store (SPEC 12) gets the record from the access
+        // log's writer thread, with the line written for it; the captured
+        // content rides along (never in the access log).
+        if self.logs.is_some() {
+            rec.content = ctx.outcome.log_content.take().map(Box::new);
         }
         self.access_log.write(rec);
     }

@@ -1,12 +1,17 @@
-//! The query API's filters and SQL (`GET /admin/logs`): parsing a query
-//! string into a [`Filter`] (a bad value names its parameter), the page of
-//! rows newest first with keyset paging on `(ts_ms, id)`, stats over the
-//! filtered set, one row by request id, and per-virtual-key series.
+//! The query API (`GET /admin/logs`): parsing a query string into a
+//! [`Filter`] (a bad value names its parameter), then one scan of the
+//! columns in memory for the page of rows newest first (keyset paging on
+//! `(time, row id)`) and the stats over the whole filtered set; one row by
+//! request id; requests, errors and spend per virtual key over time.
 
-use super::row::parse_rfc3339_ms;
-use rusqlite::types::Value as Sql;
-use rusqlite::{Connection, OptionalExtension};
+use super::index::{Index, Row};
+use super::row::{hash, parse_rfc3339_ms, CACHE_HIT, ERROR, FALLBACK, NO_TOKENS};
 use serde_json::{json, Value};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::{Arc, RwLock};
 
 /// A parsed `GET /admin/logs` query.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -25,7 +30,7 @@ pub struct Filter {
     pub min_cost_usd: Option<f64>,
     pub q: Option<String>,
     pub limit: usize,
-    /// Rows strictly older than this `(ts_ms, id)`.
+    /// Rows strictly older than this `(ts_ms, row id)`.
     pub cursor: Option<(i64, i64)>,
     /// `bucket_s` for the series.
     pub bucket_s: Option<i64>,
@@ -122,148 +127,288 @@ pub fn parse_filter(query: Option<&str>) -> Result<Filter, FilterError> {
     Ok(f)
 }
 
-/// The WHERE clause for a filter (without the cursor) and its parameters.
-fn where_clause(f: &Filter) -> (String, Vec<Sql>) {
-    let mut w: Vec<&str> = Vec::new();
-    let mut p: Vec<Sql> = Vec::new();
-    let eq = |col: &'static str, v: &Option<String>, w: &mut Vec<&str>, p: &mut Vec<Sql>| {
-        if let Some(v) = v {
-            w.push(col);
-            p.push(Sql::Text(v.clone()));
+/// A filter in the index's terms. `None` from [`Want::of`]: a name no row
+/// ever had, so nothing matches.
+struct Want {
+    provider: Option<u32>,
+    model: Option<u32>,
+    route: Option<u32>,
+    virtual_key: Option<u32>,
+    cache: Option<u32>,
+    job_h: Option<u64>,
+    status: (u16, u16),
+    since: i64,
+    until: i64,
+    min_latency: f64,
+    min_cost: f64,
+}
+
+impl Want {
+    fn of(idx: &Index, f: &Filter, cutoff_ms: i64) -> Option<Want> {
+        let id = |v: &Option<String>| -> Option<Option<u32>> {
+            match v {
+                None => Some(None),
+                Some(name) => idx.id_of(name).map(Some),
+            }
+        };
+        let (lo, hi) = f.status.unwrap_or((0, 999));
+        Some(Want {
+            provider: id(&f.provider)?,
+            model: id(&f.model)?,
+            route: id(&f.route)?,
+            virtual_key: id(&f.virtual_key)?,
+            cache: id(&f.cache)?,
+            job_h: f.async_job_id.as_deref().map(hash),
+            status: (lo.clamp(0, 999) as u16, hi.clamp(0, 999) as u16),
+            since: f.since_ms.unwrap_or(i64::MIN).max(cutoff_ms),
+            until: f.until_ms.unwrap_or(i64::MAX),
+            min_latency: f.min_latency_ms.unwrap_or(f64::NEG_INFINITY),
+            min_cost: f.min_cost_usd.unwrap_or(f64::NEG_INFINITY),
+        })
+    }
+
+    fn matches(&self, r: &Row) -> bool {
+        let c = &r.cols;
+        c.ts_ms >= self.since
+            && c.ts_ms <= self.until
+            && (self.status.0..=self.status.1).contains(&c.status)
+            && self.virtual_key.is_none_or(|v| v == c.virtual_key)
+            && self.provider.is_none_or(|v| v == c.provider)
+            && self.model.is_none_or(|v| v == c.model)
+            && self.route.is_none_or(|v| v == c.route)
+            && self.cache.is_none_or(|v| v == c.cache)
+            && self.job_h.is_none_or(|h| h == c.job_h)
+            && (self.min_latency == f64::NEG_INFINITY || f64::from(c.latency_ms) >= self.min_latency)
+            && (self.min_cost == f64::NEG_INFINITY || c.cost_usd >= self.min_cost)
+    }
+}
+
+/// Stats over a filtered set.
+#[derive(Default)]
+struct Stats {
+    requests: u64,
+    errors: u64,
+    tokens: u64,
+    cost: f64,
+    hits: u64,
+    fallbacks: u64,
+    latencies: Vec<f32>,
+}
+
+impl Stats {
+    fn add(&mut self, r: &Row) {
+        let c = &r.cols;
+        self.requests += 1;
+        self.errors += u64::from(c.flags & ERROR != 0);
+        self.hits += u64::from(c.flags & CACHE_HIT != 0);
+        self.fallbacks += u64::from(c.flags & FALLBACK != 0);
+        if c.tokens != NO_TOKENS {
+            self.tokens += u64::from(c.tokens);
         }
-    };
-    eq("provider = ?", &f.provider, &mut w, &mut p);
-    eq("model = ?", &f.model, &mut w, &mut p);
-    eq("route = ?", &f.route, &mut w, &mut p);
-    eq("virtual_key = ?", &f.virtual_key, &mut w, &mut p);
-    eq("cache = ?", &f.cache, &mut w, &mut p);
-    eq("async_job_id = ?", &f.async_job_id, &mut w, &mut p);
-    if let Some((lo, hi)) = f.status {
-        if lo == hi {
-            w.push("status = ?");
-            p.push(Sql::Integer(lo));
+        if !c.cost_usd.is_nan() {
+            self.cost += c.cost_usd;
+        }
+        self.latencies.push(c.latency_ms);
+    }
+
+    fn json(mut self) -> Value {
+        // The lower median, as `ORDER BY latency LIMIT 1 OFFSET (n-1)/2`.
+        let p50 = if self.latencies.is_empty() {
+            None
         } else {
-            w.push("status BETWEEN ? AND ?");
-            p.push(Sql::Integer(lo));
-            p.push(Sql::Integer(hi));
+            let mid = (self.latencies.len() - 1) / 2;
+            let (_, m, _) = self.latencies.select_nth_unstable_by(mid, f32::total_cmp);
+            Some((f64::from(*m) * 1000.0).round() / 1000.0)
+        };
+        json!({
+            "requests": self.requests, "errors": self.errors, "p50_latency_ms": p50, "tokens": self.tokens,
+            "cost_usd": (self.cost * 1e9).round() / 1e9, "cache_hits": self.hits, "fallbacks": self.fallbacks,
+        })
+    }
+}
+
+/// The newest `k` rows by (time, row id), kept while scanning.
+struct Newest {
+    k: usize,
+    heap: BinaryHeap<Reverse<(i64, u64, usize)>>,
+}
+
+impl Newest {
+    fn offer(&mut self, r: &Row, at: usize) {
+        let key = (r.cols.ts_ms, r.rid, at);
+        if self.heap.len() < self.k {
+            self.heap.push(Reverse(key));
+        } else if self.heap.peek().is_some_and(|Reverse(min)| key > *min) {
+            self.heap.pop();
+            self.heap.push(Reverse(key));
         }
     }
-    if let Some(t) = f.since_ms {
-        w.push("ts_ms >= ?");
-        p.push(Sql::Integer(t));
+
+    /// Positions, newest first.
+    fn take(self) -> Vec<usize> {
+        let mut v: Vec<(i64, u64, usize)> = self.heap.into_iter().map(|Reverse(k)| k).collect();
+        v.sort_unstable_by(|a, b| b.cmp(a));
+        v.into_iter().map(|k| k.2).collect()
     }
-    if let Some(t) = f.until_ms {
-        w.push("ts_ms <= ?");
-        p.push(Sql::Integer(t));
+}
+
+/// What a page needs to read a row from disk.
+struct Found {
+    row: Row,
+    log: Option<Arc<File>>,
+}
+
+fn read_at(f: &File, offset: u64, len: u32) -> Result<Vec<u8>, String> {
+    let mut buf = vec![0u8; len as usize];
+    f.read_exact_at(&mut buf, offset).map_err(|e| format!("a log segment cannot be read: {e}"))?;
+    Ok(buf)
+}
+
+/// The row's JSON with its content, if any.
+fn row_json(found: &Found) -> Result<Value, String> {
+    let Some(log) = &found.log else { return Err("a log segment is gone".into()) };
+    let p = found.row.place;
+    let mut v: Value = serde_json::from_slice(&read_at(log, p.offset, p.len)?).unwrap_or(Value::Null);
+    if p.content_len > 0 {
+        let c = read_at(log, p.offset + u64::from(p.len) + 1, p.content_len)?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("content".into(), serde_json::from_slice(&c).unwrap_or(Value::Null));
+        }
     }
-    if let Some(x) = f.min_latency_ms {
-        w.push("latency_ms >= ?");
-        p.push(Sql::Real(x));
+    Ok(v)
+}
+
+/// Whether the row's captured content holds `needle` (lower case).
+fn content_has(found: &Found, needle: &str) -> bool {
+    let (Some(log), p) = (&found.log, found.row.place) else { return false };
+    if p.content_len == 0 {
+        return false;
     }
-    if let Some(x) = f.min_cost_usd {
-        w.push("cost_usd >= ?");
-        p.push(Sql::Real(x));
+    let Ok(c) = read_at(log, p.offset + u64::from(p.len) + 1, p.content_len) else { return false };
+    let Ok(c) = serde_json::from_slice::<super::Content>(&c) else { return false };
+    c.request.to_lowercase().contains(needle) || c.response.to_lowercase().contains(needle)
+}
+
+fn lock(index: &RwLock<Index>) -> std::sync::RwLockReadGuard<'_, Index> {
+    index.read().unwrap_or_else(|e| e.into_inner())
+}
+
+pub(super) fn page(index: &RwLock<Index>, f: &Filter, cutoff_ms: i64) -> Result<Value, String> {
+    let before = |r: &Row| f.cursor.is_none_or(|(ts, id)| (r.cols.ts_ms, r.rid as i64) < (ts, id));
+    let mut stats = Stats::default();
+    let mut newest = Newest { k: f.limit + 1, heap: BinaryHeap::new() };
+    let mut page: Vec<Found> = Vec::new();
+    {
+        let idx = lock(index);
+        let Some(want) = Want::of(&idx, f, cutoff_ms) else {
+            return Ok(json!({ "logs": [], "next_cursor": null, "stats": Stats::default().json() }));
+        };
+        match &f.q {
+            None => {
+                for (at, r) in idx.rows.iter().enumerate() {
+                    if want.matches(r) {
+                        stats.add(r);
+                        if before(r) {
+                            newest.offer(r, at);
+                        }
+                    }
+                }
+                for at in std::mem::replace(&mut newest, Newest { k: 0, heap: BinaryHeap::new() }).take() {
+                    let row = idx.rows[at];
+                    page.push(Found { row, log: idx.log_of(row.seg) });
+                }
+            }
+            Some(_) => {
+                // Text search reads content from disk: collect the rows
+                // with content first, then read them without the lock.
+                for r in idx.rows.iter() {
+                    if r.place.content_len > 0 && want.matches(r) {
+                        page.push(Found { row: *r, log: idx.log_of(r.seg) });
+                    }
+                }
+            }
+        }
     }
     if let Some(q) = &f.q {
-        w.push("instr(lower(content), lower(?)) > 0");
-        p.push(Sql::Text(q.clone()));
-    }
-    let sql = if w.is_empty() { "1".to_string() } else { w.join(" AND ") };
-    (sql, p)
-}
-
-fn row_json(record: String, content: Option<String>) -> Value {
-    let mut v: Value = serde_json::from_str(&record).unwrap_or(Value::Null);
-    if let (Some(c), Some(o)) = (content, v.as_object_mut()) {
-        o.insert("content".into(), serde_json::from_str(&c).unwrap_or(Value::Null));
-    }
-    v
-}
-
-/// A page of rows and the stats over the whole filtered set.
-pub struct Page;
-
-impl Page {
-    pub fn run(c: &Connection, f: &Filter) -> rusqlite::Result<Value> {
-        let (w, p) = where_clause(f);
-        let (mut sql, mut params) = (format!("SELECT id, ts_ms, record, content FROM logs WHERE {w}"), p.clone());
-        if let Some((ts, id)) = f.cursor {
-            sql.push_str(" AND (ts_ms < ? OR (ts_ms = ? AND id < ?))");
-            params.extend([Sql::Integer(ts), Sql::Integer(ts), Sql::Integer(id)]);
+        let needle = q.to_lowercase();
+        let hits: Vec<Found> = std::mem::take(&mut page).into_iter().filter(|x| content_has(x, &needle)).collect();
+        for (at, x) in hits.iter().enumerate() {
+            stats.add(&x.row);
+            if before(&x.row) {
+                newest.offer(&x.row, at);
+            }
         }
-        sql.push_str(" ORDER BY ts_ms DESC, id DESC LIMIT ?");
-        params.push(Sql::Integer(f.limit as i64 + 1));
-        let mut st = c.prepare(&sql)?;
-        let mut rows: Vec<(i64, i64, Value)> = st
-            .query_map(rusqlite::params_from_iter(params), |r| Ok((r.get(0)?, r.get(1)?, row_json(r.get(2)?, r.get(3)?))))?
-            .collect::<Result<_, _>>()?;
-        let next = if rows.len() > f.limit {
-            rows.truncate(f.limit);
-            rows.last().map(|(id, ts, _)| format!("{ts}.{id}"))
-        } else {
-            None
-        };
-        let stats = stats(c, &w, &p)?;
-        Ok(json!({ "logs": rows.into_iter().map(|r| r.2).collect::<Vec<_>>(), "next_cursor": next, "stats": stats }))
+        let order = newest.take();
+        let mut slots: Vec<Option<Found>> = hits.into_iter().map(Some).collect();
+        page = order.into_iter().filter_map(|at| slots[at].take()).collect();
     }
-}
-
-fn stats(c: &Connection, w: &str, p: &[Sql]) -> rusqlite::Result<Value> {
-    let (requests, errors, tokens, cost, hits, fallbacks): (i64, i64, i64, f64, i64, i64) = c.query_row(
-        &format!(
-            "SELECT COUNT(*), COALESCE(SUM(is_error), 0), COALESCE(SUM(tokens), 0), COALESCE(SUM(cost_usd), 0.0),
-                COALESCE(SUM(cache LIKE '%hit%'), 0), COALESCE(SUM(fallback), 0) FROM logs WHERE {w}"
-        ),
-        rusqlite::params_from_iter(p.iter()),
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
-    )?;
-    let p50: Option<f64> = if requests == 0 {
-        None
+    let next = if page.len() > f.limit {
+        page.truncate(f.limit);
+        page.last().map(|x| format!("{}.{}", x.row.cols.ts_ms, x.row.rid))
     } else {
-        let mut params = p.to_vec();
-        params.push(Sql::Integer((requests - 1) / 2));
-        c.query_row(&format!("SELECT latency_ms FROM logs WHERE {w} ORDER BY latency_ms LIMIT 1 OFFSET ?"), rusqlite::params_from_iter(params), |r| r.get(0))
-            .optional()?
+        None
     };
-    Ok(json!({
-        "requests": requests, "errors": errors, "p50_latency_ms": p50, "tokens": tokens,
-        "cost_usd": (cost * 1e9).round() / 1e9, "cache_hits": hits, "fallbacks": fallbacks,
-    }))
+    let logs = page.iter().map(row_json).collect::<Result<Vec<_>, _>>()?;
+    Ok(json!({ "logs": logs, "next_cursor": next, "stats": stats.json() }))
 }
 
 /// One row by its request id (the newest, should an id repeat).
-pub fn by_request_id(c: &Connection, id: &str) -> rusqlite::Result<Option<Value>> {
-    c.query_row("SELECT record, content FROM logs WHERE request_id = ?1 ORDER BY id DESC LIMIT 1", [id], |r| Ok(row_json(r.get(0)?, r.get(1)?))).optional()
+pub(super) fn by_request_id(index: &RwLock<Index>, id: &str, cutoff_ms: i64) -> Result<Option<Value>, String> {
+    let h = hash(id);
+    let found: Vec<Found> = {
+        let idx = lock(index);
+        let mut v: Vec<&Row> = idx.rows.iter().filter(|r| r.cols.request_h == h && r.cols.ts_ms >= cutoff_ms).collect();
+        v.sort_unstable_by_key(|r| Reverse((r.cols.ts_ms, r.rid)));
+        v.into_iter().map(|r| Found { row: *r, log: idx.log_of(r.seg) }).collect()
+    };
+    for x in &found {
+        let v = row_json(x)?;
+        if v.get("request_id").and_then(Value::as_str) == Some(id) {
+            return Ok(Some(v));
+        }
+    }
+    Ok(None)
 }
 
 /// Requests, errors and spend per virtual key per time bucket, over the
 /// filtered set: `{"bucket_s", "series": [{"virtual_key", "points": [[t_ms,
 /// requests, errors, cost_usd]]}]}`.
-pub fn series(c: &Connection, f: &Filter, now_ms: i64) -> rusqlite::Result<Value> {
+pub(super) fn series(index: &RwLock<Index>, f: &Filter, cutoff_ms: i64, now_ms: i64) -> Result<Value, String> {
     let mut f = f.clone();
     let since = *f.since_ms.get_or_insert(now_ms - 3_600_000);
     let until = f.until_ms.unwrap_or(now_ms);
     // About 60 buckets over the range unless asked.
     let bucket_s = f.bucket_s.unwrap_or_else(|| ((until - since) / 60_000).clamp(10, 86_400));
     let bucket_ms = bucket_s * 1000;
-    let (w, p) = where_clause(&f);
-    // bucket_ms is a number computed here, not client text.
-    let sql = format!(
-        "SELECT COALESCE(virtual_key, ''), (ts_ms / {bucket_ms}) * {bucket_ms} AS b, COUNT(*), SUM(is_error), COALESCE(SUM(cost_usd), 0.0)
-         FROM logs WHERE {w} GROUP BY 1, 2 ORDER BY 1, 2"
-    );
-    let mut st = c.prepare(&sql)?;
-    let mut out: Vec<(String, Vec<Value>)> = Vec::new();
-    let rows = st.query_map(rusqlite::params_from_iter(p), |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?, r.get::<_, f64>(4)?)))?;
-    for r in rows {
-        let (vk, b, n, e, cost) = r?;
-        if out.last().is_none_or(|(k, _)| *k != vk) {
-            out.push((vk.clone(), Vec::new()));
+    let mut groups: HashMap<(u32, i64), (u64, u64, f64)> = HashMap::new();
+    let names: Vec<(u32, String)> = {
+        let idx = lock(index);
+        let Some(want) = Want::of(&idx, &f, cutoff_ms) else {
+            return Ok(json!({ "bucket_s": bucket_s, "since_ms": since, "until_ms": until, "series": [] }));
+        };
+        for r in idx.rows.iter().filter(|r| want.matches(r)) {
+            let g = groups.entry((r.cols.virtual_key, r.cols.ts_ms.div_euclid(bucket_ms) * bucket_ms)).or_default();
+            g.0 += 1;
+            g.1 += u64::from(r.cols.flags & ERROR != 0);
+            if !r.cols.cost_usd.is_nan() {
+                g.2 += r.cols.cost_usd;
+            }
         }
-        if let Some(last) = out.last_mut() {
-            last.1.push(json!([b, n, e, (cost * 1e9).round() / 1e9]));
-        }
-    }
-    let series: Vec<Value> = out.into_iter().map(|(k, pts)| json!({ "virtual_key": if k.is_empty() { Value::Null } else { Value::String(k) }, "points": pts })).collect();
+        let mut keys: Vec<u32> = groups.keys().map(|k| k.0).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys.into_iter().map(|k| (k, idx.names[k as usize].clone())).collect()
+    };
+    let mut names = names;
+    names.sort_by(|a, b| a.1.cmp(&b.1));
+    let mut points: Vec<((u32, i64), (u64, u64, f64))> = groups.into_iter().collect();
+    points.sort_unstable_by_key(|p| p.0 .1);
+    let series: Vec<Value> = names
+        .into_iter()
+        .map(|(k, name)| {
+            let pts: Vec<Value> = points.iter().filter(|p| p.0 .0 == k).map(|p| json!([p.0 .1, p.1 .0, p.1 .1, (p.1 .2 * 1e9).round() / 1e9])).collect();
+            json!({ "virtual_key": if k == 0 { Value::Null } else { Value::String(name) }, "points": pts })
+        })
+        .collect();
     Ok(json!({ "bucket_s": bucket_s, "since_ms": since, "until_ms": until, "series": series }))
 }

@@ -1,94 +1,74 @@
-//! A record as a row: the filter columns read from the record's JSON (so
-//! fields other work adds, such as `cache`, are picked up when present), and
-//! bounded content.
+//! A record as a row: the columns the filters and stats read, taken from
+//! the typed record, and RFC 3339 times.
 
-use serde_json::Value;
+use crate::observe::access_log::Record;
 
-/// Bytes of content kept per row, for the request and the answer each.
-pub const MAX_CONTENT: usize = 16 * 1024;
-
-/// What `capture_content` keeps: the request's messages and the answer's
-/// text, each cut at [`MAX_CONTENT`] bytes (on a character boundary).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Content {
-    pub request: String,
-    pub response: String,
-}
-
-impl Content {
-    pub fn new(request: &str, response: &str) -> Content {
-        Content { request: cut(request).to_string(), response: cut(response).to_string() }
-    }
-}
-
-fn cut(s: &str) -> &str {
-    if s.len() <= MAX_CONTENT {
-        return s;
-    }
-    let mut end = MAX_CONTENT;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
-/// The columns of one row.
-#[derive(Debug, PartialEq)]
-pub(super) struct Row {
+/// The fixed columns of one row, read from the typed record: what every
+/// filter and stat of the API needs without reading the row's JSON.
+/// Strings are dictionary ids (0 = none) given by the caller's `intern`;
+/// the request id and the async job id are 64-bit hashes (looked up, then
+/// checked against the JSON).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(super) struct Cols {
     pub ts_ms: i64,
-    pub request_id: String,
-    pub provider: Option<String>,
-    pub model: Option<String>,
-    pub route: Option<String>,
-    pub status: i64,
-    pub virtual_key: Option<String>,
-    pub cache: Option<String>,
-    pub async_job_id: Option<String>,
-    pub latency_ms: f64,
-    pub cost_usd: Option<f64>,
-    pub tokens: Option<i64>,
-    pub is_error: bool,
-    pub fallback: bool,
+    pub latency_ms: f32,
+    /// Input plus output tokens; `u32::MAX` when the record has none.
+    pub tokens: u32,
+    /// `NaN` when the record has no cost.
+    pub cost_usd: f64,
+    pub status: u16,
+    pub flags: u8,
+    pub provider: u32,
+    pub model: u32,
+    pub route: u32,
+    pub virtual_key: u32,
+    pub cache: u32,
+    pub request_h: u64,
+    /// 0 without a job.
+    pub job_h: u64,
 }
 
-fn s(v: &Value, k: &str) -> Option<String> {
-    match v.get(k)? {
-        Value::String(s) => Some(s.clone()),
-        _ => None,
-    }
+pub(super) const ERROR: u8 = 1;
+pub(super) const FALLBACK: u8 = 2;
+pub(super) const CACHE_HIT: u8 = 4;
+pub(super) const NO_TOKENS: u32 = u32::MAX;
+
+/// The hash of a request or job id (stable across processes: it is stored).
+pub(super) fn hash(s: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(s.as_bytes()) | 1
 }
 
-impl Row {
-    pub fn of(rec: &Value) -> Row {
-        let status = rec.get("status").and_then(Value::as_i64).unwrap_or(0);
-        let tokens = match (rec.get("input_tokens").and_then(Value::as_i64), rec.get("output_tokens").and_then(Value::as_i64)) {
-            (None, None) => None,
-            (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+impl Cols {
+    pub fn of(rec: &Record, mut intern: impl FnMut(Option<&str>) -> u32) -> Cols {
+        let status = rec.status;
+        let tokens = match (rec.input_tokens, rec.output_tokens) {
+            (None, None) => NO_TOKENS,
+            (a, b) => (a.unwrap_or(0) + b.unwrap_or(0)).min(u64::from(NO_TOKENS - 1)) as u32,
         };
-        // `cache` as a word ("hit", "miss", "semantic_hit"...), or an object
-        // with one; a bool reads as hit/miss.
-        let cache = match rec.get("cache") {
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(Value::Bool(b)) => Some(if *b { "hit" } else { "miss" }.to_string()),
-            Some(Value::Object(o)) => ["status", "result", "kind"].iter().find_map(|k| o.get(*k).and_then(Value::as_str)).map(str::to_string),
-            _ => None,
-        };
-        let fallback = rec.get("fallback_index").and_then(Value::as_i64).is_some_and(|i| i > 0);
-        Row {
-            ts_ms: rec.get("ts").and_then(Value::as_str).and_then(parse_rfc3339_ms).unwrap_or(0),
-            request_id: s(rec, "request_id").unwrap_or_default(),
-            provider: s(rec, "provider"),
-            model: s(rec, "model"),
-            route: s(rec, "route"),
-            status,
-            virtual_key: s(rec, "virtual_key"),
-            cache,
-            async_job_id: s(rec, "async_job_id"),
-            latency_ms: rec.get("duration_ms").and_then(Value::as_f64).unwrap_or(0.0),
-            cost_usd: rec.get("cost_usd").and_then(Value::as_f64),
+        let mut flags = 0;
+        if status >= 400 || status == 0 || rec.error.is_some() {
+            flags |= ERROR;
+        }
+        if rec.fallback_index.is_some_and(|i| i > 0) {
+            flags |= FALLBACK;
+        }
+        if rec.cache.is_some_and(|c| c.contains("hit")) {
+            flags |= CACHE_HIT;
+        }
+        Cols {
+            ts_ms: parse_rfc3339_ms(&rec.ts).unwrap_or(0),
+            latency_ms: rec.duration_ms as f32,
             tokens,
-            is_error: status >= 400 || status == 0 || rec.get("error").is_some_and(|e| !e.is_null()),
-            fallback,
+            cost_usd: rec.cost_usd.unwrap_or(f64::NAN),
+            status,
+            flags,
+            provider: intern(rec.provider),
+            model: intern(rec.model.as_deref()),
+            route: intern(rec.route),
+            virtual_key: intern(rec.virtual_key.as_deref()),
+            cache: intern(rec.cache),
+            request_h: hash(&rec.request_id),
+            job_h: rec.async_job_id.as_deref().map_or(0, hash),
         }
     }
 }

@@ -1,68 +1,163 @@
-//! The writer thread: batches of rows in one transaction, retention each
-//! minute, failures dropped and counted.
+//! The writer thread: each batch appended to this process's segment in two
+//! writes, the rows added to the index, retention each minute; a batch the
+//! disk refuses is dropped and counted.
 
-use super::row::Row;
-use super::{Entry, LogStore, BUSY, DROPPED, INTERVAL};
-use rusqlite::{params, Connection};
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use super::index::Index;
+use super::row::Cols;
+use super::segment::{self, Place, Writing};
+use super::{Entry, LogStore, DROPPED, INTERVAL};
+use std::collections::HashSet;
+use std::sync::RwLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Indexes: newest first over a time range (`ts_ms, id`), and the common
-/// filters each leading an index that then walks time the same way, so a
-/// filter plus a time range plus the newest-first order is an index range
-/// scan. `request_id` for `GET /admin/logs/{request_id}`.
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS logs (
-    id           INTEGER PRIMARY KEY,
-    ts_ms        INTEGER NOT NULL,
-    request_id   TEXT    NOT NULL,
-    provider     TEXT,
-    model        TEXT,
-    route        TEXT,
-    status       INTEGER NOT NULL,
-    virtual_key  TEXT,
-    cache        TEXT,
-    async_job_id TEXT,
-    latency_ms   REAL    NOT NULL,
-    cost_usd     REAL,
-    tokens       INTEGER,
-    is_error     INTEGER NOT NULL,
-    fallback     INTEGER NOT NULL,
-    content      TEXT,
-    record       TEXT    NOT NULL
-);
-CREATE INDEX IF NOT EXISTS logs_by_ts ON logs (ts_ms, id);
-CREATE INDEX IF NOT EXISTS logs_by_vk ON logs (virtual_key, ts_ms, id);
-CREATE INDEX IF NOT EXISTS logs_by_provider ON logs (provider, ts_ms, id);
-CREATE INDEX IF NOT EXISTS logs_by_status ON logs (status, ts_ms, id);
-CREATE INDEX IF NOT EXISTS logs_by_request ON logs (request_id);
-CREATE INDEX IF NOT EXISTS logs_by_job ON logs (async_job_id) WHERE async_job_id IS NOT NULL;
-";
-
-pub(super) fn connect(path: &Path) -> rusqlite::Result<Connection> {
-    let c = Connection::open(path)?;
-    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-    c.busy_timeout(BUSY)?;
-    c.pragma_update(None, "journal_mode", "WAL")?;
-    c.pragma_update(None, "synchronous", "NORMAL")?;
-    Ok(c)
-}
-
-pub(super) fn migrate(c: &Connection) -> rusqlite::Result<()> {
-    c.execute_batch(SCHEMA)
-}
+/// A segment is closed after this long, so age retention frees its file.
+const SEGMENT_AGE: Duration = Duration::from_secs(3600);
 
 pub(super) fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
+/// This process's open segment.
+struct Current {
+    w: Writing,
+    seg: u32,
+    /// Dictionary ids this segment's file defines.
+    defined: HashSet<u32>,
+    rows: u32,
+    opened: Instant,
+}
+
+/// Rows per segment: an eighth of `max_rows`, so deleting whole segments
+/// keeps the files within about an eighth of the rows kept.
+pub(super) fn segment_rows(max_rows: u64) -> u32 {
+    (max_rows / 8).clamp(1024, u64::from(segment::MAX_SEGMENT_ROWS)) as u32
+}
+
+pub(super) struct Writer<'a> {
+    index: &'a RwLock<Index>,
+    cap: u32,
+    cur: Option<Current>,
+    last_warning: Option<Instant>,
+}
+
+impl<'a> Writer<'a> {
+    pub fn new(index: &'a RwLock<Index>, max_rows: u64) -> Writer<'a> {
+        Writer { index, cap: segment_rows(max_rows), cur: None, last_warning: None }
+    }
+
+    /// The segment being written, if any (retention keeps its files).
+    pub fn writing(&self) -> Option<u32> {
+        self.cur.as_ref().map(|c| c.seg)
+    }
+
+    fn warn(&mut self, what: String) {
+        if self.last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+            self.last_warning = Some(Instant::now());
+            log::warn!("{what}");
+        }
+    }
+
+    /// A segment with room, opening a new one when needed.
+    fn room(&mut self) -> Option<u32> {
+        if let Some(c) = &self.cur {
+            if c.rows < self.cap && c.opened.elapsed() < SEGMENT_AGE {
+                return Some(self.cap - c.rows);
+            }
+        }
+        self.cur = None; // closes the files, releases the lock
+        let (dir, after) = {
+            let idx = self.index.read().unwrap_or_else(|e| e.into_inner());
+            (idx.dir.clone(), idx.max_key)
+        };
+        let opened = Writing::create(&dir, now_ms() as u64, after).and_then(|w| {
+            let log = std::fs::File::open(w.name.log(&dir))?;
+            Ok((w, log))
+        });
+        match opened {
+            Ok((w, log)) => {
+                let seg = self.index.write().unwrap_or_else(|e| e.into_inner()).add(w.name.clone(), log, true);
+                self.cur = Some(Current { w, seg, defined: HashSet::new(), rows: 0, opened: Instant::now() });
+                Some(self.cap)
+            }
+            Err(e) => {
+                self.warn(format!("log store {}: cannot open a segment: {e}", dir.display()));
+                None
+            }
+        }
+    }
+
+    /// Write a batch; rows that cannot be written are dropped and counted.
+    pub fn write(&mut self, batch: &[Entry]) {
+        let mut rest = batch;
+        while !rest.is_empty() {
+            let Some(room) = self.room() else {
+                DROPPED.inc_by(rest.len() as u64);
+                return;
+            };
+            let (chunk, next) = rest.split_at(rest.len().min(room as usize));
+            rest = next;
+            self.chunk(chunk);
+        }
+    }
+
+    fn chunk(&mut self, chunk: &[Entry]) {
+        let cur = self.cur.as_mut().expect("a segment");
+        let (mut log, mut ib) = (Vec::with_capacity(chunk.iter().map(|e| e.json.len() + 1).sum()), Vec::new());
+        let mut rows: Vec<(Cols, Place)> = Vec::with_capacity(chunk.len());
+        let mut new_ids: Vec<u32> = Vec::new();
+        {
+            let mut idx = self.index.write().unwrap_or_else(|e| e.into_inner());
+            for e in chunk {
+                let cols = Cols::of(&e.record, |name| {
+                    let id = idx.intern(name);
+                    if id != 0 && !cur.defined.contains(&id) && !new_ids.contains(&id) {
+                        segment::encode_dict(&mut ib, id, &idx.names[id as usize]);
+                        new_ids.push(id);
+                    }
+                    id
+                });
+                let offset = cur.w.log_len + log.len() as u64;
+                log.extend_from_slice(&e.json);
+                log.push(b'\n');
+                let mut content_len = 0;
+                if let Some(c) = &e.record.content {
+                    let at = log.len();
+                    if serde_json::to_writer(&mut log, c).is_ok() {
+                        content_len = (log.len() - at) as u32;
+                        log.push(b'\n');
+                    } else {
+                        log.truncate(at);
+                    }
+                }
+                let place = Place { offset, len: e.json.len() as u32, content_len };
+                segment::encode_row(&mut ib, &cols, place);
+                rows.push((cols, place));
+            }
+        }
+        match cur.w.append(&log, &ib) {
+            Ok(()) => {
+                cur.defined.extend(new_ids);
+                cur.rows += rows.len() as u32;
+                let seg = cur.seg;
+                self.index.write().unwrap_or_else(|e| e.into_inner()).push(seg, &rows);
+            }
+            Err(e) => {
+                DROPPED.inc_by(rows.len() as u64);
+                let dir = self.index.read().unwrap_or_else(|e| e.into_inner()).dir.clone();
+                if e.to_string().contains("cut back") {
+                    self.cur = None; // a new segment next time
+                }
+                self.warn(format!("log store {}: {} rows dropped: {e}", dir.display(), rows.len()));
+            }
+        }
+    }
+}
+
 pub(super) fn run(store: &LogStore) {
     let shared = &store.shared;
-    let mut conn: Option<Connection> = None;
+    let mut writer = Writer::new(&store.index, store.conf.max_rows);
     let mut batch: Vec<Entry> = Vec::new();
-    // `open` applied retention; the writer does each minute after that.
-    let mut last_retention: Option<Instant> = Some(Instant::now());
+    let mut last_retention = Instant::now();
     loop {
         let asked = {
             let mut q = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
@@ -70,85 +165,20 @@ pub(super) fn run(store: &LogStore) {
                 q = shared.wake.wait_timeout(q, INTERVAL).unwrap_or_else(|e| e.into_inner()).0;
             }
             std::mem::swap(&mut batch, &mut q.rows);
+            q.bytes = 0;
             q.flush_asked
         };
-        if conn.is_none() {
-            conn = connect(&store.path).and_then(|c| migrate(&c).map(|_| c)).map_err(|e| log::error!("log store {}: {e}", store.path.display())).ok();
-        }
         if !batch.is_empty() {
-            let n = batch.len() as u64;
-            let res = match &mut conn {
-                Some(c) => insert(c, &batch),
-                None => Err(rusqlite::Error::InvalidQuery),
-            };
-            if let Err(e) = res {
-                DROPPED.inc_by(n);
-                log::warn!("log store {}: {n} rows dropped: {e}", store.path.display());
-                conn = None; // reopen next time (the file may have moved or come back)
-            }
+            writer.write(&batch);
             batch.clear();
+            store.retain(writer.writing(), false);
         }
-        if let Some(c) = &conn {
-            if last_retention.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
-                last_retention = Some(Instant::now());
-                if let Err(e) = retain(c, store.conf.retention_days, store.conf.max_rows, now_ms()) {
-                    log::warn!("log store {}: retention: {e}", store.path.display());
-                }
-            }
+        if last_retention.elapsed() >= Duration::from_secs(60) {
+            last_retention = Instant::now();
+            store.retain(writer.writing(), true);
         }
         let mut q = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
         q.flush_done = asked;
         shared.done.notify_all();
     }
-}
-
-pub(super) fn insert(c: &mut Connection, batch: &[Entry]) -> rusqlite::Result<()> {
-    let tx = c.transaction()?;
-    {
-        let mut st = tx.prepare_cached(
-            "INSERT INTO logs (ts_ms, request_id, provider, model, route, status, virtual_key, cache, async_job_id,
-                latency_ms, cost_usd, tokens, is_error, fallback, content, record)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-        )?;
-        for e in batch {
-            let Ok(v) = serde_json::to_value(&e.record) else { continue };
-            let r = Row::of(&v);
-            let content = e.content.as_ref().map(|c| serde_json::json!({ "request": c.request, "response": c.response }).to_string());
-            st.execute(params![
-                r.ts_ms,
-                r.request_id,
-                r.provider,
-                r.model,
-                r.route,
-                r.status,
-                r.virtual_key,
-                r.cache,
-                r.async_job_id,
-                r.latency_ms,
-                r.cost_usd,
-                r.tokens,
-                r.is_error,
-                r.fallback,
-                content,
-                v.to_string()
-            ])?;
-        }
-    }
-    tx.commit()
-}
-
-/// Delete rows older than `days`, then the oldest past `max_rows`.
-pub(super) fn retain(c: &Connection, days: u32, max_rows: u64, now_ms: i64) -> rusqlite::Result<usize> {
-    let cutoff = now_ms - i64::from(days) * 86_400_000;
-    let mut n = c.execute("DELETE FROM logs WHERE ts_ms < ?1", [cutoff])?;
-    // Row ids grow with inserts: the oldest rows are the lowest ids.
-    let edge: Option<i64> =
-        c.query_row("SELECT id FROM logs ORDER BY id DESC LIMIT 1 OFFSET ?1", [max_rows as i64], |r| r.get(0)).map(Some).or_else(|e| match e {
-            rusqlite::Error::QueryReturnedNoRows => Ok(None),
-            e => Err(e),
-        })?;
-    if let Some(edge) = edge {
-        n += c.execute("DELETE FROM logs WHERE id <= ?1", [edge])?;
-    }
-    Ok(n)
 }

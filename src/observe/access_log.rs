@@ -64,6 +64,47 @@ pub struct Record {
     /// `/openai` (SPEC 10): every attempt, in order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<Attempt>,
+    /// With `logs.capture_content` (SPEC 12): the request's messages and
+    /// the answer's text, for the request log store only (never in this
+    /// log's lines).
+    #[serde(skip)]
+    pub content: Option<Box<Content>>,
+}
+
+/// Bytes of content kept per row, for the request and the answer each.
+pub const MAX_CONTENT: usize = 16 * 1024;
+
+/// What `capture_content` keeps: the request's messages and the answer's
+/// text, each cut at [`MAX_CONTENT`] bytes (on a character boundary).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct Content {
+    pub request: String,
+    pub response: String,
+}
+
+impl Content {
+    pub fn new(request: &str, response: &str) -> Content {
+        Content { request: cut(request).to_string(), response: cut(response).to_string() }
+    }
+}
+
+fn cut(s: &str) -> &str {
+    if s.len() <= MAX_CONTENT {
+        return s;
+    }
+    let mut end = MAX_CONTENT;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Whoever else keeps the records (the request log store, SPEC 12): handed
+/// each record with the JSON line this log wrote for it (no newline), by
+/// the writer thread, once per batch. It must not block: the access log
+/// never drops a record and waits for nothing else.
+pub trait Tee: Send + Sync {
+    fn records(&self, batch: Vec<(Record, Vec<u8>)>);
 }
 
 /// One attempt of an `/openai` request on one target (SPEC 10).
@@ -105,6 +146,7 @@ struct Shared {
     /// Workers and `flush` wait here for the writer to catch up.
     written: Condvar,
     out: Mutex<Option<Box<dyn Write + Send>>>,
+    tee: OnceLock<Arc<dyn Tee>>,
 }
 
 #[derive(Default)]
@@ -128,7 +170,7 @@ impl AccessLog {
             AccessLogTarget::Stdout => Box::new(std::io::stdout()),
             AccessLogTarget::File(p) => Box::new(OpenOptions::new().create(true).append(true).open(p)?),
         };
-        let shared = Shared { queue: Mutex::new(Queue::default()), wake_writer: Condvar::new(), written: Condvar::new(), out: Mutex::new(Some(out)) };
+        let shared = Shared { queue: Mutex::new(Queue::default()), wake_writer: Condvar::new(), written: Condvar::new(), out: Mutex::new(Some(out)), tee: OnceLock::new() };
         Ok(AccessLog { shared: Arc::new(shared), started: Arc::new(OnceLock::new()) })
     }
 
@@ -141,6 +183,12 @@ impl AccessLog {
                 .spawn(move || writer(&shared, out))
                 .expect("start the access log writer thread");
         });
+    }
+
+    /// Hand every record, with its line, to `tee` too (set once, before
+    /// the first record).
+    pub fn set_tee(&self, tee: Arc<dyn Tee>) {
+        let _ = self.shared.tee.set(tee);
     }
 
     /// Queue one record.
@@ -187,10 +235,17 @@ fn writer(shared: &Shared, mut out: Box<dyn Write + Send>) {
             std::mem::swap(&mut batch, &mut q.records);
             q.flush_asked
         };
+        let tee = shared.tee.get();
+        let mut teed = Vec::with_capacity(if tee.is_some() { batch.len() } else { 0 });
         for rec in batch.drain(..) {
             let start = buf.len();
             match serde_json::to_writer(&mut buf, &rec) {
-                Ok(()) => buf.push(b'\n'),
+                Ok(()) => {
+                    if tee.is_some() {
+                        teed.push((rec, buf[start..].to_vec()));
+                    }
+                    buf.push(b'\n');
+                }
                 Err(e) => {
                     buf.truncate(start);
                     log::error!("access record not serialisable: {e}");
@@ -201,6 +256,9 @@ fn writer(shared: &Shared, mut out: Box<dyn Write + Send>) {
             }
         }
         write_out(&mut buf, &mut out);
+        if let (Some(t), false) = (tee, teed.is_empty()) {
+            t.records(std::mem::take(&mut teed));
+        }
         let mut q = shared.queue.lock().expect("access log lock");
         q.flush_done = asked;
         shared.written.notify_all();

@@ -51,24 +51,20 @@ pub(super) async fn handle(gateway: &Gateway, req: &AdminRequest) -> Option<Admi
 }
 
 fn read(store: &LogStore, rest: &str, query: Option<&str>) -> AdminReply {
-    let conn = match store.reader() {
-        Ok(c) => c,
-        Err(e) => return AdminReply::error(503, "logs_unavailable", &format!("the log store cannot be read: {e}")),
-    };
-    let result: rusqlite::Result<Option<Value>> = match rest {
+    let result: Result<Option<Value>, String> = match rest {
         "" | "series" => {
             let f = match parse_filter(query) {
                 Ok(f) => f,
                 Err(e) => return AdminReply::error(400, "invalid_request", &format!("`{}`: {}", e.param, e.message)),
             };
             if rest.is_empty() {
-                crate::logs::Page::run(&conn, &f).map(Some)
+                store.page(&f).map(Some)
             } else {
                 let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-                crate::logs::series(&conn, &f, now).map(Some)
+                store.series(&f, now).map(Some)
             }
         }
-        id => crate::logs::by_request_id(&conn, id),
+        id => store.by_request_id(id),
     };
     match result {
         Ok(Some(v)) => AdminReply::json(200, &v),

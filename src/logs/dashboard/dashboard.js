@@ -34,8 +34,8 @@
       if (el.type === "datetime-local") v = new Date(v).toISOString();
       p.set(el.name, v);
     }
-    // Without a start, the last 24 hours: stats over a whole store of a
-    // million rows take seconds, a day's take milliseconds.
+    // Without a start, the last 24 hours: what an operator looks at first
+    // (the stats then cover a day, not the whole retention).
     if (!p.has("since")) p.set("since", new Date(Date.now() - 86400000).toISOString());
     for (const [k, v] of Object.entries(extra || {})) p.set(k, v);
     return p.toString();
