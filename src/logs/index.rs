@@ -34,6 +34,9 @@ pub(super) struct Seg {
     pub live: u64,
     /// Written by this process (its rows arrive through [`Index::push`]).
     own: bool,
+    /// Another process's segment that no process writes any more (read
+    /// whole, never looked at again).
+    closed: bool,
 }
 
 pub(super) struct Index {
@@ -93,7 +96,7 @@ impl Index {
         names.sort();
         for name in names {
             let seg = match self.by_key.get(&name.key) {
-                Some(&s) if self.segs[&s].own => continue,
+                Some(&s) if self.segs[&s].own || self.segs[&s].closed => continue,
                 Some(&s) => s,
                 None => {
                     let Ok(log) = File::open(name.log(&self.dir)) else { continue };
@@ -114,7 +117,7 @@ impl Index {
         self.max_key = self.max_key.max(name.key);
         self.by_key.insert(name.key, n);
         let parsed = if own { segment::MAGIC.len() as u64 } else { 0 };
-        self.segs.insert(n, Seg { name, log: Arc::new(log), parsed, local: HashMap::new(), next_pos: 0, live: 0, own });
+        self.segs.insert(n, Seg { name, log: Arc::new(log), parsed, local: HashMap::new(), next_pos: 0, live: 0, own, closed: false });
         n
     }
 
@@ -122,7 +125,10 @@ impl Index {
     fn read(&mut self, n: u32) -> Result<(), String> {
         let path = self.segs[&n].name.idx(&self.dir);
         let file = File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        // No writer holds its lock: what is there now is all there will be.
+        let closed = !segment::locked(&file);
         let len = file.metadata().map_err(|e| format!("{}: {e}", path.display()))?.len();
+        self.segs.get_mut(&n).expect("segment").closed = closed;
         let from = self.segs[&n].parsed;
         if len <= from {
             return Ok(());

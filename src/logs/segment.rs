@@ -205,6 +205,13 @@ impl Writing {
     }
 }
 
+/// Whether a live process holds the segment's lock (it still writes it).
+pub(super) fn locked(idx: &File) -> bool {
+    // SAFETY: flock on a descriptor the caller owns; a shared lock taken
+    // here is released when `idx` is closed.
+    unsafe { libc::flock(idx.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) != 0 }
+}
+
 /// Delete a segment unless a live process still writes it.
 pub(super) fn remove(dir: &Path, name: &Name) -> bool {
     let Ok(f) = File::open(name.idx(dir)) else { return false };
