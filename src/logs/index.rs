@@ -146,6 +146,9 @@ impl Index {
             body = &buf[8..];
         }
         let key = self.segs[&n].name.key;
+        // Rows whose JSON is not all in the `.log` (a power loss can keep
+        // the index's last write and lose the log's) are not read.
+        let log_len = self.segs[&n].log.metadata().map(|m| m.len()).unwrap_or(0);
         let mut items: Vec<(u32, String)> = Vec::new();
         let mut rows: Vec<(Cols, Place)> = Vec::new();
         let used = segment::parse(body, |i| match i {
@@ -166,13 +169,16 @@ impl Index {
         seg.parsed = from + (body.as_ptr() as usize - buf.as_ptr() as usize) as u64 + used as u64;
         let map = |id: u32| if id == 0 { 0 } else { seg.local.get(&id).copied().unwrap_or(0) };
         for (mut c, p) in rows {
+            seg.next_pos += 1;
+            if p.offset + u64::from(p.len) + u64::from(p.content_len) > log_len {
+                continue;
+            }
             c.provider = map(c.provider);
             c.model = map(c.model);
             c.route = map(c.route);
             c.virtual_key = map(c.virtual_key);
             c.cache = map(c.cache);
-            self.rows.push_back(Row { cols: c, place: p, seg: n, rid: segment::rid(key, seg.next_pos) });
-            seg.next_pos += 1;
+            self.rows.push_back(Row { cols: c, place: p, seg: n, rid: segment::rid(key, seg.next_pos - 1) });
             seg.live += 1;
         }
         Ok(())
