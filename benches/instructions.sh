@@ -34,14 +34,8 @@ if [ -n "$missing" ]; then
 fi
 
 cargo build --release --locked
-eval "$(cargo build --release --locked --bench mock_provider --bench pingora_bare --message-format=json 2>/dev/null |
-  python3 -c '
-import json, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] in ("mock_provider", "pingora_bare"):
-        print("%s=%s" % (m["target"]["name"].upper(), m["executable"]))
-')"
+source benches/tools.sh
+eval "$(bench_tools mock_provider pingora_bare)"
 TOLLGATE=$ROOT/target/release/tollgate
 
 TMP=$(mktemp -d /tmp/tollgate-ir.XXXXXX)

@@ -19,12 +19,8 @@ DUR=${BENCH_DURATION:-8}
 ROUNDS=${ROUNDS:-3}
 TOLLGATE=target/release/tollgate
 cargo build --release --locked >/dev/null
-eval "$(cargo build --release --locked --bench mock_provider --bench driver --message-format=json 2>/dev/null |
-  python3 -c 'import json, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] in ("mock_provider", "driver"):
-        print("%s=%s" % (m["target"]["name"].upper(), m["executable"]))')"
+source benches/tools.sh
+eval "$(bench_tools mock_provider driver)"
 CLK_TCK=$(getconf CLK_TCK)
 
 TMP=$(mktemp -d /tmp/tollgate-otel-bench.XXXXXX)

@@ -18,14 +18,8 @@ export OPENSSL_NO_VENDOR=${OPENSSL_NO_VENDOR:-1}
 command -v wrk >/dev/null 2>&1 || { SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo; $SUDO apt-get install -y -q wrk >/dev/null; }
 
 cargo build --release --locked
-MOCK_PROVIDER=$(cargo build --release --locked --bench mock_provider --message-format=json 2>/dev/null |
-  python3 -c '
-import json, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "mock_provider":
-        print(m["executable"])
-')
+source benches/tools.sh
+eval "$(bench_tools mock_provider)"
 TMP=$(mktemp -d /tmp/tollgate-rl.XXXXXX)
 # Background jobs (the mock, tollgate) end with the script.
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$TMP"' EXIT

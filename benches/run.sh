@@ -77,14 +77,8 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 log "building tollgate (release) and the bench tools"
 cargo build --release --locked
 TOLLGATE=$ROOT/target/release/tollgate
-eval "$(cargo build --release --locked --bench mock_provider --bench driver --bench pingora_bare --message-format=json 2>/dev/null |
-  python3 -c '
-import json, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] in ("mock_provider", "driver", "pingora_bare"):
-        print("%s=%s" % (m["target"]["name"].upper(), m["executable"]))
-')"
+source benches/tools.sh
+eval "$(bench_tools mock_provider driver pingora_bare)"
 [ -x "${MOCK_PROVIDER:-}" ] && [ -x "${DRIVER:-}" ] && [ -x "${PINGORA_BARE:-}" ] || { echo "run.sh: bench tools did not build" >&2; exit 1; }
 
 # ------------------------------------------------------------ environment
