@@ -250,22 +250,33 @@ impl Gateway {
                     return Ok(self.upstream_failed(ctx, GatewayError::UpstreamTimeout, &authority, "the answer's body timed out"));
                 }
                 let complete = fault.is_none();
-                let answer = if complete { serde_json::from_slice(&body).map_err(|_| ()) } else { Err(()) };
-                let out = match answer {
-                    Ok(v) => tr.response(v),
-                    Err(()) => Err(crate::translate::TranslateError::bad_upstream("the provider's answer was cut or is not JSON")),
+                // The pair's typed fast path when it has one (a traced
+                // request takes the `Value`, which its span records).
+                let fast = if complete && ctx.trace.is_none() { tr.response_bytes(&body) } else { None };
+                let out = match fast {
+                    Some(bytes) => Ok(bytes),
+                    None => {
+                        let answer = if complete { serde_json::from_slice(&body).map_err(|_| ()) } else { Err(()) };
+                        let out = match answer {
+                            Ok(v) => tr.response(v),
+                            Err(()) => Err(crate::translate::TranslateError::bad_upstream("the provider's answer was cut or is not JSON")),
+                        };
+                        out.map(|v| {
+                            if let Some(t) = ctx.trace.as_mut() {
+                                t.answer().object(ApiFamily::OpenAi, &v);
+                            }
+                            serde_json::to_vec(&v).unwrap_or_default()
+                        })
+                    }
                 };
                 ctx.outcome.usage = Some(usage_of(tr.as_ref()));
                 match out {
-                    Ok(v) => {
-                        if let Some(t) = ctx.trace.as_mut() {
-                            t.answer().object(ApiFamily::OpenAi, &v);
-                        }
+                    Ok(bytes) => {
                         // Before the client has the answer: its next turn
                         // may follow at once.
                         let memos = tr.replay_memos();
                         self.remember_reasoning(ctx, memos).await;
-                        json(sink, 200, &serde_json::to_vec(&v).unwrap_or_default(), &ctx.request_id, None).await?
+                        json(sink, 200, &bytes, &ctx.request_id, None).await?
                     }
                     Err(e) => {
                         // A cut or broken answer, nothing sent yet: another

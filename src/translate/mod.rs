@@ -164,6 +164,13 @@ pub trait Translator: Send {
     /// A successful (2xx) non-streaming provider answer → the client's object.
     fn response(&mut self, body: Value) -> Result<Value, TranslateError>;
 
+    /// [`Self::response`] from the answer's bytes straight to the client's,
+    /// for a pair with a typed fast path (no `Value` tree either way).
+    /// `None`: this answer takes `response` (nothing was changed).
+    fn response_bytes(&mut self, _body: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
+
     /// One provider SSE event (`event:` name if any, `data:` text) → events
     /// for the client, pushed to `out` in order. Malformed events are skipped
     /// (never a panic).

@@ -267,6 +267,10 @@ impl Translator for AnthropicChat {
         self.translate_response(body)
     }
 
+    fn response_bytes(&mut self, body: &[u8]) -> Option<Vec<u8>> {
+        self.translate_response_bytes(body)
+    }
+
     fn stream_event(&mut self, event: Option<&str>, data: &str, out: &mut Vec<ClientEvent>) {
         self.translate_stream_event(event, data, out)
     }

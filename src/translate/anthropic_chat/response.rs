@@ -118,3 +118,150 @@ impl AnthropicChat {
         (status, body)
     }
 }
+
+/// The fast path of [`AnthropicChat::translate_response`] for the common
+/// answer (text and tool calls, no thinking): read with borrowed strings
+/// into typed structs and written straight out, no `Value` tree either way
+/// (issue 28: parsing into a `Value`, building one and writing it were
+/// about 45k instructions of a translated request). Gives the same object;
+/// `fast_and_slow_paths_agree` checks it. `None`: the slow path's case
+/// (thinking, an unexpected type, not JSON).
+pub(super) mod fast {
+    use super::super::{AnthropicChat, JSON_TOOL_NAME};
+    use super::finish_reason;
+    use crate::translate::{unix_now, Translator};
+    use serde::{Deserialize, Serialize};
+    use serde_json::Value;
+    use std::borrow::Cow;
+
+    #[derive(Deserialize)]
+    struct Msg<'a> {
+        #[serde(borrow, default)]
+        id: Option<Cow<'a, str>>,
+        #[serde(borrow, default)]
+        model: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        content: Vec<Block<'a>>,
+        #[serde(borrow, default)]
+        stop_reason: Option<Cow<'a, str>>,
+        #[serde(default)]
+        usage: Option<Value>,
+    }
+
+    #[derive(Deserialize)]
+    struct Block<'a> {
+        #[serde(rename = "type", borrow, default)]
+        kind: Option<Cow<'a, str>>,
+        #[serde(borrow, default)]
+        text: Option<Cow<'a, str>>,
+        #[serde(borrow, default)]
+        id: Option<Cow<'a, str>>,
+        #[serde(borrow, default)]
+        name: Option<Cow<'a, str>>,
+        #[serde(default)]
+        input: Option<Value>,
+    }
+
+    #[derive(Serialize)]
+    struct Completion<'a> {
+        id: String,
+        object: &'static str,
+        created: u64,
+        model: String,
+        choices: [Choice<'a>; 1],
+        usage: Value,
+    }
+
+    #[derive(Serialize)]
+    struct Choice<'a> {
+        index: u32,
+        message: Message<'a>,
+        finish_reason: &'static str,
+        logprobs: (),
+    }
+
+    #[derive(Serialize)]
+    struct Message<'a> {
+        role: &'static str,
+        content: Option<Cow<'a, str>>,
+        refusal: (),
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        tool_calls: Vec<ToolCall<'a>>,
+    }
+
+    #[derive(Serialize)]
+    struct ToolCall<'a> {
+        id: Cow<'a, str>,
+        #[serde(rename = "type")]
+        kind: &'static str,
+        function: Function<'a>,
+    }
+
+    #[derive(Serialize)]
+    struct Function<'a> {
+        name: Cow<'a, str>,
+        arguments: String,
+    }
+
+    impl AnthropicChat {
+        pub(in super::super) fn translate_response_bytes(&mut self, body: &[u8]) -> Option<Vec<u8>> {
+            let msg: Msg = serde_json::from_slice(body).ok()?;
+            // A null `text`, `id` or `name` reads as absent here and as ""
+            // on the slow path: the same. Thinking: the slow path (blocks
+            // kept whole).
+            if msg.content.iter().any(|b| matches!(b.kind.as_deref(), Some("thinking" | "redacted_thinking"))) {
+                return None;
+            }
+            if let Some(id) = &msg.id {
+                self.msg_id = Some(id.to_string());
+            }
+            if let Some(m) = &msg.model {
+                self.model = Some(m.to_string());
+            }
+            if let Some(u) = &msg.usage {
+                self.update_usage(u);
+            }
+            let mut text: Option<Cow<str>> = None;
+            let mut json_content: Option<String> = None;
+            let mut tool_calls = Vec::new();
+            for b in msg.content {
+                match b.kind.as_deref() {
+                    Some("text") => {
+                        let t = b.text.unwrap_or(Cow::Borrowed(""));
+                        text = Some(match text {
+                            None => t,
+                            Some(prev) => Cow::Owned(prev.into_owned() + &t),
+                        });
+                    }
+                    Some("tool_use") => {
+                        let name = b.name.unwrap_or(Cow::Borrowed(""));
+                        let args = b.input.map_or_else(|| "{}".to_string(), |v| v.to_string());
+                        if self.json_mode && name == JSON_TOOL_NAME {
+                            json_content.get_or_insert(args);
+                        } else {
+                            let id = b.id.unwrap_or(Cow::Borrowed(""));
+                            self.call_ids.push(id.to_string());
+                            tool_calls.push(ToolCall { id, kind: "function", function: Function { name, arguments: args } });
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let content = match json_content {
+                Some(j) => Some(Cow::Owned(j)),
+                None if text.as_deref().unwrap_or("").is_empty() && !tool_calls.is_empty() => None,
+                None => Some(text.unwrap_or(Cow::Borrowed(""))),
+            };
+            let finish = finish_reason(msg.stop_reason.as_deref(), self.json_mode);
+            let out = Completion {
+                id: self.chat_id(),
+                object: "chat.completion",
+                created: unix_now(),
+                model: self.model_name(),
+                choices: [Choice { index: 0, message: Message { role: "assistant", content, refusal: (), tool_calls }, finish_reason: finish, logprobs: () }],
+                usage: self.usage().to_chat_usage(),
+            };
+            serde_json::to_vec(&out).ok()
+        }
+    }
+}

@@ -1178,3 +1178,91 @@ fn claude_4_6_and_later_think_adaptively() {
     let body = AnthropicChat::new().request(json!({"model": "claude-opus-4-7", "messages": [{"role": "user", "content": "hi"}], "reasoning_effort": "none"}), &Options::default()).unwrap();
     assert!(body.get("thinking").is_none() && body.get("output_config").is_none());
 }
+
+// ------------------------------------------------------------------ response: the typed fast path
+
+fn block() -> impl Strategy<Value = Value> {
+    let text = ".{0,12}|\"\\\\\u{e9}\u{1F600}\n";
+    prop_oneof![
+        text.prop_map(|t| json!({"type": "text", "text": t})),
+        Just(json!({"type": "text"})),
+        Just(json!({"type": "text", "text": null})),
+        (text, prop_oneof![Just(JSON_TOOL_NAME.to_string()), "[a-z]{1,6}"], any::<i32>())
+            .prop_map(|(id, name, n)| json!({"type": "tool_use", "id": id, "name": name, "input": {"n": n, "s": [1, "x", null]}})),
+        Just(json!({"type": "tool_use", "name": "f"})),
+        Just(json!({"type": "server_tool_use", "id": "s", "name": "web_search", "input": {}})),
+        Just(json!({"text": "no type"})),
+        Just(json!({"type": "thinking", "thinking": "hmm", "signature": "sig"})),
+        Just(json!({"type": "text", "text": 5})),
+    ]
+}
+
+fn answer() -> impl Strategy<Value = Value> {
+    (
+        proptest::option::of("[a-z_0-9]{1,8}"),
+        proptest::option::of("claude-[a-z0-9-]{1,8}"),
+        proptest::collection::vec(block(), 0..4),
+        proptest::option::of(prop_oneof![Just("end_turn"), Just("max_tokens"), Just("tool_use"), Just("refusal"), Just("pause_turn"), Just("odd")]),
+        proptest::option::of((0u64..5000, 0u64..5000, 0u64..100, 0u64..100)),
+    )
+        .prop_map(|(id, model, content, stop, usage)| {
+            let mut v = json!({"type": "message", "role": "assistant", "content": content});
+            if let Some(id) = id {
+                v["id"] = json!(id);
+            }
+            if let Some(m) = model {
+                v["model"] = json!(m);
+            }
+            if let Some(s) = stop {
+                v["stop_reason"] = json!(s);
+            }
+            if let Some((i, o, r, w)) = usage {
+                v["usage"] = json!({"input_tokens": i, "output_tokens": o, "cache_read_input_tokens": r, "cache_creation_input_tokens": w});
+            }
+            v
+        })
+}
+
+/// Everything but `created` (the clock).
+fn without_created(mut v: Value) -> Value {
+    v.as_object_mut().map(|o| o.remove("created"));
+    v
+}
+
+proptest! {
+    /// The typed fast path gives the slow path's object and leaves the
+    /// translator in the same state, or declines and changes nothing.
+    #[test]
+    fn fast_and_slow_paths_agree(a in answer(), json_mode in any::<bool>()) {
+        let req = if json_mode { json!({"response_format": {"type": "json_object"}}) } else { json!({}) };
+        let (mut fast, mut slow) = (translator(req.clone()), translator(req));
+        let bytes = serde_json::to_vec(&a).unwrap();
+        let expected = slow.response(a.clone());
+        match fast.response_bytes(&bytes) {
+            Some(out) => {
+                let out: Value = serde_json::from_slice(&out).unwrap();
+                prop_assert_eq!(without_created(out), without_created(expected.unwrap()));
+                prop_assert_eq!(format!("{:?}", fast.usage()), format!("{:?}", slow.usage()));
+                prop_assert_eq!(&fast.call_ids, &slow.call_ids);
+                prop_assert_eq!(fast.response_model(), slow.response_model());
+            }
+            None => {
+                // Declined: thinking, a type the typed path does not take,
+                // or no content array. The slow path then runs on a
+                // translator the attempt did not touch.
+                let declined = a["content"].as_array().is_none_or(|c| c.iter().any(|b| b["type"] == "thinking" || b["text"].is_number()));
+                prop_assert!(declined, "declined a plain answer: {}", a);
+                prop_assert_eq!(format!("{:?}", fast.response(a).map(without_created)), format!("{:?}", expected.map(without_created)));
+            }
+        }
+    }
+}
+
+#[test]
+fn the_fast_path_takes_the_plain_answer() {
+    let body = br#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"text","text":"Hi \u00e9"}],"stop_reason":"end_turn","usage":{"input_tokens":3,"output_tokens":2}}"#;
+    let out: Value = serde_json::from_slice(&translator(json!({})).response_bytes(body).expect("the fast path")).unwrap();
+    assert_eq!(out["choices"][0]["message"], json!({"role": "assistant", "content": "Hi é", "refusal": null}));
+    assert_eq!((out["id"].as_str(), out["usage"]["total_tokens"].as_u64()), (Some("chatcmpl-msg_1"), Some(5)));
+    assert!(translator(json!({})).response_bytes(b"not json").is_none());
+}
