@@ -460,3 +460,21 @@ async fn a_full_disk_is_an_error_not_a_panic() {
         JobState::Queued
     );
 }
+
+#[tokio::test]
+async fn the_wal_is_checkpointed_off_the_store_lock() {
+    // The store's connection never checkpoints itself; its checkpoint
+    // thread moves the WAL into the database file within a second.
+    let d = TempDir::new("checkpoint");
+    let s = SqliteStore::open_async(d.join("s.db")).await.unwrap();
+    let body = "x".repeat(10_000);
+    for _ in 0..100 {
+        s.submit(new_job("alice", &body, 3600)).await.unwrap();
+    }
+    let db = || std::fs::metadata(d.join("s.db")).unwrap().len();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while db() < 1_000_000 {
+        assert!(std::time::Instant::now() < deadline, "the database file still holds {} bytes: nothing was checkpointed", db());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
