@@ -131,6 +131,7 @@ pub(super) mod fast {
     use super::finish_reason;
     use crate::translate::{unix_now, Translator};
     use serde::{Deserialize, Serialize};
+    use serde_json::value::RawValue;
     use serde_json::Value;
     use std::borrow::Cow;
 
@@ -152,8 +153,9 @@ pub(super) mod fast {
     struct Block<'a> {
         #[serde(rename = "type", borrow, default)]
         kind: Option<Cow<'a, str>>,
+        /// As written: a JSON string (or null) copied through.
         #[serde(borrow, default)]
-        text: Option<Cow<'a, str>>,
+        text: Option<&'a RawValue>,
         #[serde(borrow, default)]
         id: Option<Cow<'a, str>>,
         #[serde(borrow, default)]
@@ -180,10 +182,28 @@ pub(super) mod fast {
         logprobs: (),
     }
 
+    /// The message's text: one block's JSON string as written, or text
+    /// put together here.
+    #[derive(Serialize)]
+    #[serde(untagged)]
+    enum Text<'a> {
+        Raw(&'a RawValue),
+        Own(Cow<'a, str>),
+    }
+
+    impl Text<'_> {
+        fn is_empty(&self) -> bool {
+            match self {
+                Text::Raw(r) => r.get() == "\"\"",
+                Text::Own(s) => s.is_empty(),
+            }
+        }
+    }
+
     #[derive(Serialize)]
     struct Message<'a> {
         role: &'static str,
-        content: Option<Cow<'a, str>>,
+        content: Option<Text<'a>>,
         refusal: (),
         #[serde(skip_serializing_if = "Vec::is_empty")]
         tool_calls: Vec<ToolCall<'a>>,
@@ -203,6 +223,15 @@ pub(super) mod fast {
         arguments: String,
     }
 
+    /// A text's value (a raw one unescaped: the parser checked it is a
+    /// JSON string, so this cannot fail).
+    fn own(t: Text) -> String {
+        match t {
+            Text::Raw(r) => serde_json::from_str::<String>(r.get()).unwrap_or_default(),
+            Text::Own(s) => s.into_owned(),
+        }
+    }
+
     impl AnthropicChat {
         pub(in super::super) fn translate_response_bytes(&mut self, body: &[u8]) -> Option<Vec<u8>> {
             let msg: Msg = serde_json::from_slice(body).ok()?;
@@ -210,6 +239,11 @@ pub(super) mod fast {
             // on the slow path: the same. Thinking: the slow path (blocks
             // kept whole).
             if msg.content.iter().any(|b| matches!(b.kind.as_deref(), Some("thinking" | "redacted_thinking"))) {
+                return None;
+            }
+            // A text that is neither a string nor null: the slow path's
+            // case (it reads it as "").
+            if msg.content.iter().any(|b| b.kind.as_deref() == Some("text") && b.text.is_some_and(|t| !t.get().starts_with('"') && t.get() != "null")) {
                 return None;
             }
             if let Some(id) = &msg.id {
@@ -221,16 +255,19 @@ pub(super) mod fast {
             if let Some(u) = &msg.usage {
                 self.update_usage(u);
             }
-            let mut text: Option<Cow<str>> = None;
+            let mut text: Option<Text> = None;
             let mut json_content: Option<String> = None;
             let mut tool_calls = Vec::new();
             for b in msg.content {
                 match b.kind.as_deref() {
                     Some("text") => {
-                        let t = b.text.unwrap_or(Cow::Borrowed(""));
+                        let t = match b.text {
+                            Some(r) if r.get() != "null" => Text::Raw(r),
+                            _ => Text::Own(Cow::Borrowed("")),
+                        };
                         text = Some(match text {
                             None => t,
-                            Some(prev) => Cow::Owned(prev.into_owned() + &t),
+                            Some(prev) => Text::Own(Cow::Owned(own(prev) + &own(t))),
                         });
                     }
                     Some("tool_use") => {
@@ -248,9 +285,9 @@ pub(super) mod fast {
                 }
             }
             let content = match json_content {
-                Some(j) => Some(Cow::Owned(j)),
-                None if text.as_deref().unwrap_or("").is_empty() && !tool_calls.is_empty() => None,
-                None => Some(text.unwrap_or(Cow::Borrowed(""))),
+                Some(j) => Some(Text::Own(Cow::Owned(j))),
+                None if text.as_ref().is_none_or(Text::is_empty) && !tool_calls.is_empty() => None,
+                None => Some(text.unwrap_or(Text::Own(Cow::Borrowed("")))),
             };
             let finish = finish_reason(msg.stop_reason.as_deref(), self.json_mode);
             let out = Completion {
