@@ -61,6 +61,14 @@ fn main() {
     let n = store.rows();
     let size: u64 = std::fs::read_dir(&path).unwrap().filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum();
     println!("{n} rows, {:.0} MB on disk; opening the store took {:.0} ms (with {have} rows), its rows take {:.0} MB of memory", size as f64 / 1e6, opened.as_secs_f64() * 1000.0, rss_kib().saturating_sub(rss0) as f64 / 1024.0);
+    // A store filled by an earlier run: its "now" is its newest row, so the
+    // last hour and day hold the rows they held then.
+    let now = if have >= rows {
+        let v = store.page(&parse_filter(Some("limit=1")).unwrap()).unwrap();
+        v["logs"][0]["ts"].as_str().and_then(tollgate::logs::parse_rfc3339_ms).map_or(now, |ms| ms as u64)
+    } else {
+        now
+    };
     let t = |ms: u64| rfc3339(UNIX_EPOCH + Duration::from_millis(ms));
     let hour = format!("since={}", t(now - 3_600_000));
     let day = format!("since={}", t(now - 86_400_000));
