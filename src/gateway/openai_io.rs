@@ -250,24 +250,11 @@ impl Gateway {
                     return Ok(self.upstream_failed(ctx, GatewayError::UpstreamTimeout, &authority, "the answer's body timed out"));
                 }
                 let complete = fault.is_none();
-                // The pair's typed fast path when it has one (a traced
-                // request takes the `Value`, which its span records).
-                let fast = if complete && ctx.trace.is_none() { tr.response_bytes(&body) } else { None };
-                let out = match fast {
-                    Some(bytes) => Ok(bytes),
-                    None => {
-                        let answer = if complete { serde_json::from_slice(&body).map_err(|_| ()) } else { Err(()) };
-                        let out = match answer {
-                            Ok(v) => tr.response(v),
-                            Err(()) => Err(crate::translate::TranslateError::bad_upstream("the provider's answer was cut or is not JSON")),
-                        };
-                        out.map(|v| {
-                            if let Some(t) = ctx.trace.as_mut() {
-                                t.answer().object(ApiFamily::OpenAi, &v);
-                            }
-                            serde_json::to_vec(&v).unwrap_or_default()
-                        })
-                    }
+                let out = if complete {
+                    let mut trace = ctx.trace.as_mut().map(|t| move |v: &serde_json::Value| t.answer().object(ApiFamily::OpenAi, v));
+                    crate::translate::whole_answer(tr.as_mut(), &body, trace.as_mut().map(|f| f as &mut dyn FnMut(&serde_json::Value)))
+                } else {
+                    Err(crate::translate::TranslateError::bad_upstream("the provider's answer was cut or is not JSON"))
                 };
                 ctx.outcome.usage = Some(usage_of(tr.as_ref()));
                 match out {

@@ -147,6 +147,24 @@ pub enum StreamEnd {
 /// One (client API, provider API) pair. A value is made per request: the
 /// request phase may keep what the response phase needs (the model, whether
 /// the client asked for usage in its stream, tool names by call id).
+/// A whole (2xx) answer's bytes → the client's: the pair's typed fast path
+/// ([`Translator::response_bytes`]) unless `seen` wants the client's object
+/// as a `Value` (a traced request's span records it), else through
+/// [`Translator::response`].
+pub fn whole_answer(tr: &mut dyn Translator, body: &[u8], seen: Option<&mut dyn FnMut(&Value)>) -> Result<Vec<u8>, TranslateError> {
+    if seen.is_none() {
+        if let Some(bytes) = tr.response_bytes(body) {
+            return Ok(bytes);
+        }
+    }
+    let answer = serde_json::from_slice(body).map_err(|_| TranslateError::bad_upstream("the provider's answer was cut or is not JSON"))?;
+    let v = tr.response(answer)?;
+    if let Some(f) = seen {
+        f(&v);
+    }
+    Ok(serde_json::to_vec(&v).unwrap_or_default())
+}
+
 pub trait Translator: Send {
     /// The client's request body → the provider's. `req["model"]` already
     /// holds the provider's own model name (the `provider/` prefix removed).
