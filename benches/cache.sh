@@ -12,16 +12,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 export OPENSSL_NO_VENDOR=${OPENSSL_NO_VENDOR:-1}
-command -v wrk >/dev/null 2>&1 || { SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo; $SUDO apt-get install -y -q wrk >/dev/null; }
 cargo build --release --locked
 source benches/tools.sh
+need_wrk
 eval "$(bench_tools mock_provider)"
 TMP=$(mktemp -d /tmp/tollgate-cache-bench.XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$TMP"' EXIT
-ports=($(python3 -c 'import socket
-held = [socket.socket() for _ in range(3)]
-[h.bind(("127.0.0.1", 0)) for h in held]
-print(*[h.getsockname()[1] for h in held])'))
+ports=($(free_ports 3))
 MOCK=${ports[0]} PORT=${ports[1]} MPORT=${ports[2]}
 "$MOCK_PROVIDER" --listen "127.0.0.1:$MOCK" --threads 1 >"$TMP/mock.log" 2>&1 &
 sed -e "s#@TMP@#$TMP#g; s#@PORT@#$PORT#g; s#@METRICS_PORT@#$MPORT#g; s#@MOCK_PORT@#$MOCK#g" benches/tollgate-bench.yaml >"$TMP/tollgate.yaml"
@@ -64,10 +61,7 @@ redis_hit='null'
 if command -v redis-server >/dev/null 2>&1; then
   RPORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no >"$TMP/redis.log" 2>&1 &
-  ports2=($(python3 -c 'import socket
-held = [socket.socket() for _ in range(2)]
-[h.bind(("127.0.0.1", 0)) for h in held]
-print(*[h.getsockname()[1] for h in held])'))
+  ports2=($(free_ports 2))
   sed -e "s#@TMP@#$TMP/r#g; s#@PORT@#${ports2[0]}#g; s#@METRICS_PORT@#${ports2[1]}#g; s#@MOCK_PORT@#$MOCK#g" benches/tollgate-bench.yaml >"$TMP/tollgate-redis.yaml"
   mkdir -p "$TMP/r"
   printf '  store: { path: %s/r/store/tollgate.db }

@@ -12,16 +12,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 export OPENSSL_NO_VENDOR=${OPENSSL_NO_VENDOR:-1}
-command -v wrk >/dev/null 2>&1 || { SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo; $SUDO apt-get install -y -q wrk >/dev/null; }
 cargo build --release --locked
 source benches/tools.sh
+need_wrk
 eval "$(bench_tools mock_provider)"
 TMP=$(mktemp -d /tmp/tollgate-logs-bench.XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$TMP"' EXIT
-ports=($(python3 -c 'import socket
-held = [socket.socket() for _ in range(5)]
-[h.bind(("127.0.0.1", 0)) for h in held]
-print(*[h.getsockname()[1] for h in held])'))
+ports=($(free_ports 5))
 MOCK=${ports[0]}
 "$MOCK_PROVIDER" --listen "127.0.0.1:$MOCK" --threads 1 >"$TMP/mock.log" 2>&1 &
 start() { # name, port, metrics port, extra config

@@ -15,19 +15,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 export OPENSSL_NO_VENDOR=${OPENSSL_NO_VENDOR:-1}
-command -v wrk >/dev/null 2>&1 || { SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo; $SUDO apt-get install -y -q wrk >/dev/null; }
 
 cargo build --release --locked
 source benches/tools.sh
+need_wrk
 eval "$(bench_tools mock_provider)"
 TMP=$(mktemp -d /tmp/tollgate-rl.XXXXXX)
 # Background jobs (the mock, tollgate) end with the script.
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$TMP"' EXIT
 # Four free ports: the mock, tollgate, its metrics, and the dead primary.
-ports=($(python3 -c 'import socket
-held = [socket.socket() for _ in range(4)]
-[h.bind(("127.0.0.1", 0)) for h in held]
-print(*[h.getsockname()[1] for h in held])'))
+ports=($(free_ports 4))
 MOCK_PORT=${ports[0]} PORT=${ports[1]} METRICS_PORT=${ports[2]} DEAD_PORT=${ports[3]}
 
 "$MOCK_PROVIDER" --listen "127.0.0.1:$MOCK_PORT" --threads 1 >"$TMP/mock.log" 2>&1 &

@@ -14,3 +14,19 @@ for line in sys.stdin:
         print("%s=%s" % (m["target"]["name"].upper(), m["executable"]))
 ' "$@"
 }
+
+# wrk, installed with apt-get when missing.
+need_wrk() {
+  command -v wrk >/dev/null 2>&1 && return
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get install -y -q wrk >/dev/null
+}
+
+# N free ports on 127.0.0.1, on one line.
+free_ports() {
+  python3 -c 'import socket, sys
+held = [socket.socket() for _ in range(int(sys.argv[1]))]
+[h.bind(("127.0.0.1", 0)) for h in held]
+print(*[h.getsockname()[1] for h in held])' "$1"
+}
