@@ -15,6 +15,9 @@ pub enum AccessLogTarget {
     File(String),
 }
 
+/// One access record. Its line is written by `access_line::write_record`;
+/// the derived `Serialize` is the reference that writer is tested against
+/// (a new field goes in both).
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Record {
     pub ts: String,
@@ -239,18 +242,11 @@ fn writer(shared: &Shared, mut out: Box<dyn Write + Send>) {
         let mut teed = Vec::with_capacity(if tee.is_some() { batch.len() } else { 0 });
         for rec in batch.drain(..) {
             let start = buf.len();
-            match serde_json::to_writer(&mut buf, &rec) {
-                Ok(()) => {
-                    if tee.is_some() {
-                        teed.push((rec, buf[start..].to_vec()));
-                    }
-                    buf.push(b'\n');
-                }
-                Err(e) => {
-                    buf.truncate(start);
-                    log::error!("access record not serialisable: {e}");
-                }
+            super::access_line::write_record(&mut buf, &rec);
+            if tee.is_some() {
+                teed.push((rec, buf[start..].to_vec()));
             }
+            buf.push(b'\n');
             if buf.len() >= BATCH {
                 write_out(&mut buf, &mut out);
             }

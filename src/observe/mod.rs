@@ -2,6 +2,7 @@
 //! and tokens from a side copy of the response), prices and cost, Prometheus
 //! metrics, and the JSON access records.
 
+pub mod access_line;
 pub mod access_log;
 pub mod metrics;
 pub mod prices;
