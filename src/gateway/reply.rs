@@ -10,7 +10,9 @@ use pingora::proxy::Session;
 
 /// The head of a complete small JSON answer of `len` bytes.
 pub(super) fn json_head(status: u16, len: usize, request_id: &str, retry_after: Option<&str>) -> Result<ResponseHeader> {
-    let mut resp = ResponseHeader::build_no_case(status, Some(5))?;
+    // Room for these and `/openai`'s four who-answered headers: a header
+    // map that grows rehashes every entry.
+    let mut resp = ResponseHeader::build_no_case(status, Some(10))?;
     if let Some(s) = retry_after {
         resp.insert_header("retry-after", s)?;
     }

@@ -307,7 +307,8 @@ pub fn rfc3339(t: SystemTime) -> String {
     for (at, c) in [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':'), (19, b'.'), (23, b'Z')] {
         out[at] = c;
     }
-    out.iter().map(|&c| c as char).collect()
+    // Digits and ASCII punctuation only.
+    String::from_utf8(out.to_vec()).expect("ASCII")
 }
 
 #[cfg(test)]

@@ -94,14 +94,15 @@ impl PriceTable {
         let model = model.rsplit('/').next().unwrap_or(model);
         let chain = std::iter::once(provider).chain(provider.spec().price_fallback.iter().copied());
         chain.into_iter().find_map(|p| {
+            // The exact name, else the longest listed prefix: both are the
+            // greatest listed name <= `model` that is a prefix of it (a
+            // shorter prefix sorts before a longer one), so the walk down
+            // from `model` stops at the first prefix it meets.
             let models = self.table.get(&p)?;
-            if let Some(price) = models.get(model) {
-                return Some(*price);
-            }
             models
-                .iter()
-                .filter(|(name, _)| model.starts_with(name.as_str()))
-                .max_by_key(|(name, _)| name.len())
+                .range::<str, _>((std::ops::Bound::Unbounded, std::ops::Bound::Included(model)))
+                .rev()
+                .find(|(name, _)| model.starts_with(name.as_str()))
                 .map(|(_, price)| *price)
         })
     }
@@ -154,6 +155,23 @@ mod tests {
 
     fn tokens(input: u64, output: u64, cached: u64, write: u64, write_1h: u64) -> Usage {
         Usage { input_tokens: input, output_tokens: output, cached_tokens: cached, cache_write_tokens: write, cache_write_1h_tokens: write_1h, seen: true, ..Default::default() }
+    }
+
+    /// The walk down from the name finds what the plain rule (exact, else
+    /// the longest prefix) finds, over names made to share prefixes.
+    #[test]
+    fn lookup_is_the_longest_prefix() {
+        use proptest::prelude::*;
+        let names = proptest::collection::btree_set("[ab-]{0,5}", 0..12);
+        proptest!(|(listed in names, model in "[ab-]{0,7}")| {
+            let mut yaml = String::from("openai:\n");
+            for (i, n) in listed.iter().enumerate() {
+                yaml += &format!("  \"{n}\": {{ input: {i}.0, output: 0.0 }}\n");
+            }
+            let t = PriceTable::parse_yaml(&yaml).unwrap();
+            let want = listed.iter().enumerate().filter(|(_, n)| model.starts_with(n.as_str())).max_by_key(|(_, n)| n.len()).map(|(i, _)| i as f64);
+            prop_assert_eq!(t.lookup(Provider::OpenAi, &model).map(|p| p.input), want);
+        });
     }
 
     #[test]

@@ -2,11 +2,12 @@
 //! path (depth-bounded, keys capped) and reports only scalar object members
 //! that a field rule may read, so a 5 MB embedding array costs no memory.
 
+use super::keys::Key;
 use super::{ApiFamily, Raw, Scalar};
 
 /// Nesting tracked with key names; deeper values are skipped.
 const MAX_DEPTH: usize = 32;
-/// Longest key kept (longer keys match nothing we look for).
+/// Longest key read (longer keys match nothing we look for).
 const MAX_KEY: usize = 64;
 /// Longest string value kept (model names); longer ones are skipped.
 const MAX_STR: usize = 256;
@@ -21,46 +22,17 @@ enum Lex {
     Failed,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 struct Frame {
     is_obj: bool,
-    key: Vec<u8>,
-}
-
-/// Member names whose scalar values `Raw::apply` may take: the last key
-/// of every path it matches. A scalar under any other key is skipped before
-/// its path is built or its text copied (most of a body: ids, roles,
-/// content). Keep in step with `Raw::apply`.
-fn wanted_leaf(key: &[u8]) -> bool {
-    matches!(
-        key,
-        b"model"
-            | b"modelVersion"
-            | b"finish_reason"
-            | b"stop_reason"
-            | b"finishReason"
-            | b"prompt_tokens"
-            | b"input_tokens"
-            | b"completion_tokens"
-            | b"output_tokens"
-            | b"cached_tokens"
-            | b"reasoning_tokens"
-            | b"cache_read_input_tokens"
-            | b"cache_creation_input_tokens"
-            | b"ephemeral_5m_input_tokens"
-            | b"ephemeral_1h_input_tokens"
-            | b"promptTokenCount"
-            | b"candidatesTokenCount"
-            | b"thoughtsTokenCount"
-            | b"cachedContentTokenCount"
-            | b"token_count"
-    )
+    /// The current member's name (objects only).
+    key: Key,
 }
 
 #[derive(Debug)]
 pub(super) struct JsonScan {
-    /// Open containers; entries past `depth` are spare frames kept for
-    /// their key buffers (no allocation per object or per SSE event).
+    /// Open containers; entries past `depth` are spare (no allocation per
+    /// object or per SSE event).
     stack: Vec<Frame>,
     depth: usize,
     /// Frames deeper than MAX_DEPTH, counted only.
@@ -78,7 +50,7 @@ impl JsonScan {
     }
 
     pub(super) fn state_bytes(&self) -> usize {
-        self.stack.iter().map(|f| f.key.capacity() + std::mem::size_of::<Frame>()).sum::<usize>() + self.buf.capacity()
+        self.stack.capacity() * std::mem::size_of::<Frame>() + self.buf.capacity()
     }
 
     /// Ready for a new document (the next SSE event), keeping allocations.
@@ -99,7 +71,7 @@ impl JsonScan {
     /// Is the value now starting or ending an object member that
     /// `Raw::apply` could want?
     fn wanted_value(&self) -> bool {
-        self.overflow == 0 && self.top().is_some_and(|f| f.is_obj && wanted_leaf(&f.key))
+        self.overflow == 0 && self.top().is_some_and(|f| f.is_obj && f.key.is_leaf())
     }
 
     pub(super) fn feed(&mut self, data: &[u8], family: ApiFamily, raw: &mut Raw) {
@@ -118,10 +90,7 @@ impl JsonScan {
                         self.lex = Lex::Value;
                         if self.str_is_key {
                             if let Some(top) = self.depth.checked_sub(1).filter(|_| self.overflow == 0).map(|i| &mut self.stack[i]) {
-                                top.key.clear();
-                                if !self.buf_overflow {
-                                    top.key.extend_from_slice(&self.buf);
-                                }
+                                top.key = if self.buf_overflow { Key::Other } else { Key::of(&self.buf) };
                             }
                         } else if !self.buf_overflow {
                             let s = std::mem::take(&mut self.buf);
@@ -169,11 +138,8 @@ impl JsonScan {
                         if self.depth < MAX_DEPTH && self.overflow == 0 {
                             let is_obj = b == b'{';
                             match self.stack.get_mut(self.depth) {
-                                Some(f) => {
-                                    f.is_obj = is_obj;
-                                    f.key.clear();
-                                }
-                                None => self.stack.push(Frame { is_obj, key: Vec::new() }),
+                                Some(f) => *f = Frame { is_obj, key: Key::Other },
+                                None => self.stack.push(Frame { is_obj, key: Key::Other }),
                             }
                             self.depth += 1;
                         } else {
@@ -261,9 +227,9 @@ impl JsonScan {
         if !self.top_is_obj() {
             return;
         }
-        let mut path: [&str; MAX_DEPTH] = [""; MAX_DEPTH];
+        let mut path = [Key::Other; MAX_DEPTH];
         for (i, f) in self.stack[..self.depth].iter().enumerate() {
-            path[i] = if f.is_obj { std::str::from_utf8(&f.key).unwrap_or("") } else { "[]" };
+            path[i] = if f.is_obj { f.key } else { Key::Item };
         }
         raw.apply(family, &path[..self.depth], v);
     }

@@ -22,9 +22,11 @@
 
 use decode::Decoder;
 use json::JsonScan;
+use keys::Key;
 
 mod decode;
 mod json;
+mod keys;
 
 pub use crate::providers::ApiFamily;
 
@@ -79,28 +81,29 @@ struct Raw {
 const MAX_FINISH_REASONS: usize = 8;
 
 impl Raw {
-    fn apply(&mut self, family: ApiFamily, path: &[&str], v: Scalar<'_>) {
+    fn apply(&mut self, family: ApiFamily, path: &[Key], v: Scalar<'_>) {
+        use Key as K;
         // Envelopes: Responses API SSE (`response`), Anthropic message_start
         // (`message`), Gemini JSON-array streams (`[]`).
         let path = match path {
-            ["response", rest @ ..] if family == ApiFamily::OpenAi => rest,
-            ["message", rest @ ..] if family == ApiFamily::Anthropic => rest,
-            ["[]", rest @ ..] => rest,
+            [K::Response, rest @ ..] if family == ApiFamily::OpenAi => rest,
+            [K::Message, rest @ ..] if family == ApiFamily::Anthropic => rest,
+            [K::Item, rest @ ..] => rest,
             p => p,
         };
         let n = match v {
             Scalar::Str(s) => {
                 let is_model = match family {
-                    ApiFamily::Gemini => path == ["modelVersion"],
-                    _ => path == ["model"],
+                    ApiFamily::Gemini => path == [K::ModelVersion],
+                    _ => path == [K::Model],
                 };
                 if is_model && !s.is_empty() {
                     self.model = Some(String::from_utf8_lossy(s).into_owned());
                 }
                 let is_finish = match family {
-                    ApiFamily::OpenAi => path == ["choices", "[]", "finish_reason"],
-                    ApiFamily::Anthropic => path == ["stop_reason"] || path == ["delta", "stop_reason"],
-                    ApiFamily::Gemini => path == ["candidates", "[]", "finishReason"],
+                    ApiFamily::OpenAi => path == [K::Choices, K::Item, K::FinishReason],
+                    ApiFamily::Anthropic => path == [K::StopReason] || path == [K::Delta, K::StopReason],
+                    ApiFamily::Gemini => path == [K::Candidates, K::Item, K::FinishReasonGemini],
                 };
                 if is_finish && !s.is_empty() && s.len() <= 64 && self.finish_reasons.len() < MAX_FINISH_REASONS {
                     self.finish_reasons.push(String::from_utf8_lossy(s).into_owned());
@@ -110,23 +113,21 @@ impl Raw {
             Scalar::Num(n) => n,
         };
         let slot = match (family, path) {
-            (ApiFamily::OpenAi, ["usage", "prompt_tokens" | "input_tokens"]) => &mut self.input,
-            (ApiFamily::OpenAi, ["usage", "completion_tokens" | "output_tokens"]) => &mut self.output,
-            (ApiFamily::OpenAi, ["usage", "prompt_tokens_details" | "input_tokens_details", "cached_tokens"]) => &mut self.cached,
-            (ApiFamily::OpenAi, ["usage", "completion_tokens_details" | "output_tokens_details", "reasoning_tokens"]) => {
-                &mut self.reasoning
-            }
-            (ApiFamily::Anthropic, ["usage", "input_tokens"]) => &mut self.input,
-            (ApiFamily::Anthropic, ["usage", "output_tokens"]) => &mut self.output,
-            (ApiFamily::Anthropic, ["usage", "cache_read_input_tokens"]) => &mut self.cached,
-            (ApiFamily::Anthropic, ["usage", "cache_creation_input_tokens"]) => &mut self.cache_creation,
-            (ApiFamily::Anthropic, ["usage", "cache_creation", "ephemeral_5m_input_tokens"]) => &mut self.cache_5m,
-            (ApiFamily::Anthropic, ["usage", "cache_creation", "ephemeral_1h_input_tokens"]) => &mut self.cache_1h,
-            (ApiFamily::Gemini, ["usageMetadata", "promptTokenCount"]) => &mut self.input,
-            (ApiFamily::Gemini, ["usageMetadata", "candidatesTokenCount"]) => &mut self.output,
-            (ApiFamily::Gemini, ["usageMetadata", "thoughtsTokenCount"]) => &mut self.thoughts,
-            (ApiFamily::Gemini, ["usageMetadata", "cachedContentTokenCount"]) => &mut self.cached,
-            (ApiFamily::Gemini, ["predictions", "[]", "embeddings", "statistics", "token_count"]) => {
+            (ApiFamily::OpenAi, [K::Usage, K::PromptTokens | K::InputTokens]) => &mut self.input,
+            (ApiFamily::OpenAi, [K::Usage, K::CompletionTokens | K::OutputTokens]) => &mut self.output,
+            (ApiFamily::OpenAi, [K::Usage, K::PromptTokensDetails | K::InputTokensDetails, K::CachedTokens]) => &mut self.cached,
+            (ApiFamily::OpenAi, [K::Usage, K::CompletionTokensDetails | K::OutputTokensDetails, K::ReasoningTokens]) => &mut self.reasoning,
+            (ApiFamily::Anthropic, [K::Usage, K::InputTokens]) => &mut self.input,
+            (ApiFamily::Anthropic, [K::Usage, K::OutputTokens]) => &mut self.output,
+            (ApiFamily::Anthropic, [K::Usage, K::CacheReadInputTokens]) => &mut self.cached,
+            (ApiFamily::Anthropic, [K::Usage, K::CacheCreationInputTokens]) => &mut self.cache_creation,
+            (ApiFamily::Anthropic, [K::Usage, K::CacheCreation, K::Ephemeral5mInputTokens]) => &mut self.cache_5m,
+            (ApiFamily::Anthropic, [K::Usage, K::CacheCreation, K::Ephemeral1hInputTokens]) => &mut self.cache_1h,
+            (ApiFamily::Gemini, [K::UsageMetadata, K::PromptTokenCount]) => &mut self.input,
+            (ApiFamily::Gemini, [K::UsageMetadata, K::CandidatesTokenCount]) => &mut self.output,
+            (ApiFamily::Gemini, [K::UsageMetadata, K::ThoughtsTokenCount]) => &mut self.thoughts,
+            (ApiFamily::Gemini, [K::UsageMetadata, K::CachedContentTokenCount]) => &mut self.cached,
+            (ApiFamily::Gemini, [K::Predictions, K::Item, K::Embeddings, K::Statistics, K::TokenCount]) => {
                 self.predict_tokens = self.predict_tokens.saturating_add(n);
                 self.seen = true;
                 return;
