@@ -10,7 +10,8 @@
 # 4 keep-alive connections: 3 s of warm-up, then the counters are zeroed
 # (`callgrind_control -z`), 6 s measured, and dumped (`callgrind_control -d`).
 # Figure = instructions in the dump / requests wrk completed in the window.
-# Paths: bare Pingora (benches/pingora_bare.rs, the floor), tollgate
+# Paths: bare Pingora (benches/pingora_bare.rs, the floor; and
+# benches/pingora_bare_mimalloc.rs, the same with tollgate's allocator), tollgate
 # passthrough (/openai_passthrough), tollgate translated (/openai with an
 # anthropic/ model, to the mock's /v1/messages), the same through a routing
 # alias with one target and with two (SPEC 10), and the passthrough with the
@@ -35,7 +36,7 @@ fi
 
 cargo build --release --locked
 source benches/tools.sh
-eval "$(bench_tools mock_provider pingora_bare)"
+eval "$(bench_tools mock_provider pingora_bare pingora_bare_mimalloc)"
 TOLLGATE=$ROOT/target/release/tollgate
 
 TMP=$(mktemp -d /tmp/tollgate-ir.XXXXXX)
@@ -95,6 +96,9 @@ echo
 echo "| path | requests | errors | instructions per request |"
 echo "|---|---:|---:|---:|"
 [ "${BENCH_BASE:-1}" = 1 ] && measure bare "http://127.0.0.1:$P1/v1/chat/completions" "$PINGORA_BARE" "127.0.0.1:$P1" "127.0.0.1:$MOCK_PORT"
+# The floor with tollgate's allocator (mimalloc): how much of the ratio
+# above is the allocator's.
+[ "${BENCH_BASE:-1}" = 1 ] && measure bare-mimalloc "http://127.0.0.1:$P1/v1/chat/completions" "$PINGORA_BARE_MIMALLOC" "127.0.0.1:$P1" "127.0.0.1:$MOCK_PORT"
 export TOLLGATE_BENCH_OPENAI_KEY=sk-bench-dummy TOLLGATE_BENCH_ANTHROPIC_KEY=sk-ant-bench-dummy RUST_LOG=warn
 [ "${BENCH_BASE:-1}" = 1 ] && measure tollgate "http://127.0.0.1:$P2/openai_passthrough/v1/chat/completions" "$TOLLGATE" -c "$TMP/tollgate.yaml"
 # The translated path: the same POST naming an Anthropic model (/openai ->

@@ -28,7 +28,7 @@ impl ProxyHttp for Bare {
     }
 }
 
-fn main() {
+pub fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (listen, upstream) = match (args.get(1), args.get(2)) {
         (Some(l), Some(u)) if !l.starts_with('-') => (l.clone(), u.parse().expect("upstream host:port")),
