@@ -65,19 +65,43 @@ pub struct TokenUsage {
 impl TokenUsage {
     /// OpenAI chat `usage` object for this usage.
     pub fn to_chat_usage(&self) -> Value {
-        let mut v = common::obj!(
-            "prompt_tokens" => self.input_tokens,
-            "completion_tokens" => self.output_tokens,
-            "total_tokens" => self.input_tokens + self.output_tokens,
-            "prompt_tokens_details" => common::obj!("cached_tokens" => self.cached_tokens),
-            "completion_tokens_details" => common::obj!("reasoning_tokens" => self.reasoning_tokens),
-        );
-        // Prompt-cache writes (Anthropic), where there were any.
-        if self.cache_write_tokens > 0 {
-            v["prompt_tokens_details"]["cache_write_tokens"] = self.cache_write_tokens.into();
-        }
-        v
+        serde_json::to_value(self.chat_usage()).expect("plain numbers")
     }
+
+    /// The same object typed, for a pair's fast path to write out directly
+    /// (the fields in the order a `Value` object writes them).
+    pub fn chat_usage(&self) -> ChatUsage {
+        ChatUsage {
+            completion_tokens: self.output_tokens,
+            completion_tokens_details: ReasoningDetails { reasoning_tokens: self.reasoning_tokens },
+            prompt_tokens: self.input_tokens,
+            // Prompt-cache writes (Anthropic), where there were any.
+            prompt_tokens_details: CachedDetails { cache_write_tokens: Some(self.cache_write_tokens).filter(|n| *n > 0), cached_tokens: self.cached_tokens },
+            total_tokens: self.input_tokens + self.output_tokens,
+        }
+    }
+}
+
+/// OpenAI chat `usage`, typed: see [`TokenUsage::chat_usage`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ChatUsage {
+    pub completion_tokens: u64,
+    pub completion_tokens_details: ReasoningDetails,
+    pub prompt_tokens: u64,
+    pub prompt_tokens_details: CachedDetails,
+    pub total_tokens: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ReasoningDetails {
+    pub reasoning_tokens: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CachedDetails {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_write_tokens: Option<u64>,
+    pub cached_tokens: u64,
 }
 
 /// A request the gateway refuses before sending anything (a 400 in OpenAI's

@@ -216,33 +216,56 @@ impl AnthropicChat {
     }
 
     fn update_usage(&mut self, u: &Value) {
-        let field = |k: &str| u.get(k).and_then(Value::as_u64).map(|n| n.min(USAGE_CAP));
-        if let Some(n) = field("input_tokens") {
+        let field = |v: &Value, k: &str| v.get(k).and_then(Value::as_u64);
+        let ttl = |k: &str| u.get("cache_creation").and_then(|c| field(c, k));
+        self.count_usage(&UsageCounts {
+            input_tokens: field(u, "input_tokens"),
+            cache_creation_input_tokens: field(u, "cache_creation_input_tokens"),
+            cache_5m: ttl("ephemeral_5m_input_tokens"),
+            cache_1h: ttl("ephemeral_1h_input_tokens"),
+            cache_read_input_tokens: field(u, "cache_read_input_tokens"),
+            output_tokens: field(u, "output_tokens"),
+        });
+    }
+
+    /// An answer's `usage` counts, each where given (read from a `Value` or
+    /// typed by the fast path); the latest given value wins.
+    fn count_usage(&mut self, u: &UsageCounts) {
+        let cap = |n: Option<u64>| n.map(|n| n.min(USAGE_CAP));
+        if let Some(n) = cap(u.input_tokens) {
             self.in_tokens = n;
             self.usage_seen = true;
         }
-        if let Some(n) = field("cache_creation_input_tokens") {
+        if let Some(n) = cap(u.cache_creation_input_tokens) {
             self.cache_creation = n;
             self.usage_seen = true;
         }
-        if let Some(c) = u.get("cache_creation") {
-            let ttl = |k: &str| c.get(k).and_then(Value::as_u64).map(|n| n.min(USAGE_CAP));
-            if let Some(n) = ttl("ephemeral_5m_input_tokens") {
-                self.cache_5m = n;
-            }
-            if let Some(n) = ttl("ephemeral_1h_input_tokens") {
-                self.cache_1h = n;
-            }
+        if let Some(n) = cap(u.cache_5m) {
+            self.cache_5m = n;
         }
-        if let Some(n) = field("cache_read_input_tokens") {
+        if let Some(n) = cap(u.cache_1h) {
+            self.cache_1h = n;
+        }
+        if let Some(n) = cap(u.cache_read_input_tokens) {
             self.cache_read = n;
             self.usage_seen = true;
         }
-        if let Some(n) = field("output_tokens") {
+        if let Some(n) = cap(u.output_tokens) {
             self.out_tokens = n;
             self.usage_seen = true;
         }
     }
+}
+
+/// Anthropic `usage` counts as given (see [`AnthropicChat::count_usage`]).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(super) struct UsageCounts {
+    pub input_tokens: Option<u64>,
+    pub cache_creation_input_tokens: Option<u64>,
+    pub cache_5m: Option<u64>,
+    pub cache_1h: Option<u64>,
+    pub cache_read_input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
 }
 
 impl Translator for AnthropicChat {

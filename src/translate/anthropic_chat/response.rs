@@ -129,7 +129,8 @@ impl AnthropicChat {
 pub(super) mod fast {
     use super::super::{AnthropicChat, JSON_TOOL_NAME};
     use super::finish_reason;
-    use crate::translate::{unix_now, Translator};
+    use super::super::UsageCounts;
+    use crate::translate::{unix_now, ChatUsage, Translator};
     use serde::{Deserialize, Serialize};
     use serde_json::value::RawValue;
     use serde_json::Value;
@@ -145,8 +146,32 @@ pub(super) mod fast {
         content: Vec<Block<'a>>,
         #[serde(borrow, default)]
         stop_reason: Option<Cow<'a, str>>,
+        /// Typed: a count that is not a u64 (a float, a string) fails the
+        /// parse and the answer takes the slow path, which skips it.
         #[serde(default)]
-        usage: Option<Value>,
+        usage: Option<Usage>,
+    }
+
+    #[derive(Deserialize)]
+    struct Usage {
+        #[serde(default)]
+        input_tokens: Option<u64>,
+        #[serde(default)]
+        cache_creation_input_tokens: Option<u64>,
+        #[serde(default)]
+        cache_read_input_tokens: Option<u64>,
+        #[serde(default)]
+        output_tokens: Option<u64>,
+        #[serde(default)]
+        cache_creation: Option<CacheCreation>,
+    }
+
+    #[derive(Deserialize)]
+    struct CacheCreation {
+        #[serde(default)]
+        ephemeral_5m_input_tokens: Option<u64>,
+        #[serde(default)]
+        ephemeral_1h_input_tokens: Option<u64>,
     }
 
     #[derive(Deserialize)]
@@ -171,7 +196,7 @@ pub(super) mod fast {
         created: u64,
         model: String,
         choices: [Choice<'a>; 1],
-        usage: Value,
+        usage: ChatUsage,
     }
 
     #[derive(Serialize)]
@@ -253,7 +278,15 @@ pub(super) mod fast {
                 self.model = Some(m.to_string());
             }
             if let Some(u) = &msg.usage {
-                self.update_usage(u);
+                let ttl = |f: fn(&CacheCreation) -> Option<u64>| u.cache_creation.as_ref().and_then(f);
+                self.count_usage(&UsageCounts {
+                    input_tokens: u.input_tokens,
+                    cache_creation_input_tokens: u.cache_creation_input_tokens,
+                    cache_5m: ttl(|c| c.ephemeral_5m_input_tokens),
+                    cache_1h: ttl(|c| c.ephemeral_1h_input_tokens),
+                    cache_read_input_tokens: u.cache_read_input_tokens,
+                    output_tokens: u.output_tokens,
+                });
             }
             let mut text: Option<Text> = None;
             let mut json_content: Option<String> = None;
@@ -296,7 +329,7 @@ pub(super) mod fast {
                 created: unix_now(),
                 model: self.model_name(),
                 choices: [Choice { index: 0, message: Message { role: "assistant", content, refusal: (), tool_calls }, finish_reason: finish, logprobs: () }],
-                usage: self.usage().to_chat_usage(),
+                usage: self.usage().chat_usage(),
             };
             serde_json::to_vec(&out).ok()
         }
