@@ -15,8 +15,9 @@
 # passthrough (/openai_passthrough), tollgate translated (/openai with an
 # anthropic/ model, to the mock's /v1/messages), the same through a routing
 # alias with one target and with two (SPEC 10), and the passthrough with the
-# request log store on. BENCH_BASE=0, BENCH_ROUTING=0 and BENCH_LOGS=0 skip
-# the first two, the aliases and the log store. Kernel time (system calls)
+# request log store on, and an exact cache hit on /openai (SPEC 11).
+# BENCH_BASE=0, BENCH_ROUTING=0, BENCH_LOGS=0 and BENCH_CACHE=0 skip the
+# first three, the aliases, the log store and the cache hit. Kernel time (system calls)
 # is not counted here: benches/run.sh counts the calls themselves.
 # Under callgrind the proxy runs some 50x slower; only the ratio and the
 # per-request count matter. BENCH_CALLGRIND_KEEP=DIR keeps the callgrind
@@ -117,6 +118,16 @@ if [ "${BENCH_ROUTING:-1}" = 1 ]; then
     label=alias; [ "$alias" = bench2 ] && label=alias-2-targets
     WRK_SCRIPT=$TMP/wrk-$alias.lua measure "$label" "http://127.0.0.1:$P2/openai/v1/chat/completions" "$TOLLGATE" -c "$TMP/tollgate-routing.yaml"
   done
+fi
+# The response cache (SPEC 11): an exact hit on /openai (the same question
+# every time, with a cache key; the warm-up's first request stores the
+# answer, every measured one is a hit), answered from the embedded store.
+if [ "${BENCH_CACHE:-1}" = 1 ]; then
+  { cat "$TMP/tollgate.yaml"; printf '  store: { path: %s/cache-bench/tollgate.db }\n  cache: { ttl_s: 3600, max_entries: 1000000 }\n' "$TMP"; } >"$TMP/tollgate-cache.yaml"
+  mkdir -p "$TMP/cache-bench"
+  sed -e 's#^wrk.headers\["Content-Type"\].*#&\nwrk.headers["x-bf-cache-key"] = "bench"#' benches/wrk-post.lua >"$TMP/wrk-cache.lua"
+  grep -q x-bf-cache-key "$TMP/wrk-cache.lua"
+  WRK_SCRIPT=$TMP/wrk-cache.lua measure exact-cache-hit "http://127.0.0.1:$P2/openai/v1/chat/completions" "$TOLLGATE" -c "$TMP/tollgate-cache.yaml"
 fi
 # The request log store (SPEC 12) on: the passthrough again, with `logs`
 # configured (rows written off the request path by the log writer thread,

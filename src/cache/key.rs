@@ -11,57 +11,76 @@
 //! process.
 
 use serde_json::Value;
-use std::fmt::Write;
+use std::fmt::Write as _;
+use std::io::Write as _;
 
 /// Fields that never change the answer's content.
 const DELIVERY_ONLY: [&str; 3] = ["stream", "stream_options", "fallbacks"];
 
 /// Write `v` in canonical form.
 pub fn canonical(v: &Value, out: &mut String) {
+    let mut buf = std::mem::take(out).into_bytes();
+    write_canonical(v, &[], &mut buf);
+    // Only whole JSON texts (of valid strings) were written.
+    *out = String::from_utf8(buf).expect("canonical JSON is UTF-8");
+}
+
+/// The canonical form of `v`, less the top-level members named in `skip`.
+fn write_canonical(v: &Value, skip: &[&str], out: &mut Vec<u8>) {
     match v {
-        Value::Null => out.push_str("null"),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
         Value::Number(n) => match n.as_f64() {
             Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 1e15 => {
-                let _ = write!(out, "{}", f as i64);
+                out.extend_from_slice(itoa::Buffer::new().format(f as i64).as_bytes());
             }
             _ => {
                 let _ = write!(out, "{n}");
             }
         },
-        Value::String(s) => out.push_str(&Value::String(s.clone()).to_string()),
+        Value::String(s) => json_string(s, out),
         Value::Array(a) => {
-            out.push('[');
+            out.push(b'[');
             for (i, x) in a.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                canonical(x, out);
+                write_canonical(x, &[], out);
             }
-            out.push(']');
+            out.push(b']');
         }
         Value::Object(o) => {
-            let mut keys: Vec<&String> = o.keys().collect();
-            keys.sort();
-            out.push('{');
+            // Sorted by key as bytes (whatever order the map keeps).
+            let mut keys: Vec<&String> = o.keys().filter(|k| !skip.contains(&k.as_str())).collect();
+            keys.sort_unstable();
+            out.push(b'{');
             for (i, k) in keys.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                canonical(&o[k], out);
+                json_string(k, out);
+                out.push(b':');
+                write_canonical(&o[k], &[], out);
             }
-            out.push('}');
+            out.push(b'}');
         }
     }
 }
 
+/// `s` as a JSON string, escaped as serde_json escapes it.
+fn json_string(s: &str, out: &mut Vec<u8>) {
+    // Writing to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
 fn hex(d: &[u8]) -> String {
-    d.iter().fold(String::with_capacity(d.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(d.len() * 2);
+    for b in d {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 0xf)] as char);
+    }
+    s
 }
 
 /// SHA-256 of `parts`, each length-prefixed (no two lists of parts hash
@@ -85,9 +104,10 @@ fn answer_fields(body: &Value) -> Value {
 
 /// The exact key of a request to `endpoint` (`/chat/completions`, ...).
 pub fn exact_key(endpoint: &str, body: &Value) -> String {
-    let mut c = String::new();
-    canonical(&answer_fields(body), &mut c);
-    digest(&[endpoint, &c])
+    // The body less its delivery-only fields, written without copying it.
+    let mut c = Vec::new();
+    write_canonical(body, &DELIVERY_ONLY, &mut c);
+    digest(&[endpoint, std::str::from_utf8(&c).expect("canonical JSON is UTF-8")])
 }
 
 /// What the semantic layer needs: the hash of everything but the
@@ -165,6 +185,55 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use serde_json::json;
+
+    fn awkward_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            (-1e6..1e6f64).prop_map(|f| json!(f)),
+            (-1000..1000i64).prop_map(|n| json!(n as f64)),
+            "[a-z\"\\\n\u{1}é😀 ]{0,8}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map(prop_oneof![Just("stream".to_string()), Just("fallbacks".to_string()), "[a-z\"]{0,5}"], inner, 0..5)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// The key is the digest of the endpoint and the canonical form of
+        /// the body less its delivery-only fields: the same keys as before
+        /// the writer stopped copying the body (entries stored by an older
+        /// process are still found).
+        #[test]
+        fn exact_key_is_the_digest_of_the_canonical_answer_fields(body in awkward_value()) {
+            let mut c = String::new();
+            canonical(&answer_fields(&body), &mut c);
+            prop_assert_eq!(exact_key("chat", &body), digest(&["chat", &c]));
+            // And the canonical form is JSON that reads back as the value
+            // (integer-valued floats aside).
+            let back: Value = serde_json::from_str(&c).unwrap();
+            prop_assert_eq!(back.is_object(), answer_fields(&body).is_object());
+        }
+    }
+
+    #[test]
+    fn canonical_form_and_digest_are_pinned() {
+        let v = json!({"b": [1.0, 2.5, "q\"\n"], "a": {"z": null, "y": true}, "stream": true});
+        let mut c = String::new();
+        canonical(&v, &mut c);
+        assert_eq!(c, r#"{"a":{"y":true,"z":null},"b":[1,2.5,"q\"\n"],"stream":true}"#);
+        // SHA-256 over the length-prefixed parts, in lowercase hex.
+        let mut h = openssl::sha::Sha256::new();
+        h.update(&1u64.to_le_bytes());
+        h.update(b"x");
+        let want: String = h.finish().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(digest(&["x"]), want);
+    }
 
     #[test]
     fn whitespace_key_order_and_delivery_fields_do_not_matter() {

@@ -152,7 +152,9 @@ impl CacheStore {
 
     fn body(&self, key: &str) -> Option<Vec<u8>> {
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        conn.query_row("SELECT body FROM entries WHERE key = ?1", params![key], |r| r.get(0)).optional().ok().flatten()
+        // A cached statement: parsing the SQL each time cost more than the read.
+        let mut q = conn.prepare_cached("SELECT body FROM entries WHERE key = ?1").ok()?;
+        q.query_row(params![key], |r| r.get(0)).optional().ok().flatten()
     }
 
     /// The entry under `key`, unless absent or expired.
@@ -235,10 +237,8 @@ impl CacheStore {
             None => (None, None),
         };
         let ok = conn
-            .execute(
-                "INSERT OR REPLACE INTO entries (key, namespace, partition, embedding, body, created_ms, expires_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![e.key, e.namespace, partition, emb, e.body, e.created_ms as i64, e.expires_ms as i64],
-            )
+            .prepare_cached("INSERT OR REPLACE INTO entries (key, namespace, partition, embedding, body, created_ms, expires_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+            .and_then(|mut q| q.execute(params![e.key, e.namespace, partition, emb, e.body, e.created_ms as i64, e.expires_ms as i64]))
             .is_ok();
         if !ok {
             return false;
