@@ -4,7 +4,7 @@
 //! is tollgate's own work.
 
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tollgate::alloc::Mimalloc = tollgate::alloc::Mimalloc;
 
 #[path = "pingora_bare.rs"]
 mod bare;

@@ -1,7 +1,8 @@
 //! tollgate: an edge gateway for LLM provider APIs, built on Pingora.
 //!
 //! Layers, each importing only those above it in this list:
-//! * `errors`, `net`, `translate`, `store` — gateway error kinds; URLs, DNS,
+//! * `alloc`, `errors`, `net`, `translate`, `store` — the binary's allocator
+//!   (mimalloc); gateway error kinds; URLs, DNS,
 //!   peers, query strings; the OpenAI ↔ provider translators (pure, no
 //!   I/O) and what a reasoning model's tool turn needs again (`replay`);
 //!   async jobs and spend in SQLite (or jobs in Redis), and the reasoning
@@ -32,6 +33,7 @@
 //! (`routes::headers`), `gateway::response` feeds the usage scanner
 //! (`observe`), and `gateway::logging` writes the record and metrics.
 
+pub mod alloc;
 pub mod cache;
 pub mod config;
 pub mod errors;

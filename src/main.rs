@@ -8,7 +8,7 @@ mod cli;
 /// 450 instructions per allocation and free across the proxy's threads.
 /// Measured in benches/README.md (issue 28).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tollgate::alloc::Mimalloc = tollgate::alloc::Mimalloc;
 
 use pingora::prelude::*;
 use pingora::server::configuration::ServerConf;
