@@ -44,14 +44,14 @@ impl Gateway {
     /// `Err` when it is unknown or one is required. Access to a provider
     /// and model is checked by the caller.
     pub(super) fn identify_virtual_key(&self, session: &Session, ctx: &mut Ctx) -> std::result::Result<Option<Arc<VirtualKey>>, Refusal> {
-        let req = session.req_header();
-        let explicit = virtual_key_header(&req.headers);
-        let client = client_credential(&req.headers, req.uri.query());
-        let refusal = |error: GatewayError, reason: &'static str, message: &str| Refusal { error, reason, message: message.to_string(), retry_after: None };
         if self.virtual_keys().is_empty() {
             // No virtual keys configured: control headers are just dropped.
             return Ok(None);
         }
+        let req = session.req_header();
+        let explicit = virtual_key_header(&req.headers);
+        let client = client_credential(&req.headers, req.uri.query());
+        let refusal = |error: GatewayError, reason: &'static str, message: &str| Refusal { error, reason, message: message.to_string(), retry_after: None };
         let vk = match (&explicit, &client) {
             (Some(e), _) => match self.virtual_keys().find(e) {
                 Some(k) => Some(k),

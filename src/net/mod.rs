@@ -57,16 +57,22 @@ impl BaseUrl {
     /// sent in the `Host` header and recorded as `upstream_host`.
     pub fn authority(&self) -> String {
         let default = if self.tls { 443 } else { 80 };
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        if self.port == default {
-            host
-        } else {
-            format!("{host}:{}", self.port)
+        let v6 = self.host.contains(':');
+        // Built by hand: one allocation, no formatting machinery (once per
+        // request on the passthrough routes).
+        let mut out = String::with_capacity(self.host.len() + 8);
+        if v6 {
+            out.push('[');
         }
+        out.push_str(&self.host);
+        if v6 {
+            out.push(']');
+        }
+        if self.port != default {
+            out.push(':');
+            out.push_str(itoa::Buffer::new().format(self.port));
+        }
+        out
     }
 }
 
