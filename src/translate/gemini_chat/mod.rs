@@ -42,6 +42,7 @@ use super::{unix_now, ClientEvent, Options, StreamEnd, TokenUsage, TranslateErro
 use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+mod fast;
 mod request;
 mod response;
 mod stream;
@@ -162,6 +163,10 @@ impl Translator for GeminiChat {
     }
     fn response(&mut self, body: Value) -> Result<Value, TranslateError> {
         self.translate_response(body)
+    }
+
+    fn response_bytes(&mut self, body: &[u8]) -> Option<Vec<u8>> {
+        self.translate_response_bytes(body)
     }
 
     fn stream_event(&mut self, _event: Option<&str>, data: &str, out: &mut Vec<ClientEvent>) {

@@ -880,3 +880,129 @@ fn cached_content_passes_through_as_cached_content() {
     let u = t.usage();
     assert_eq!((u.input_tokens, u.cached_tokens, u.cache_write_tokens), (1000, 900, 0));
 }
+
+// ---------- the typed fast path of a whole answer (issue 28) ----------
+
+fn gemini_part() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        4 => "[a-z é\"\\\\\n]{0,12}".prop_map(|t| json!({"text": t})),
+        2 => ("[a-z ]{0,8}", any::<bool>()).prop_map(|(t, th)| json!({"text": t, "thought": th})),
+        1 => Just(json!({"thought": true})),
+        1 => Just(json!({"inlineData": {"mimeType": "image/png", "data": "AAAA"}})),
+        1 => Just(json!({"functionCall": {"name": "f", "args": {"a": 1}}, "thoughtSignature": "c2ln"})),
+        1 => Just(json!({"text": 7})),
+    ]
+}
+
+fn gemini_candidate() -> impl Strategy<Value = Value> {
+    (
+        proptest::option::of(0u64..4),
+        proptest::collection::vec(gemini_part(), 0..4),
+        proptest::option::of(prop_oneof![Just("STOP"), Just("MAX_TOKENS"), Just("SAFETY"), Just("OTHER")]),
+    )
+        .prop_map(|(index, parts, reason)| {
+            let mut c = json!({"content": {"parts": parts, "role": "model"}});
+            if let Some(i) = index {
+                c["index"] = json!(i);
+            }
+            if let Some(r) = reason {
+                c["finishReason"] = json!(r);
+            }
+            c
+        })
+}
+
+fn gemini_answer() -> impl Strategy<Value = Value> {
+    (
+        proptest::option::of(prop_oneof![Just(""), Just("resp-1"), Just("r/2 é")]),
+        proptest::option::of(prop_oneof![Just(""), Just("gemini-2.5-flash")]),
+        proptest::option::of(proptest::collection::vec(gemini_candidate(), 0..3)),
+        proptest::option::of((0u64..5000, 0u64..5000, proptest::option::of(0u64..300), 0u64..100)),
+        any::<bool>(),
+    )
+        .prop_map(|(rid, model, cands, usage, blocked)| {
+            let mut v = json!({});
+            if let Some(r) = rid {
+                v["responseId"] = json!(r);
+            }
+            if let Some(m) = model {
+                v["modelVersion"] = json!(m);
+            }
+            if let Some(c) = cands {
+                v["candidates"] = json!(c);
+            }
+            if let Some((p, c, t, cached)) = usage {
+                v["usageMetadata"] = json!({"promptTokenCount": p, "candidatesTokenCount": c, "cachedContentTokenCount": cached, "totalTokenCount": p + c});
+                if let Some(t) = t {
+                    v["usageMetadata"]["thoughtsTokenCount"] = json!(t);
+                }
+            }
+            if blocked {
+                v["promptFeedback"] = json!({"blockReason": "SAFETY"});
+            }
+            v
+        })
+}
+
+/// The client's object less what the clock and a generated id make differ.
+fn comparable(mut v: Value, generated_id: bool) -> Value {
+    if let Some(o) = v.as_object_mut() {
+        o.remove("created");
+        if generated_id {
+            // And the tool-call ids made from it.
+            o.remove("id");
+            for c in o.get_mut("choices").and_then(Value::as_array_mut).into_iter().flatten() {
+                for tc in c["message"].get_mut("tool_calls").and_then(Value::as_array_mut).into_iter().flatten() {
+                    tc.as_object_mut().map(|t| t.remove("id"));
+                }
+            }
+        }
+    }
+    v
+}
+
+fn gemini_translator() -> GeminiChat {
+    let mut t = GeminiChat::new();
+    req(&mut t, json!({"model": "gemini-2.5-flash", "messages": [user("x")]}));
+    t
+}
+
+proptest! {
+    /// The typed fast path gives the slow path's object and leaves the
+    /// translator in the same state, or declines and changes nothing.
+    #[test]
+    fn fast_and_slow_paths_agree(a in gemini_answer()) {
+        let (mut fast, mut slow) = (gemini_translator(), gemini_translator());
+        let bytes = serde_json::to_vec(&a).unwrap();
+        let generated_id = a["responseId"].as_str().is_none_or(str::is_empty);
+        let expected = slow.response(a.clone());
+        match fast.response_bytes(&bytes) {
+            Some(out) => {
+                let out: Value = serde_json::from_slice(&out).unwrap();
+                prop_assert_eq!(comparable(out, generated_id), comparable(expected.unwrap(), generated_id));
+                prop_assert_eq!(fast.usage(), slow.usage());
+                prop_assert_eq!(fast.response_model(), slow.response_model());
+                prop_assert_eq!(fast.replay_memos().len(), 0);
+            }
+            None => {
+                let cands = a["candidates"].as_array();
+                let declined = cands.is_none_or(|c| c.is_empty())
+                    || bytes.windows(14).any(|w| w == b"\"functionCall\"")
+                    || cands.is_some_and(|c| c.iter().any(|c| c["content"]["parts"].as_array().is_some_and(|p| p.iter().any(|p| p["text"].is_number()))));
+                prop_assert!(declined, "declined a plain answer: {}", a);
+                let again = fast.response(a).map(|v| comparable(v, generated_id));
+                prop_assert_eq!(format!("{:?}", again), format!("{:?}", expected.map(|v| comparable(v, generated_id))));
+            }
+        }
+    }
+}
+
+#[test]
+fn the_fast_path_takes_the_plain_answer() {
+    let mut t = gemini_translator();
+    let out: Value = serde_json::from_slice(&t.response_bytes(&serde_json::to_vec(&text_response()).unwrap()).expect("the fast path")).unwrap();
+    assert_eq!(out["choices"][0]["message"], json!({"role": "assistant", "content": "AI learns patterns.", "refusal": null}));
+    assert_eq!((out["id"].as_str(), out["usage"]["total_tokens"].as_u64()), (Some("chatcmpl-mD1qaPSwL8"), Some(20)));
+    // Not an object: the slow path's 502.
+    assert!(gemini_translator().response_bytes(b"[{\"candidates\": []}]").is_none());
+}

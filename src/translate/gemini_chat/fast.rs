@@ -1,0 +1,152 @@
+//! The fast path of [`GeminiChat::translate_response`] for the common
+//! answer (text and thought parts, no function calls): read with borrowed
+//! strings into typed structs and written straight out, no `Value` tree
+//! either way (issue 28). It gives the slow path's object and leaves the
+//! translator in the same state (`fast_and_slow_paths_agree` in tests.rs);
+//! `None` (nothing changed) for what the slow path does differently or
+//! checks: function calls, no candidates (a blocked prompt), a field of an
+//! unexpected type, not JSON.
+
+use super::response::finish_reason;
+use super::{gen_id, GeminiChat};
+use crate::translate::{unix_now, ChatUsage, TokenUsage};
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Answer<'a> {
+    #[serde(borrow, default)]
+    response_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    model_version: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    candidates: Option<Vec<Candidate<'a>>>,
+    #[serde(default)]
+    usage_metadata: Option<UsageMetadata>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Candidate<'a> {
+    #[serde(default)]
+    index: Option<u64>,
+    #[serde(borrow, default)]
+    content: Option<Content<'a>>,
+    #[serde(borrow, default)]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Content<'a> {
+    #[serde(borrow, default)]
+    parts: Option<Vec<Part<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct Part<'a> {
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
+    #[serde(default)]
+    thought: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UsageMetadata {
+    #[serde(default)]
+    prompt_token_count: Option<u64>,
+    #[serde(default)]
+    candidates_token_count: Option<u64>,
+    #[serde(default)]
+    thoughts_token_count: Option<u64>,
+    #[serde(default)]
+    cached_content_token_count: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Completion {
+    id: String,
+    object: &'static str,
+    created: u64,
+    model: String,
+    choices: Vec<Choice>,
+    usage: ChatUsage,
+}
+
+#[derive(Serialize)]
+struct Choice {
+    index: usize,
+    message: Message,
+    logprobs: (),
+    finish_reason: &'static str,
+}
+
+#[derive(Serialize)]
+struct Message {
+    role: &'static str,
+    content: String,
+    refusal: (),
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<String>,
+}
+
+impl GeminiChat {
+    pub(super) fn translate_response_bytes(&mut self, body: &[u8]) -> Option<Vec<u8>> {
+        // A function call anywhere: the slow path (ids, signatures, the
+        // replay memos). The quoted name can only be a member name or a
+        // string equal to it, never part of a longer string's text.
+        if memchr::memmem::find(body, b"\"functionCall\"").is_some() {
+            return None;
+        }
+        // Not an object (serde would read a struct from an array too): the
+        // slow path's error.
+        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return None;
+        }
+        let answer: Answer = serde_json::from_slice(body).ok()?;
+        let cands = answer.candidates.filter(|c| !c.is_empty())?;
+        // What `observe` does with the same answer.
+        if self.id.is_none() {
+            self.id = Some(answer.response_id.filter(|s| !s.is_empty()).map_or_else(gen_id, Cow::into_owned));
+            self.created = unix_now();
+        }
+        if let Some(m) = answer.model_version.filter(|s| !s.is_empty()) {
+            self.resp_model = Some(m.into_owned());
+        }
+        if let Some(u) = answer.usage_metadata {
+            let thoughts = u.thoughts_token_count.unwrap_or(0);
+            self.usage = TokenUsage {
+                input_tokens: u.prompt_token_count.unwrap_or(0),
+                output_tokens: u.candidates_token_count.unwrap_or(0) + thoughts,
+                cached_tokens: u.cached_content_token_count.unwrap_or(0),
+                reasoning_tokens: thoughts,
+                seen: true,
+                ..Default::default()
+            };
+        }
+        let choices = cands
+            .into_iter()
+            .enumerate()
+            .map(|(pos, cand)| {
+                let (mut text, mut thoughts) = (String::new(), String::new());
+                for p in cand.content.and_then(|c| c.parts).into_iter().flatten() {
+                    match (p.thought, p.text) {
+                        (Some(true), t) => thoughts.push_str(t.as_deref().unwrap_or("")),
+                        (_, Some(t)) => text.push_str(&t),
+                        (_, None) => {}
+                    }
+                }
+                let reason = cand.finish_reason.as_deref().unwrap_or("STOP");
+                Choice {
+                    index: cand.index.map_or(pos, |i| i as usize),
+                    message: Message { role: "assistant", content: text, refusal: (), reasoning_content: Some(thoughts).filter(|t| !t.is_empty()) },
+                    logprobs: (),
+                    finish_reason: finish_reason(reason, false),
+                }
+            })
+            .collect();
+        let out = Completion { id: self.chat_id(), object: "chat.completion", created: self.created, model: self.model_out(), choices, usage: self.usage.chat_usage() };
+        serde_json::to_vec(&out).ok()
+    }
+}
