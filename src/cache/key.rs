@@ -94,19 +94,18 @@ pub fn digest(parts: &[&str]) -> String {
     hex(&h.finish())
 }
 
-/// The request less its delivery-only fields.
-fn answer_fields(body: &Value) -> Value {
-    match body {
-        Value::Object(o) => Value::Object(o.iter().filter(|(k, _)| !DELIVERY_ONLY.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect()),
-        v => v.clone(),
-    }
-}
 
 /// The exact key of a request to `endpoint` (`/chat/completions`, ...).
 pub fn exact_key(endpoint: &str, body: &Value) -> String {
     // The body less its delivery-only fields, written without copying it.
+    canonical_digest(endpoint, body, &DELIVERY_ONLY)
+}
+
+/// The digest of `endpoint` and the canonical form of `body` less the
+/// top-level members named in `skip`.
+fn canonical_digest(endpoint: &str, body: &Value, skip: &[&str]) -> String {
     let mut c = Vec::new();
-    write_canonical(body, &DELIVERY_ONLY, &mut c);
+    write_canonical(body, skip, &mut c);
     digest(&[endpoint, std::str::from_utf8(&c).expect("canonical JSON is UTF-8")])
 }
 
@@ -153,13 +152,10 @@ pub fn semantic_parts(endpoint: &str, body: &Value, max_messages: usize) -> Opti
     } else {
         return None;
     };
-    let mut rest = answer_fields(body);
-    if let Some(r) = rest.as_object_mut() {
-        r.remove(field);
-    }
-    let mut c = String::new();
-    canonical(&rest, &mut c);
-    Some((digest(&[endpoint, &c]), text))
+    // Everything but the delivery-only fields and the text, written
+    // without copying the request.
+    let skip = [DELIVERY_ONLY[0], DELIVERY_ONLY[1], DELIVERY_ONLY[2], field];
+    Some((canonical_digest(endpoint, body, &skip), text))
 }
 
 /// A message's text: a string, or text parts only.
@@ -185,6 +181,15 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use serde_json::json;
+
+    /// The request less its delivery-only fields, as a copy: the plain
+    /// construction the keys are checked against.
+    fn answer_fields(body: &Value) -> Value {
+        match body {
+            Value::Object(o) => Value::Object(o.iter().filter(|(k, _)| !DELIVERY_ONLY.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect()),
+            v => v.clone(),
+        }
+    }
 
     fn awkward_value() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
@@ -218,6 +223,29 @@ mod tests {
             // (integer-valued floats aside).
             let back: Value = serde_json::from_str(&c).unwrap();
             prop_assert_eq!(back.is_object(), answer_fields(&body).is_object());
+        }
+    }
+
+    proptest! {
+        /// The same for the semantic partition: the digest of the request
+        /// less its delivery-only fields and its conversation.
+        #[test]
+        fn the_partition_is_the_digest_of_the_rest(extra in awkward_value(), via_input in any::<bool>()) {
+            let mut body = match extra {
+                Value::Object(o) => Value::Object(o),
+                _ => json!({}),
+            };
+            body.as_object_mut().unwrap().remove("input");
+            let field = if via_input { "input" } else { "messages" };
+            body.as_object_mut().unwrap().remove("messages");
+            body.as_object_mut().unwrap().remove("tools");
+            body.as_object_mut().unwrap().remove("functions");
+            body[field] = json!([{"role": "user", "content": "hi"}]);
+            let mut rest = answer_fields(&body);
+            rest.as_object_mut().unwrap().remove(field);
+            let mut c = String::new();
+            canonical(&rest, &mut c);
+            prop_assert_eq!(semantic_parts("chat", &body, 3).unwrap().0, digest(&["chat", &c]));
         }
     }
 

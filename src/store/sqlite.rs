@@ -154,16 +154,21 @@ impl SqliteStore {
     /// again.
     fn checkpoints(&self) {
         self.checkpointer.get_or_init(|| {
+            // Without the thread: the store's connection checkpoints as it
+            // commits again (SQLite's default).
+            fn checkpoint_on_commit(path: &Path, conn: Option<&Mutex<Connection>>, why: &dyn std::fmt::Display) {
+                log::warn!("store {}: no checkpoint thread ({why}): the store checkpoints as it commits", path.display());
+                if let Some(conn) = conn {
+                    let _ = conn.lock().map(|c| c.execute_batch("PRAGMA wal_autocheckpoint = 1000;"));
+                }
+            }
             let (path, store) = (self.path.clone(), Arc::downgrade(&self.conn));
             let spawned = std::thread::Builder::new().name("tollgate-store-checkpoint".into()).spawn(move || {
                 let own = Connection::open(&path).and_then(|c| c.busy_timeout(Duration::from_millis(100)).map(|_| c));
                 let c = match own {
                     Ok(c) => c,
                     Err(e) => {
-                        log::warn!("store {}: no checkpoint thread ({e}): the store checkpoints as it commits", path.display());
-                        if let Some(conn) = store.upgrade() {
-                            let _ = conn.lock().map(|c| c.execute_batch("PRAGMA wal_autocheckpoint = 1000;"));
-                        }
+                        checkpoint_on_commit(&path, store.upgrade().as_deref(), &e);
                         return;
                     }
                 };
@@ -175,8 +180,7 @@ impl SqliteStore {
                 }
             });
             if let Err(e) = spawned {
-                log::warn!("store {}: no checkpoint thread ({e}): the store checkpoints as it commits", self.path.display());
-                let _ = self.conn.lock().map(|c| c.execute_batch("PRAGMA wal_autocheckpoint = 1000;"));
+                checkpoint_on_commit(&self.path, Some(&self.conn), &e);
             }
         });
     }
