@@ -168,9 +168,6 @@ pub enum StreamEnd {
     Cut,
 }
 
-/// One (client API, provider API) pair. A value is made per request: the
-/// request phase may keep what the response phase needs (the model, whether
-/// the client asked for usage in its stream, tool names by call id).
 /// A whole (2xx) answer's bytes → the client's: the pair's typed fast path
 /// ([`Translator::response_bytes`]) unless `seen` wants the client's object
 /// as a `Value` (a traced request's span records it), else through
@@ -189,6 +186,9 @@ pub fn whole_answer(tr: &mut dyn Translator, body: &[u8], seen: Option<&mut dyn 
     Ok(serde_json::to_vec(&v).unwrap_or_default())
 }
 
+/// One (client API, provider API) pair. A value is made per request: the
+/// request phase may keep what the response phase needs (the model, whether
+/// the client asked for usage in its stream, tool names by call id).
 pub trait Translator: Send {
     /// The client's request body → the provider's. `req["model"]` already
     /// holds the provider's own model name (the `provider/` prefix removed).

@@ -8,8 +8,8 @@
 //! unexpected type, not JSON.
 
 use super::response::finish_reason;
-use super::{gen_id, GeminiChat};
-use crate::translate::{unix_now, ChatUsage, TokenUsage};
+use super::{usage_of, GeminiChat};
+use crate::translate::ChatUsage;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 
@@ -106,25 +106,8 @@ impl GeminiChat {
         }
         let answer: Answer = serde_json::from_slice(body).ok()?;
         let cands = answer.candidates.filter(|c| !c.is_empty())?;
-        // What `observe` does with the same answer.
-        if self.id.is_none() {
-            self.id = Some(answer.response_id.filter(|s| !s.is_empty()).map_or_else(gen_id, Cow::into_owned));
-            self.created = unix_now();
-        }
-        if let Some(m) = answer.model_version.filter(|s| !s.is_empty()) {
-            self.resp_model = Some(m.into_owned());
-        }
-        if let Some(u) = answer.usage_metadata {
-            let thoughts = u.thoughts_token_count.unwrap_or(0);
-            self.usage = TokenUsage {
-                input_tokens: u.prompt_token_count.unwrap_or(0),
-                output_tokens: u.candidates_token_count.unwrap_or(0) + thoughts,
-                cached_tokens: u.cached_content_token_count.unwrap_or(0),
-                reasoning_tokens: thoughts,
-                seen: true,
-                ..Default::default()
-            };
-        }
+        let usage = answer.usage_metadata.map(|u| usage_of(u.prompt_token_count, u.candidates_token_count, u.thoughts_token_count, u.cached_content_token_count));
+        self.observe_parts(answer.response_id.as_deref(), answer.model_version.as_deref(), usage);
         let choices = cands
             .into_iter()
             .enumerate()

@@ -90,16 +90,24 @@ impl GeminiChat {
 
     /// `responseId` (or a generated one) fixed at the first answer seen.
     fn observe(&mut self, v: &Value) {
+        let text = |k: &str| v.get(k).and_then(Value::as_str);
+        let usage = v.get("usageMetadata").filter(|u| u.is_object()).map(parse_usage);
+        self.observe_parts(text("responseId"), text("modelVersion"), usage);
+    }
+
+    /// What [`Self::observe`] keeps of an answer, given its parts (read
+    /// from a `Value` or typed by the fast path).
+    fn observe_parts(&mut self, response_id: Option<&str>, model_version: Option<&str>, usage: Option<TokenUsage>) {
         if self.id.is_none() {
-            let rid = v.get("responseId").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned);
+            let rid = response_id.filter(|s| !s.is_empty()).map(str::to_owned);
             self.id = Some(rid.unwrap_or_else(gen_id));
             self.created = unix_now();
         }
-        if let Some(m) = v.get("modelVersion").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+        if let Some(m) = model_version.filter(|s| !s.is_empty()) {
             self.resp_model = Some(m.to_owned());
         }
-        if let Some(u) = v.get("usageMetadata").filter(|u| u.is_object()) {
-            self.usage = parse_usage(u);
+        if let Some(u) = usage {
+            self.usage = u;
         }
     }
 
@@ -141,12 +149,17 @@ fn gen_id() -> String {
 
 /// `usageMetadata` → normalised usage.
 fn parse_usage(u: &Value) -> TokenUsage {
-    let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
-    let thoughts = n("thoughtsTokenCount");
+    let n = |k: &str| u.get(k).and_then(Value::as_u64);
+    usage_of(n("promptTokenCount"), n("candidatesTokenCount"), n("thoughtsTokenCount"), n("cachedContentTokenCount"))
+}
+
+/// `usageMetadata`'s counts (absent ones 0) → normalised usage.
+fn usage_of(prompt: Option<u64>, candidates: Option<u64>, thoughts: Option<u64>, cached: Option<u64>) -> TokenUsage {
+    let thoughts = thoughts.unwrap_or(0);
     TokenUsage {
-        input_tokens: n("promptTokenCount"),
-        output_tokens: n("candidatesTokenCount") + thoughts,
-        cached_tokens: n("cachedContentTokenCount"),
+        input_tokens: prompt.unwrap_or(0),
+        output_tokens: candidates.unwrap_or(0) + thoughts,
+        cached_tokens: cached.unwrap_or(0),
         reasoning_tokens: thoughts,
         seen: true,
         ..Default::default()
