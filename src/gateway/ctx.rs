@@ -38,8 +38,9 @@ pub struct CtxState {
     pub(super) cred: Credential,
     pub(super) outcome: Outcome,
     /// The request's spans; `None` when tracing is off or not started
-    /// (health checks).
-    pub(super) trace: Option<RequestTrace>,
+    /// (health checks). Boxed: most deployments do not trace, and the
+    /// spans (about 430 bytes) would sit in every open stream's context.
+    pub(super) trace: Option<Box<RequestTrace>>,
 }
 
 /// When things happened.
@@ -103,7 +104,8 @@ pub(super) struct Outcome {
     pub error_detail: Option<String>,
     pub scanner: Option<UsageScanner>,
     /// Usage from a translated answer (`/openai`), when not scanned.
-    pub usage: Option<Usage>,
+    /// Boxed, as the scanner's decoder: only `/openai` sets it.
+    pub usage: Option<Box<Usage>>,
     /// The async job this request submitted, polled or executed.
     pub job_id: Option<String>,
     pub stream: bool,
@@ -147,5 +149,16 @@ mod tests {
     #[test]
     fn the_context_is_one_pointer_inline() {
         assert_eq!(std::mem::size_of::<super::Ctx>(), std::mem::size_of::<usize>());
+    }
+
+    /// And what it points to is held by every open stream, for the stream's
+    /// whole life: what only some requests use (tracing spans, a decoder
+    /// for encoded answers, a translated answer's usage) is boxed, so that
+    /// it costs the others nothing. 1,024 bytes is also one of mimalloc's
+    /// size classes (the next is 1,280).
+    #[test]
+    fn the_context_state_stays_small() {
+        let size = std::mem::size_of::<super::CtxState>();
+        assert!(size <= 1024, "CtxState is {size} bytes");
     }
 }

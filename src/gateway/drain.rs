@@ -50,6 +50,8 @@ use pingora::protocols::http::ServerSession;
 use pingora::proxy::Session;
 use pingora::server::ShutdownWatch;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -177,26 +179,60 @@ async fn close_when_idle(shutdown: &ShutdownWatch, idle_since: Instant, begun: &
     }
 }
 
+/// The HTTP/1 exchange, or `None` when a drain closes the connection while
+/// it waits idle for its request ([`close_when_idle`]).
+async fn exchange_or_idle_close(
+    _open: Open,
+    exchange: impl Future<Output = Option<ReusedHttpStream>>,
+    shutdown: &ShutdownWatch,
+    idle_since: Instant,
+    begun: Arc<AtomicBool>,
+    grace: Duration,
+) -> Option<ReusedHttpStream> {
+    tokio::select! {
+        biased;
+        reused = exchange => reused,
+        _ = close_when_idle(shutdown, idle_since, &begun, grace) => None,
+    }
+}
+
 #[async_trait::async_trait]
 impl<A: HttpServerApp + Send + Sync + 'static> HttpServerApp for Draining<A> {
     /// One request (HTTP/1: the wait for it, then its exchange). While the
     /// process drains, an HTTP/1 connection still waiting for its next
     /// request is closed after [`IDLE_CLOSE`] (dropping the wait, as
     /// Pingora's own cleanup does, but only for connections idle that long).
-    async fn process_new_http(self: &Arc<Self>, session: ServerSession, shutdown: &ShutdownWatch) -> Option<ReusedHttpStream> {
-        let _open = Open::new();
+    ///
+    /// Written out rather than `async fn`: an async fn keeps its arguments
+    /// in its future for the future's whole life, and the session (about
+    /// 680 bytes) would sit in every open connection's memory twice, here and
+    /// in the proxy's own future. The session is handed to the proxy before
+    /// this future is built, which then holds only pointers and the drain
+    /// timer (`draining_future_is_small`).
+    fn process_new_http<'life0, 'life1, 'async_trait>(
+        self: &'life0 Arc<Self>,
+        session: ServerSession,
+        shutdown: &'life1 ShutdownWatch,
+    ) -> Pin<Box<dyn Future<Output = Option<ReusedHttpStream>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        let open = Open::new();
         if session.is_http2() {
             // Pingora's GOAWAY drains HTTP/2 (module doc).
-            return self.inner.process_new_http(session, shutdown).await;
+            let exchange = self.inner.process_new_http(session, shutdown);
+            return Box::pin(async move {
+                let _open = open;
+                exchange.await
+            });
         }
         let idle_since = Instant::now();
         let begun = Arc::new(AtomicBool::new(false));
         let exchange = BEGUN.scope(begun.clone(), self.inner.process_new_http(session, shutdown));
-        tokio::select! {
-            biased;
-            reused = exchange => reused,
-            _ = close_when_idle(shutdown, idle_since, &begun, self.times.grace) => None,
-        }
+        let grace = self.times.grace;
+        Box::pin(exchange_or_idle_close(open, exchange, shutdown, idle_since, begun, grace))
     }
 
     fn h2_options(&self) -> Option<H2Options> {
@@ -265,6 +301,21 @@ async fn wait_until_quiet(busy: &(dyn Fn() -> bool + Send + Sync), deadline: Ins
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What an open HTTP/1 connection's drain wrapper costs: the proxy's
+    /// exchange (one boxed pointer in the task-local scope), the idle-close
+    /// timer and the counters, not the session (`process_new_http`).
+    #[test]
+    fn draining_future_is_small() {
+        let (_tx, shutdown) = tokio::sync::watch::channel(false);
+        let inner: Pin<Box<dyn Future<Output = Option<ReusedHttpStream>> + Send>> = Box::pin(async { None });
+        let begun = Arc::new(AtomicBool::new(false));
+        let exchange = BEGUN.scope(begun.clone(), inner);
+        let fut = exchange_or_idle_close(Open::new(), exchange, &shutdown, Instant::now(), begun, Duration::from_secs(1));
+        let size = std::mem::size_of_val(&fut);
+        assert!(size < 512, "the drain wrapper's future is {size} bytes");
+        assert!(size < std::mem::size_of::<ServerSession>(), "the session ({} bytes) is what the wrapper must not hold", std::mem::size_of::<ServerSession>());
+    }
 
     #[test]
     fn pingora_waits_for_both_phases_and_absent_settings_take_its_defaults() {

@@ -282,7 +282,7 @@ impl Gateway {
             let submission = request.as_ref().map_or(&[][..], |r| r.trace.as_slice());
             let t = crate::observe::trace::RequestTrace::start_job(tracer, &path, &ctx.request_id, &job.id.0, submission);
             t.routed(&path);
-            ctx.trace = Some(t);
+            ctx.trace = Some(Box::new(t));
         }
         let mut sink = JobSink::new(MAX_RESULT);
         let result = match request {

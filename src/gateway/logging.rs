@@ -60,7 +60,7 @@ impl Gateway {
         }
         let provider = ctx.target.provider.map(Provider::name);
         let status = facts.status;
-        let usage = ctx.outcome.scanner.as_ref().map(|s| s.usage().clone()).or_else(|| ctx.outcome.usage.clone());
+        let usage = ctx.outcome.scanner.as_ref().map(|s| s.usage().clone()).or_else(|| ctx.outcome.usage.as_deref().cloned());
         let model = usage.as_ref().and_then(|u| u.model.clone()).or_else(|| ctx.target.model.clone());
         let error = match (ctx.outcome.error, e) {
             (Some(g), _) => Some(g.kind().to_string()),

@@ -256,7 +256,7 @@ impl Gateway {
                 } else {
                     Err(crate::translate::TranslateError::bad_upstream("the provider's answer was cut or is not JSON"))
                 };
-                ctx.outcome.usage = Some(usage_of(tr.as_ref()));
+                ctx.outcome.usage = Some(Box::new(usage_of(tr.as_ref())));
                 match out {
                     Ok(bytes) => {
                         // Before the client has the answer: its next turn
@@ -276,7 +276,7 @@ impl Gateway {
             }
             Mode::Translated(tr) => {
                 let relayed = self.relay_events(sink, ctx, &mut http, tr.as_mut(), deadline).await;
-                ctx.outcome.usage = Some(usage_of(tr.as_ref()));
+                ctx.outcome.usage = Some(Box::new(usage_of(tr.as_ref())));
                 relayed?
             }
         };

@@ -62,7 +62,7 @@ impl Gateway {
         }
 
         if let Some(tracer) = trace::tracer() {
-            ctx.trace = Some(start_trace(tracer, session, &path, &ctx.request_id, ctx.timing.start_wall));
+            ctx.trace = Some(Box::new(start_trace(tracer, session, &path, &ctx.request_id, ctx.timing.start_wall)));
         }
         let limit = ctx.live.config.max_header_bytes;
         if headers::head_size(session.req_header()) as u64 > limit {

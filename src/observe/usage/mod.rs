@@ -294,7 +294,9 @@ enum Body {
 
 pub struct UsageScanner {
     family: ApiFamily,
-    decoder: Option<Decoder>,
+    /// Boxed: most answers are not encoded, and a decoder's state (about
+    /// 250 bytes) would otherwise sit in every open stream's context.
+    decoder: Option<Box<Decoder>>,
     body: Body,
     raw: Raw,
     usage: Usage,
@@ -309,7 +311,7 @@ impl UsageScanner {
         let sse = content_type.is_some_and(|c| c.trim_start().to_ascii_lowercase().starts_with("text/event-stream"));
         let (decoder, disabled) = match content_encoding.map(Decoder::for_encoding) {
             None => (None, false),
-            Some(Some(d)) => (d, false),
+            Some(Some(d)) => (d.map(Box::new), false),
             Some(None) => (None, true),
         };
         UsageScanner {
@@ -383,7 +385,7 @@ impl UsageScanner {
             Body::Json(j) => j.state_bytes(),
             Body::Sse(s) => s.state_bytes(),
         };
-        body + self.decoder.as_ref().map_or(0, Decoder::state_bytes)
+        body + self.decoder.as_deref().map_or(0, Decoder::state_bytes)
     }
 }
 
