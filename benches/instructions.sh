@@ -15,9 +15,11 @@
 # passthrough (/openai_passthrough), tollgate translated (/openai with an
 # anthropic/ model, to the mock's /v1/messages), the same through a routing
 # alias with one target and with two (SPEC 10), and the passthrough with the
-# request log store on, and an exact cache hit on /openai (SPEC 11).
-# BENCH_BASE=0, BENCH_ROUTING=0, BENCH_LOGS=0 and BENCH_CACHE=0 skip the
-# first three, the aliases, the log store and the cache hit. Kernel time (system calls)
+# request log store on, an exact cache hit on /openai (SPEC 11), and streams
+# of 50 events through the passthrough and translated.
+# BENCH_BASE=0, BENCH_ROUTING=0, BENCH_LOGS=0, BENCH_CACHE=0 and BENCH_SSE=0
+# skip the first three, the aliases, the log store, the cache hit and the
+# streams. Kernel time (system calls)
 # is not counted here: benches/run.sh counts the calls themselves.
 # Under callgrind the proxy runs some 50x slower; only the ratio and the
 # per-request count matter. BENCH_CALLGRIND_KEEP=DIR keeps the callgrind
@@ -128,6 +130,18 @@ if [ "${BENCH_CACHE:-1}" = 1 ]; then
   sed -e 's#^wrk.headers\["Content-Type"\].*#&\nwrk.headers["x-bf-cache-key"] = "bench"#' benches/wrk-post.lua >"$TMP/wrk-cache.lua"
   grep -q x-bf-cache-key "$TMP/wrk-cache.lua"
   WRK_SCRIPT=$TMP/wrk-cache.lua measure exact-cache-hit "http://127.0.0.1:$P2/openai/v1/chat/completions" "$TOLLGATE" -c "$TMP/tollgate-cache.yaml"
+fi
+# Streams: the same POST with "stream": true, 50 events back to back, through
+# the passthrough (the usage scanner reads every event) and translated (every
+# Anthropic event becomes a chat.completion.chunk). Per request, so per event
+# is the figure / 50 (the head and the request are paid once).
+if [ "${BENCH_SSE:-1}" = 1 ]; then
+  sed -e 's#"messages"#"stream":true,"stream_options":{"include_usage":true},"messages"#; s#"Say hi"#"Say hi x-mock-events=50 x-mock-eps=0"#' benches/wrk-post.lua >"$TMP/wrk-sse.lua"
+  grep -q 'x-mock-events=50' "$TMP/wrk-sse.lua"
+  WRK_SCRIPT=$TMP/wrk-sse.lua measure passthrough-sse "http://127.0.0.1:$P2/openai_passthrough/v1/chat/completions" "$TOLLGATE" -c "$TMP/tollgate.yaml"
+  sed -e 's#"model":"gpt-4o-mini"#"model":"anthropic/claude-sonnet-4-5"#' "$TMP/wrk-sse.lua" >"$TMP/wrk-sse-translated.lua"
+  grep -q anthropic/ "$TMP/wrk-sse-translated.lua"
+  WRK_SCRIPT=$TMP/wrk-sse-translated.lua measure translated-sse "http://127.0.0.1:$P2/openai/v1/chat/completions" "$TOLLGATE" -c "$TMP/tollgate.yaml"
 fi
 # The request log store (SPEC 12) on: the passthrough again, with `logs`
 # configured (rows written off the request path by the log writer thread,

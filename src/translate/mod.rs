@@ -152,10 +152,37 @@ pub fn openai_error(message: &str, kind: &str, param: Option<&str>, code: Option
 pub enum ClientEvent {
     /// `data: {json}` (chat completion chunks).
     Data(Value),
+    /// `data: {json}` with the JSON already written: a stream's common
+    /// chunk (a piece of text, reasoning or tool arguments), made without a
+    /// `Value` tree ([`common::delta_chunk`]). [`Self::value`] reads it back
+    /// for the consumers that need one (tracing, the Responses API).
+    Json(String),
     /// `event: {name}` + `data: {json}` (Responses API stream events).
     Named(String, Value),
     /// `data: [DONE]` (the end of a chat completions stream).
     Done,
+}
+
+impl ClientEvent {
+    /// The event's JSON as a `Value` (`None` for `[DONE]`); a written
+    /// chunk is parsed.
+    pub fn value(&self) -> Option<std::borrow::Cow<'_, Value>> {
+        use std::borrow::Cow;
+        match self {
+            ClientEvent::Data(v) | ClientEvent::Named(_, v) => Some(Cow::Borrowed(v)),
+            ClientEvent::Json(s) => serde_json::from_str(s).ok().map(Cow::Owned),
+            ClientEvent::Done => None,
+        }
+    }
+
+    /// A written chunk as [`ClientEvent::Data`] (the tests compare values).
+    #[cfg(test)]
+    pub fn parsed(self) -> ClientEvent {
+        match self {
+            ClientEvent::Json(s) => ClientEvent::Data(serde_json::from_str(&s).expect("a written chunk is JSON")),
+            e => e,
+        }
+    }
 }
 
 /// How a provider stream ended.

@@ -124,6 +124,8 @@ pub struct AnthropicChat {
     req_model: String,
     // From the answer.
     msg_id: Option<String>,
+    /// A stream's chunk id (`chat_id()` once `message_start` named it).
+    chunk_id: String,
     model: Option<String>,
     created: u64,
     in_tokens: u64,
@@ -179,6 +181,7 @@ impl AnthropicChat {
             json_mode: false,
             req_model: String::new(),
             msg_id: None,
+            chunk_id: String::new(),
             model: None,
             created: 0,
             in_tokens: 0,

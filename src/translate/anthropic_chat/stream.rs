@@ -2,9 +2,19 @@
 
 use super::response::{anthropic_error_body, finish_reason};
 use super::{AnthropicChat, Block, JSON_TOOL_NAME};
-use crate::translate::common::{chat_chunk, chunk_choice, obj, usage_chunk};
+use crate::translate::common::{chat_chunk, chunk_choice, delta_chunk, usage_chunk, Delta};
 use crate::translate::{openai_error, unix_now, ClientEvent, StreamEnd, Translator};
+use serde::Deserialize;
 use serde_json::{json, Value};
+use std::borrow::Cow;
+
+/// The string fields a `content_block_delta`'s delta may carry.
+struct DeltaFields<'a> {
+    text: Option<&'a str>,
+    partial_json: Option<&'a str>,
+    thinking: Option<&'a str>,
+    signature: Option<&'a str>,
+}
 
 /// `block[field] += piece`, in place (a thinking block grows delta by delta).
 fn append(block: &mut Value, field: &str, piece: &str) {
@@ -19,12 +29,17 @@ impl AnthropicChat {
         chat_chunk(self.chat_id(), self.created, self.model_name(), Value::Array(vec![chunk_choice(0, delta, finish)]), self.include_usage)
     }
 
+    /// A chunk of one piece of text, written without a `Value`.
+    fn delta(&self, delta: Delta<'_>) -> ClientEvent {
+        delta_chunk(&self.chunk_id, self.created, self.model.as_deref().unwrap_or(&self.req_model), delta, self.include_usage)
+    }
+
     fn content_chunk(&self, text: &str) -> ClientEvent {
-        ClientEvent::Data(self.chunk(obj!("content" => text), None))
+        self.delta(Delta::Content(text))
     }
 
     fn args_chunk(&self, k: u32, args: &str) -> ClientEvent {
-        ClientEvent::Data(self.chunk(obj!("tool_calls" => vec![obj!("index" => k, "function" => obj!("arguments" => args))]), None))
+        self.delta(Delta::Arguments(k, args))
     }
 
     fn finish_chunk(&mut self, reason: &str, out: &mut Vec<ClientEvent>) {
@@ -36,6 +51,9 @@ impl AnthropicChat {
 
     pub(super) fn translate_stream_event(&mut self, event: Option<&str>, data: &str, out: &mut Vec<ClientEvent>) {
         if self.errored || self.ended {
+            return;
+        }
+        if self.started && !self.stop_seen && self.fast_block_delta(data, out) {
             return;
         }
         let Ok(v) = serde_json::from_str::<Value>(data) else { return };
@@ -61,6 +79,7 @@ impl AnthropicChat {
                 if let Some(id) = msg.get("id").and_then(Value::as_str) {
                     self.msg_id = Some(id.to_string());
                 }
+                self.chunk_id = self.chat_id();
                 if let Some(m) = msg.get("model").and_then(Value::as_str) {
                     self.model = Some(m.to_string());
                 }
@@ -112,7 +131,7 @@ impl AnthropicChat {
                     }
                     Some("thinking") | Some("redacted_thinking") => {
                         if let Some(t) = cb.get("thinking").and_then(Value::as_str).filter(|t| !t.is_empty()) {
-                            out.push(ClientEvent::Data(self.chunk(obj!("reasoning_content" => t), None)));
+                            out.push(self.delta(Delta::Reasoning(t)));
                         }
                         self.thinking_open.insert(index, cb.clone());
                         Block::Thinking
@@ -123,46 +142,9 @@ impl AnthropicChat {
             }
             "content_block_delta" => {
                 let (Some(index), Some(delta)) = (index, v.get("delta")) else { return };
-                let Some(block) = self.blocks.get(&index).copied() else { return };
-                let dtype = delta.get("type").and_then(Value::as_str);
-                match (block, dtype) {
-                    (Block::Text, Some("text_delta")) => {
-                        if let Some(t) = delta.get("text").and_then(Value::as_str).filter(|t| !t.is_empty()) {
-                            out.push(self.content_chunk(t));
-                        }
-                    }
-                    (Block::Tool { k, .. }, Some("input_json_delta")) => {
-                        if let Some(pj) = delta.get("partial_json").and_then(Value::as_str).filter(|t| !t.is_empty()) {
-                            out.push(self.args_chunk(k, pj));
-                            self.blocks.insert(index, Block::Tool { k, args_sent: true });
-                        }
-                    }
-                    (Block::Json { .. }, Some("input_json_delta")) => {
-                        if let Some(pj) = delta.get("partial_json").and_then(Value::as_str).filter(|t| !t.is_empty()) {
-                            out.push(self.content_chunk(pj));
-                            self.blocks.insert(index, Block::Json { sent: true });
-                        }
-                    }
-                    (Block::Thinking, Some("thinking_delta")) => {
-                        let t = delta.get("thinking").and_then(Value::as_str).unwrap_or("");
-                        if !t.is_empty() {
-                            out.push(ClientEvent::Data(self.chunk(obj!("reasoning_content" => t), None)));
-                            self.thinking_bytes += t.len();
-                            if self.thinking_bytes <= crate::translate::replay::MAX_MEMO_BYTES {
-                                if let Some(b) = self.thinking_open.get_mut(&index) {
-                                    append(b, "thinking", t);
-                                }
-                            }
-                        }
-                    }
-                    (Block::Thinking, Some("signature_delta")) => {
-                        let sig = delta.get("signature").and_then(Value::as_str).unwrap_or("");
-                        if let Some(b) = self.thinking_open.get_mut(&index) {
-                            append(b, "signature", sig);
-                        }
-                    }
-                    _ => {} // citations_delta…
-                }
+                let field = |k: &str| delta.get(k).and_then(Value::as_str);
+                let fields = DeltaFields { text: field("text"), partial_json: field("partial_json"), thinking: field("thinking"), signature: field("signature") };
+                self.block_delta(index, delta.get("type").and_then(Value::as_str), fields, out);
             }
             "content_block_stop" => {
                 let Some(index) = index else { return };
@@ -199,6 +181,91 @@ impl AnthropicChat {
                 self.finish_chunk("stop", out);
             }
             _ => {} // ping, unknown events
+        }
+    }
+
+    /// A `content_block_delta`, read typed with borrowed strings (issue
+    /// 28: most of a stream's events, each parsed into a `Value` before).
+    /// `false`: not one, or not as expected (another type for a field, a
+    /// key twice, an escaped `type`); the `Value` path then reads it, and
+    /// decides as it always did (`fast_and_slow_stream_paths_agree`).
+    fn fast_block_delta(&mut self, data: &str, out: &mut Vec<ClientEvent>) -> bool {
+        #[derive(Deserialize)]
+        struct Event<'a> {
+            #[serde(rename = "type", borrow)]
+            kind: &'a str,
+            index: u64,
+            #[serde(borrow)]
+            delta: DeltaIn<'a>,
+        }
+        #[derive(Deserialize)]
+        struct DeltaIn<'a> {
+            #[serde(rename = "type", borrow, default)]
+            kind: Option<Cow<'a, str>>,
+            #[serde(borrow, default)]
+            text: Option<Cow<'a, str>>,
+            #[serde(borrow, default)]
+            partial_json: Option<Cow<'a, str>>,
+            #[serde(borrow, default)]
+            thinking: Option<Cow<'a, str>>,
+            #[serde(borrow, default)]
+            signature: Option<Cow<'a, str>>,
+        }
+        // Not one for sure (message_start and the others): no parse here.
+        static DELTA: std::sync::LazyLock<memchr::memmem::Finder<'static>> = std::sync::LazyLock::new(|| memchr::memmem::Finder::new(br#""content_block_delta""#));
+        if DELTA.find(data.as_bytes()).is_none() {
+            return false;
+        }
+        let Ok(e) = serde_json::from_str::<Event>(data) else { return false };
+        if e.kind != "content_block_delta" {
+            return false;
+        }
+        let d = &e.delta;
+        let fields = DeltaFields { text: d.text.as_deref(), partial_json: d.partial_json.as_deref(), thinking: d.thinking.as_deref(), signature: d.signature.as_deref() };
+        self.block_delta(e.index, d.kind.as_deref(), fields, out);
+        true
+    }
+
+    /// A content block's delta, from either path.
+    fn block_delta(&mut self, index: u64, dtype: Option<&str>, d: DeltaFields<'_>, out: &mut Vec<ClientEvent>) {
+        let Some(block) = self.blocks.get(&index).copied() else { return };
+        match (block, dtype) {
+            (Block::Text, Some("text_delta")) => {
+                if let Some(t) = d.text.filter(|t| !t.is_empty()) {
+                    out.push(self.content_chunk(t));
+                }
+            }
+            (Block::Tool { k, .. }, Some("input_json_delta")) => {
+                if let Some(pj) = d.partial_json.filter(|t| !t.is_empty()) {
+                    out.push(self.args_chunk(k, pj));
+                    self.blocks.insert(index, Block::Tool { k, args_sent: true });
+                }
+            }
+            (Block::Json { .. }, Some("input_json_delta")) => {
+                if let Some(pj) = d.partial_json.filter(|t| !t.is_empty()) {
+                    out.push(self.content_chunk(pj));
+                    self.blocks.insert(index, Block::Json { sent: true });
+                }
+            }
+            (Block::Thinking, Some("thinking_delta")) => {
+                let t = d.thinking.unwrap_or("");
+                if !t.is_empty() {
+                    out.push(self.delta(Delta::Reasoning(t)));
+                    self.thinking_bytes += t.len();
+                    if self.thinking_bytes <= crate::translate::replay::MAX_MEMO_BYTES {
+                        if let Some(b) = self.thinking_open.get_mut(&index) {
+                            append(b, "thinking", t);
+                        }
+                    }
+                }
+            }
+            (Block::Thinking, Some("signature_delta")) => {
+                let sig = d.signature.unwrap_or("");
+                if let Some(b) = self.thinking_open.get_mut(&index) {
+                    append(b, "signature", sig);
+                }
+            }
+            _ => {} // citations_delta…
         }
     }
 

@@ -602,7 +602,7 @@ fn run(t: &mut AnthropicChat, evs: &[Ev], end: Option<StreamEnd>) -> Vec<ClientE
     if let Some(end) = end {
         t.stream_end(end, &mut out);
     }
-    out
+    out.into_iter().map(ClientEvent::parsed).collect()
 }
 
 /// The `choices[0]` of each Data chunk (deltas + finish_reason), checking the common fields.
@@ -886,6 +886,7 @@ fn check_output(out: &[ClientEvent]) -> Result<(), String> {
                 }
             }
             ClientEvent::Named(..) => return Err("named event".into()),
+            ClientEvent::Json(_) => return Err("a written chunk not read back (ClientEvent::parsed)".into()),
             ClientEvent::Data(v) => {
                 let o = v.as_object().ok_or("data not an object")?;
                 if o.contains_key("error") {
@@ -915,30 +916,44 @@ fn check_output(out: &[ClientEvent]) -> Result<(), String> {
     Ok(())
 }
 
+/// Feeds `steps` (fixture events, garbage, mangled fixtures). With `slow`,
+/// every event that names `content_block_delta` spells it with an escape
+/// (`\u0061`), which the `Value` path reads as the same word and the typed
+/// fast path never takes (`fast_block_delta`).
+fn run_steps(t: &mut AnthropicChat, steps: &[Step], slow: bool) -> Vec<ClientEvent> {
+    let fixtures = all_fixture_events();
+    let mut out = Vec::new();
+    let feed = |t: &mut AnthropicChat, name: Option<&str>, data: String, out: &mut Vec<ClientEvent>| {
+        let data = if slow { data.replace("\"content_block_delta\"", "\"content_block_delt\\u0061\"") } else { data };
+        t.stream_event(name, &data, out);
+    };
+    for s in steps {
+        match s {
+            Step::Fixture(i, named) => {
+                let (name, data) = &fixtures[*i];
+                feed(t, if *named { Some(name) } else { None }, data.to_string(), &mut out);
+            }
+            Step::Garbage(g) => feed(t, Some("content_block_delta"), g.clone(), &mut out),
+            Step::Mangled(i, k, v) => {
+                let (name, data) = &fixtures[*i];
+                let mut data = data.clone();
+                data[k.as_str()] = v.clone();
+                feed(t, Some(name), data.to_string(), &mut out);
+            }
+        }
+    }
+    out
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
     fn prop_stream_never_panics_and_ends_well(steps in proptest::collection::vec(step(), 0..40), complete in any::<bool>(), usage in any::<bool>()) {
-        let fixtures = all_fixture_events();
         let mut t = translator(json!({"stream": true, "stream_options": {"include_usage": usage}}));
-        let mut out = Vec::new();
-        for s in &steps {
-            match s {
-                Step::Fixture(i, named) => {
-                    let (name, data) = &fixtures[*i];
-                    t.stream_event(if *named { Some(name) } else { None }, &data.to_string(), &mut out);
-                }
-                Step::Garbage(g) => t.stream_event(Some("content_block_delta"), g, &mut out),
-                Step::Mangled(i, k, v) => {
-                    let (name, data) = &fixtures[*i];
-                    let mut data = data.clone();
-                    data[k.as_str()] = v.clone();
-                    t.stream_event(Some(name), &data.to_string(), &mut out);
-                }
-            }
-        }
+        let mut out = run_steps(&mut t, &steps, false);
         t.stream_end(if complete { StreamEnd::Complete } else { StreamEnd::Cut }, &mut out);
+        let mut out: Vec<ClientEvent> = out.into_iter().map(ClientEvent::parsed).collect();
         let n = out.len();
         t.stream_end(StreamEnd::Complete, &mut out);
         prop_assert_eq!(out.len(), n);
@@ -1265,4 +1280,37 @@ fn the_fast_path_takes_the_plain_answer() {
     assert_eq!(out["choices"][0]["message"], json!({"role": "assistant", "content": "Hi é", "refusal": null}));
     assert_eq!((out["id"].as_str(), out["usage"]["total_tokens"].as_u64()), (Some("chatcmpl-msg_1"), Some(5)));
     assert!(translator(json!({})).response_bytes(b"not json").is_none());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The typed fast path for `content_block_delta` (issue 28) decides as
+    /// the `Value` path does, for the fixtures' events, mangled ones and
+    /// garbage, in any order: the same chunks, the same state after.
+    #[test]
+    fn fast_and_slow_stream_paths_agree(steps in proptest::collection::vec(step(), 0..40), usage in any::<bool>(), json_mode in any::<bool>()) {
+        let req = if json_mode {
+            json!({"stream": true, "stream_options": {"include_usage": usage}, "response_format": {"type": "json_object"}})
+        } else {
+            json!({"stream": true, "stream_options": {"include_usage": usage}})
+        };
+        let (mut fast, mut slow) = (translator(req.clone()), translator(req));
+        let mut a = run_steps(&mut fast, &steps, false);
+        let mut b = run_steps(&mut slow, &steps, true);
+        fast.stream_end(StreamEnd::Complete, &mut a);
+        slow.stream_end(StreamEnd::Complete, &mut b);
+        let a: Vec<ClientEvent> = a.into_iter().map(ClientEvent::parsed).collect();
+        let b: Vec<ClientEvent> = b.into_iter().map(ClientEvent::parsed).collect();
+        // `created` is the clock at message_start: the same second or the next.
+        let strip = |v: Vec<ClientEvent>| -> Vec<ClientEvent> {
+            v.into_iter().map(|e| match e {
+                ClientEvent::Data(mut d) => { if let Some(o) = d.as_object_mut() { o.remove("created"); } ClientEvent::Data(d) }
+                e => e,
+            }).collect()
+        };
+        prop_assert_eq!(strip(a), strip(b));
+        prop_assert_eq!(fast.usage(), slow.usage());
+        prop_assert_eq!(fast.replay_memos(), slow.replay_memos());
+    }
 }

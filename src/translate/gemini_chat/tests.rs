@@ -19,6 +19,7 @@ fn datas(out: &[ClientEvent]) -> Vec<Value> {
     out.iter()
         .map(|e| match e {
             ClientEvent::Data(v) => v.clone(),
+            ClientEvent::Json(s) => serde_json::from_str(s).expect("a written chunk is JSON"),
             ClientEvent::Done => json!("[DONE]"),
             ClientEvent::Named(n, _) => panic!("unexpected named event {n}"),
         })
@@ -746,6 +747,7 @@ fn fixture_events() -> Vec<String> {
 
 fn check_output(out: &[ClientEvent]) -> Result<(), TestCaseError> {
     prop_assert!(!out.is_empty());
+    let out: Vec<ClientEvent> = out.iter().cloned().map(ClientEvent::parsed).collect();
     for (i, e) in out.iter().enumerate() {
         match e {
             ClientEvent::Data(v) => {
@@ -759,6 +761,7 @@ fn check_output(out: &[ClientEvent]) -> Result<(), TestCaseError> {
             }
             ClientEvent::Done => prop_assert_eq!(i, out.len() - 1, "Done must be last"),
             ClientEvent::Named(..) => prop_assert!(false, "named event in chat stream"),
+            ClientEvent::Json(_) => unreachable!("read back above"),
         }
     }
     let last = out.last().unwrap();
@@ -813,7 +816,7 @@ proptest! {
         if cut {
             prop_assert!(*out.last().unwrap() != ClientEvent::Done);
         }
-        for e in &out {
+        for e in out.into_iter().map(ClientEvent::parsed) {
             if let ClientEvent::Data(v) = e {
                 if let Some(choices) = v.get("choices").and_then(Value::as_array) {
                     prop_assert!(choices.len() <= 1);

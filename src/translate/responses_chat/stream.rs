@@ -342,6 +342,11 @@ impl ResponsesOverChat {
         for e in events {
             match e {
                 ClientEvent::Data(v) => self.on_chunk(&v, out),
+                ClientEvent::Json(ref s) => {
+                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(s) {
+                        self.on_chunk(&v, out);
+                    }
+                }
                 ClientEvent::Done => self.finish_stream(out),
                 // An inner translator that already speaks Responses events.
                 ClientEvent::Named(..) => {}
