@@ -5,7 +5,8 @@
 //! translator in the same state (`fast_and_slow_paths_agree` in tests.rs);
 //! `None` (nothing changed) for what the slow path does differently or
 //! checks: function calls, no candidates (a blocked prompt), a field of an
-//! unexpected type, not JSON.
+//! unexpected type, not JSON. Stream events have theirs too
+//! ([`GeminiChat::fast_stream_event`]), for the text of one candidate.
 
 use super::response::finish_reason;
 use super::{usage_of, GeminiChat};
@@ -131,5 +132,61 @@ impl GeminiChat {
             .collect();
         let out = Completion { id: self.chat_id(), object: "chat.completion", created: self.created, model: self.model_out(), choices, usage: self.usage.chat_usage() };
         serde_json::to_vec(&out).ok()
+    }
+}
+
+impl GeminiChat {
+    /// The fast path of a stream event, for the common one: one candidate
+    /// (index 0) already started, text or thought parts (not both), no
+    /// function call, no error. Read typed with borrowed strings, its chunk
+    /// written without a `Value` (issue 28). `false` (nothing changed): the
+    /// slow path's case. `fast_and_slow_stream_paths_agree` in tests.rs.
+    pub(super) fn fast_stream_event(&mut self, data: &str, out: &mut Vec<crate::translate::ClientEvent>) -> bool {
+        use crate::translate::common::{delta_chunk, Delta};
+        let bytes = data.as_bytes();
+        // Function calls (ids, signatures, memos) and error events: the slow
+        // path. A quoted name is a member name or a string equal to it.
+        if memchr::memmem::find(bytes, b"\"functionCall\"").is_some() || memchr::memmem::find(bytes, b"\"error\"").is_some() {
+            return false;
+        }
+        if bytes.first() != Some(&b'{') {
+            return false;
+        }
+        let Ok(answer) = serde_json::from_str::<Answer>(data) else { return false };
+        let Some(cands) = answer.candidates else { return false };
+        let [cand] = &cands[..] else { return false };
+        if cand.index.unwrap_or(0) != 0 || !self.cands.first().is_some_and(|c| c.started && !c.finished) {
+            return false;
+        }
+        let (mut text, mut thoughts) = (String::new(), String::new());
+        for p in cand.content.as_ref().and_then(|c| c.parts.as_ref()).into_iter().flatten() {
+            match (p.thought, &p.text) {
+                (Some(true), t) => thoughts.push_str(t.as_deref().unwrap_or("")),
+                (_, Some(t)) => text.push_str(t),
+                (_, None) => {}
+            }
+        }
+        if !text.is_empty() && !thoughts.is_empty() {
+            return false; // one delta with both: the slow path's object
+        }
+        let usage = answer.usage_metadata.map(|u| usage_of(u.prompt_token_count, u.candidates_token_count, u.thoughts_token_count, u.cached_content_token_count));
+        self.observe_parts(answer.response_id.as_deref(), answer.model_version.as_deref(), usage);
+        let delta = if !text.is_empty() {
+            Some(Delta::Content(&text))
+        } else if !thoughts.is_empty() {
+            Some(Delta::Reasoning(&thoughts))
+        } else {
+            None
+        };
+        if let Some(d) = delta {
+            let model = self.resp_model.as_deref().unwrap_or(&self.model);
+            out.push(delta_chunk(&self.chat_id(), self.created, model, d, self.include_usage));
+        }
+        if let Some(reason) = cand.finish_reason.as_deref().filter(|r| !r.is_empty() && *r != "FINISH_REASON_UNSPECIFIED") {
+            self.cands[0].finished = true;
+            let fr = finish_reason(reason, self.cands[0].tool_calls > 0);
+            out.push(self.finish_chunk(0, fr));
+        }
+        true
     }
 }

@@ -11,6 +11,11 @@ impl GeminiChat {
         chat_chunk(self.chat_id(), self.created, self.model_out(), choices, self.include_usage)
     }
 
+    /// A candidate's closing chunk: an empty delta and its finish reason.
+    pub(super) fn finish_chunk(&self, idx: usize, reason: &str) -> ClientEvent {
+        ClientEvent::Data(self.chunk(json!([chunk_choice(idx, json!({}), Some(reason))])))
+    }
+
     fn stream_complete(&self) -> bool {
         let started: Vec<&CandState> = self.cands.iter().filter(|c| c.started).collect();
         !started.is_empty() && started.iter().all(|c| c.finished)
@@ -18,6 +23,9 @@ impl GeminiChat {
 
     pub(super) fn translate_stream_event(&mut self, data: &str, out: &mut Vec<ClientEvent>) {
         if self.ended || self.errored {
+            return;
+        }
+        if self.fast_stream_event(data.trim(), out) {
             return;
         }
         let v: Value = match serde_json::from_str(data.trim()) {
@@ -86,7 +94,7 @@ impl GeminiChat {
             if let Some(reason) = cand.get("finishReason").and_then(Value::as_str).filter(|r| !r.is_empty() && *r != "FINISH_REASON_UNSPECIFIED") {
                 self.cands[idx].finished = true;
                 let fr = finish_reason(reason, self.cands[idx].tool_calls > 0);
-                out.push(ClientEvent::Data(self.chunk(json!([chunk_choice(idx, json!({}), Some(fr))]))));
+                out.push(self.finish_chunk(idx, fr));
             }
         }
     }

@@ -1009,3 +1009,65 @@ fn the_fast_path_takes_the_plain_answer() {
     // Not an object: the slow path's 502.
     assert!(gemini_translator().response_bytes(b"[{\"candidates\": []}]").is_none());
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The typed fast path of stream events (issue 28) decides as the
+    /// `Value` path does: the same chunks, usage and model, over any
+    /// sequence of answers as stream events. The slow run carries a member
+    /// `"zz": "error"` in each event, which the `Value` path ignores and
+    /// the fast path always declines.
+    #[test]
+    fn fast_and_slow_stream_paths_agree(events in proptest::collection::vec(gemini_answer(), 1..8), include_usage in any::<bool>(), cut in any::<bool>()) {
+        let start = || {
+            let mut t = GeminiChat::new();
+            t.request(json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": true, "stream_options": {"include_usage": include_usage}}), &Options::default()).unwrap();
+            t
+        };
+        let (mut fast, mut slow) = (start(), start());
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for e in &events {
+            let data = e.to_string();
+            fast.stream_event(None, &data, &mut a);
+            slow.stream_event(None, &format!("{{\"zz\":\"error\",{}", &data[1..]).replace(",}", "}"), &mut b);
+        }
+        let end = if cut { StreamEnd::Cut } else { StreamEnd::Complete };
+        fast.stream_end(end, &mut a);
+        slow.stream_end(end, &mut b);
+        // The clock, and an id generated when the provider gave none.
+        let strip = |v: Vec<ClientEvent>| -> Vec<ClientEvent> {
+            v.into_iter().map(ClientEvent::parsed).map(|e| match e {
+                ClientEvent::Data(mut d) => {
+                    if let Some(o) = d.as_object_mut() {
+                        o.remove("created");
+                        o.remove("id");
+                        // And the tool-call ids made from a generated one.
+                        for c in o.get_mut("choices").and_then(Value::as_array_mut).into_iter().flatten() {
+                            for tc in c["delta"].get_mut("tool_calls").and_then(Value::as_array_mut).into_iter().flatten() {
+                                tc.as_object_mut().map(|t| t.remove("id"));
+                            }
+                        }
+                    }
+                    ClientEvent::Data(d)
+                }
+                e => e,
+            }).collect()
+        };
+        prop_assert_eq!(strip(a), strip(b));
+        prop_assert_eq!(fast.usage(), slow.usage());
+        prop_assert_eq!(fast.response_model(), slow.response_model());
+    }
+}
+
+#[test]
+fn a_streamed_text_event_takes_the_fast_path() {
+    let mut t = GeminiChat::new();
+    t.request(json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": true}), &Options::default()).unwrap();
+    let mut out = Vec::new();
+    let ev = |text: &str| json!({"candidates": [{"content": {"parts": [{"text": text}], "role": "model"}}], "responseId": "r1", "modelVersion": "gemini-2.5-flash"}).to_string();
+    t.stream_event(None, &ev("Hel"), &mut out);
+    assert!(matches!(out[0], ClientEvent::Data(_)), "the first chunk (with the role) is the slow path's");
+    assert!(t.fast_stream_event(&ev("lo"), &mut out));
+    assert!(matches!(&out[1], ClientEvent::Json(s) if s.contains("\"content\":\"lo\"")));
+}
