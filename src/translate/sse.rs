@@ -281,7 +281,7 @@ mod tests {
     #[test]
     fn encodes_data_named_and_done() {
         let mut out = Vec::new();
-        encode(&[ClientEvent::Data(json!({"a":1})), ClientEvent::Named("response.created".into(), json!({"b":2})), ClientEvent::Done], &mut out);
-        assert_eq!(String::from_utf8(out).unwrap(), "data: {\"a\":1}\n\nevent: response.created\ndata: {\"b\":2}\n\ndata: [DONE]\n\n");
+        encode(&[ClientEvent::Data(json!({"a":1})), ClientEvent::Named("response.created".into(), json!({"b":2})), ClientEvent::Json("{\"c\":3}".into()), ClientEvent::Done], &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), "data: {\"a\":1}\n\nevent: response.created\ndata: {\"b\":2}\n\ndata: {\"c\":3}\n\ndata: [DONE]\n\n");
     }
 }
