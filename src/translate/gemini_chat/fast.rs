@@ -65,6 +65,36 @@ struct UsageMetadata {
     cached_content_token_count: Option<u64>,
 }
 
+impl UsageMetadata {
+    fn token_usage(&self) -> crate::translate::TokenUsage {
+        usage_of(self.prompt_token_count, self.candidates_token_count, self.thoughts_token_count, self.cached_content_token_count)
+    }
+}
+
+impl Candidate<'_> {
+    /// Its parts' text and thought text, each put together in order.
+    fn text_and_thoughts(&self) -> (String, String) {
+        let (mut text, mut thoughts) = (String::new(), String::new());
+        for p in self.content.as_ref().and_then(|c| c.parts.as_ref()).into_iter().flatten() {
+            match (p.thought, &p.text) {
+                (Some(true), t) => thoughts.push_str(t.as_deref().unwrap_or("")),
+                (_, Some(t)) => text.push_str(t),
+                (_, None) => {}
+            }
+        }
+        (text, thoughts)
+    }
+}
+
+/// What the typed structs may read: a JSON object (serde would read a
+/// struct from an array too) with no function call anywhere (the slow
+/// path's: ids, signatures, the replay memos). The quoted name can only be
+/// a member name or a string equal to it, never part of a longer string's
+/// text.
+fn plain_object(body: &[u8]) -> bool {
+    memchr::memmem::find(body, b"\"functionCall\"").is_none() && body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+}
+
 #[derive(Serialize)]
 struct Completion {
     id: String,
@@ -94,33 +124,17 @@ struct Message {
 
 impl GeminiChat {
     pub(super) fn translate_response_bytes(&mut self, body: &[u8]) -> Option<Vec<u8>> {
-        // A function call anywhere: the slow path (ids, signatures, the
-        // replay memos). The quoted name can only be a member name or a
-        // string equal to it, never part of a longer string's text.
-        if memchr::memmem::find(body, b"\"functionCall\"").is_some() {
-            return None;
-        }
-        // Not an object (serde would read a struct from an array too): the
-        // slow path's error.
-        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        if !plain_object(body) {
             return None;
         }
         let answer: Answer = serde_json::from_slice(body).ok()?;
         let cands = answer.candidates.filter(|c| !c.is_empty())?;
-        let usage = answer.usage_metadata.map(|u| usage_of(u.prompt_token_count, u.candidates_token_count, u.thoughts_token_count, u.cached_content_token_count));
-        self.observe_parts(answer.response_id.as_deref(), answer.model_version.as_deref(), usage);
+        self.observe_parts(answer.response_id.as_deref(), answer.model_version.as_deref(), answer.usage_metadata.as_ref().map(UsageMetadata::token_usage));
         let choices = cands
             .into_iter()
             .enumerate()
             .map(|(pos, cand)| {
-                let (mut text, mut thoughts) = (String::new(), String::new());
-                for p in cand.content.and_then(|c| c.parts).into_iter().flatten() {
-                    match (p.thought, p.text) {
-                        (Some(true), t) => thoughts.push_str(t.as_deref().unwrap_or("")),
-                        (_, Some(t)) => text.push_str(&t),
-                        (_, None) => {}
-                    }
-                }
+                let (text, thoughts) = cand.text_and_thoughts();
                 let reason = cand.finish_reason.as_deref().unwrap_or("STOP");
                 Choice {
                     index: cand.index.map_or(pos, |i| i as usize),
@@ -144,12 +158,9 @@ impl GeminiChat {
     pub(super) fn fast_stream_event(&mut self, data: &str, out: &mut Vec<crate::translate::ClientEvent>) -> bool {
         use crate::translate::common::{delta_chunk, Delta};
         let bytes = data.as_bytes();
-        // Function calls (ids, signatures, memos) and error events: the slow
-        // path. A quoted name is a member name or a string equal to it.
-        if memchr::memmem::find(bytes, b"\"functionCall\"").is_some() || memchr::memmem::find(bytes, b"\"error\"").is_some() {
-            return false;
-        }
-        if bytes.first() != Some(&b'{') {
+        // And error events (`"error"`, quoted: a member name or a string
+        // equal to it): the slow path's too.
+        if !plain_object(bytes) || memchr::memmem::find(bytes, b"\"error\"").is_some() {
             return false;
         }
         let Ok(answer) = serde_json::from_str::<Answer>(data) else { return false };
@@ -158,19 +169,11 @@ impl GeminiChat {
         if cand.index.unwrap_or(0) != 0 || !self.cands.first().is_some_and(|c| c.started && !c.finished) {
             return false;
         }
-        let (mut text, mut thoughts) = (String::new(), String::new());
-        for p in cand.content.as_ref().and_then(|c| c.parts.as_ref()).into_iter().flatten() {
-            match (p.thought, &p.text) {
-                (Some(true), t) => thoughts.push_str(t.as_deref().unwrap_or("")),
-                (_, Some(t)) => text.push_str(t),
-                (_, None) => {}
-            }
-        }
+        let (text, thoughts) = cand.text_and_thoughts();
         if !text.is_empty() && !thoughts.is_empty() {
             return false; // one delta with both: the slow path's object
         }
-        let usage = answer.usage_metadata.map(|u| usage_of(u.prompt_token_count, u.candidates_token_count, u.thoughts_token_count, u.cached_content_token_count));
-        self.observe_parts(answer.response_id.as_deref(), answer.model_version.as_deref(), usage);
+        self.observe_parts(answer.response_id.as_deref(), answer.model_version.as_deref(), answer.usage_metadata.as_ref().map(UsageMetadata::token_usage));
         let delta = if !text.is_empty() {
             Some(Delta::Content(&text))
         } else if !thoughts.is_empty() {

@@ -342,8 +342,8 @@ impl ResponsesOverChat {
         for e in events {
             match e {
                 ClientEvent::Data(v) => self.on_chunk(&v, out),
-                ClientEvent::Json(ref s) => {
-                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(s) {
+                ClientEvent::Json(_) => {
+                    if let Some(v) = e.value() {
                         self.on_chunk(&v, out);
                     }
                 }
