@@ -210,8 +210,13 @@ impl AnthropicChat {
         AnthropicChat { vertex: true, ..Self::new() }
     }
 
+    /// The model the answer names, else the request's.
+    fn model_str(&self) -> &str {
+        self.model.as_deref().unwrap_or(&self.req_model)
+    }
+
     fn model_name(&self) -> String {
-        self.model.clone().unwrap_or_else(|| self.req_model.clone())
+        self.model_str().to_owned()
     }
 
     fn chat_id(&self) -> String {

@@ -31,7 +31,7 @@ impl AnthropicChat {
 
     /// A chunk of one piece of text, written without a `Value`.
     fn delta(&self, delta: Delta<'_>) -> ClientEvent {
-        delta_chunk(&self.chunk_id, self.created, self.model.as_deref().unwrap_or(&self.req_model), delta, self.include_usage)
+        delta_chunk(&self.chunk_id, self.created, self.model_str(), delta, self.include_usage)
     }
 
     fn content_chunk(&self, text: &str) -> ClientEvent {

@@ -182,8 +182,7 @@ impl GeminiChat {
             None
         };
         if let Some(d) = delta {
-            let model = self.resp_model.as_deref().unwrap_or(&self.model);
-            out.push(delta_chunk(&self.chat_id(), self.created, model, d, self.include_usage));
+            out.push(delta_chunk(&self.chat_id(), self.created, self.model_str(), d, self.include_usage));
         }
         if let Some(reason) = cand.finish_reason.as_deref().filter(|r| !r.is_empty() && *r != "FINISH_REASON_UNSPECIFIED") {
             self.cands[0].finished = true;

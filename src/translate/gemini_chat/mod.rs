@@ -115,8 +115,13 @@ impl GeminiChat {
         format!("chatcmpl-{}", self.id.as_deref().unwrap_or(""))
     }
 
+    /// The model the answer names, else the request's.
+    fn model_str(&self) -> &str {
+        self.resp_model.as_deref().unwrap_or(&self.model)
+    }
+
     fn model_out(&self) -> String {
-        self.resp_model.clone().unwrap_or_else(|| self.model.clone())
+        self.model_str().to_owned()
     }
 
     fn remember(&mut self, id: &str, call: &response::Call) {
