@@ -148,14 +148,8 @@ impl Answer {
 
     /// An event the `/openai` route sends its client.
     pub fn client_event(&mut self, e: &ClientEvent) {
-        match e {
-            ClientEvent::Data(v) | ClientEvent::Named(_, v) => self.event(ApiFamily::OpenAi, v),
-            ClientEvent::Json(_) => {
-                if let Some(v) = e.value() {
-                    self.event(ApiFamily::OpenAi, &v);
-                }
-            }
-            ClientEvent::Done => {}
+        if let Some(v) = e.value() {
+            self.event(ApiFamily::OpenAi, &v);
         }
     }
 
