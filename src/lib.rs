@@ -4,7 +4,9 @@
 //! * `alloc`, `errors`, `net`, `translate`, `store` — the binary's allocator
 //!   (mimalloc); gateway error kinds; URLs, DNS,
 //!   peers, query strings; the OpenAI ↔ provider translators (pure, no
-//!   I/O) and what a reasoning model's tool turn needs again (`replay`);
+//!   I/O), the client's request as they take it (`chat_request`: read
+//!   typed when it has the common shape, else a JSON value), and what a
+//!   reasoning model's tool turn needs again (`replay`);
 //!   async jobs and spend in SQLite (or jobs in Redis), and the reasoning
 //!   replay memory's SQLite file.
 //! * `providers` — one file per provider: base URL, auth form, path rules,

@@ -21,6 +21,7 @@ use crate::translate::gemini_chat::GeminiChat;
 use crate::translate::gemini_embeddings::{GeminiEmbeddings, VertexEmbeddings};
 use crate::translate::responses_chat::ResponsesOverChat;
 use crate::routing::Candidate;
+use crate::translate::chat_request::OpenAiRequest;
 use crate::translate::{Options, TranslateError, Translator};
 use pingora::http::RequestHeader;
 use pingora::prelude::*;
@@ -85,15 +86,14 @@ impl Gateway {
                 return Ok(Admitted::Answered);
             }
         };
-        let mut req: Value = match serde_json::from_slice(&body) {
-            Ok(v @ Value::Object(_)) => v,
-            _ => return self.openai_refused(session, ctx, &TranslateError::invalid_body("We could not parse the JSON body of your request: it must be a JSON object.")).await,
+        // A chat request of the common shape that runs now is read typed,
+        // borrowing the body (`ChatRequest`): a translator that takes it
+        // writes the provider's body without a `Value` tree.
+        let typed = endpoint == Endpoint::ChatCompletions && !keep_request;
+        let Some(mut req) = OpenAiRequest::read(&body, typed) else {
+            return self.openai_refused(session, ctx, &TranslateError::invalid_body("We could not parse the JSON body of your request: it must be a JSON object.")).await;
         };
-        // The client's bytes are kept only while another candidate may need
-        // the request again (SPEC 10): parsing them again on a fallback is
-        // cheaper than copying the parsed request for every request.
-        let mut body = Some(body);
-        let Some(model) = req.get("model").and_then(Value::as_str).map(str::to_string) else {
+        let Some(model) = req.model().map(str::to_string) else {
             return self.openai_refused(session, ctx, &TranslateError::invalid("model", "you must provide a model parameter")).await;
         };
         let config = ctx.live.config.clone();
@@ -109,9 +109,11 @@ impl Gateway {
         let known = |name: &str| Provider::from_name(name).is_some_and(configured);
         // SPEC 10: the request's own fallbacks (removed before it leaves),
         // after an alias's targets and fallbacks.
-        let fallbacks = match super::openai_route::take_fallbacks(&mut req, config.routing.max_fallbacks, &known) {
-            Ok(f) => f,
-            Err(e) => return self.openai_refused(session, ctx, &e).await,
+        // (A typed request has none.)
+        let fallbacks = match req.parsed_mut().map(|v| super::openai_route::take_fallbacks(v, config.routing.max_fallbacks, &known)) {
+            None => Vec::new(),
+            Some(Ok(f)) => f,
+            Some(Err(e)) => return self.openai_refused(session, ctx, &e).await,
         };
         let alias = if azure_deployment.is_some() { None } else { config.routing.models.get(&model) };
         let named = match &azure_deployment {
@@ -202,16 +204,16 @@ impl Gateway {
         }
         let first = &candidates[0].target;
         let (provider, native) = (Provider::from_name(&first.provider).unwrap_or(Provider::OpenAi), first.model.clone());
-        req["model"] = Value::String(native.clone());
+        req.set_model(&native);
         ctx.target.provider = Some(provider);
         ctx.target.model = Some(native.clone());
         ctx.outcome.answered = Some(super::openai_route::Answered { provider: Some(provider.name().to_string()), model: Some(native.clone()), attempts: 0, fallback_index: 0 });
         if let Some(t) = ctx.trace.as_mut() {
             t.target(provider, operation_for(endpoint.openai_path()), Some(&native));
-            t.input(crate::providers::ApiFamily::OpenAi, &req);
+            t.input(crate::providers::ApiFamily::OpenAi, &req.to_value());
         }
         if self.logs.as_ref().is_some_and(|l| l.conf.capture_content) {
-            ctx.outcome.log_content = Some(crate::logs::Content::new(&super::log_content::request_text(&req), ""));
+            ctx.outcome.log_content = Some(crate::logs::Content::new(&super::log_content::request_text(&req.to_value()), ""));
         }
 
         // The client-named Azure endpoint, with the client's own key only.
@@ -233,8 +235,9 @@ impl Gateway {
         // request as the client wrote it), and only a request with tools or
         // earlier tool calls can have or leave any: only then is the owner
         // worked out (a key lookup and a digest, some 35k instructions).
-        let wanted = crate::translate::replay::wanted(&req);
-        let tool_turn = !wanted.is_empty() || req.get("tools").and_then(Value::as_array).is_some_and(|t| !t.is_empty());
+        // (A typed request has neither tools nor tool calls.)
+        let wanted = req.parsed().map(crate::translate::replay::wanted).unwrap_or_default();
+        let tool_turn = !wanted.is_empty() || req.parsed().and_then(|r| r.get("tools")).and_then(Value::as_array).is_some_and(|t| !t.is_empty());
         let translated_somewhere = tool_turn
             && matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Responses)
             && candidates.iter().any(|c| Provider::from_name(&c.target.provider).is_some_and(|p| !p.openai_shaped() || route::claude_model(p, &c.target.model)));
@@ -251,15 +254,35 @@ impl Gateway {
             Err(e) => return self.openai_refused(session, ctx, &e).await,
             Ok(Mode::Translated(mut translator)) => {
                 let opts = Options { default_max_tokens: config.openai_compat.default_max_tokens };
-                // Kept for a later translation: an async job's, or another
-                // candidate's (SPEC 10).
-                let input = if keep_request { req.clone() } else { std::mem::take(&mut req) };
-                match translator.request(super::reasoning::with_memos(input, &memos), &opts) {
+                let typed = match &req {
+                    OpenAiRequest::Typed(r) => translator.typed_request(r, &opts),
+                    OpenAiRequest::Parsed(_) => None,
+                };
+                let body = match typed {
+                    Some(b) => Ok(b),
+                    None => {
+                        // Kept for a later translation: an async job's.
+                        let input = if keep_request { req.to_value().into_owned() } else { std::mem::replace(&mut req, OpenAiRequest::Parsed(Value::Null)).into_value() };
+                        translator.request(super::reasoning::with_memos(input, &memos), &opts).map(|v| serde_json::to_vec(&v).unwrap_or_default())
+                    }
+                };
+                match body {
                     Ok(body) => (!keep_request).then_some(Translated { translator, body }),
                     Err(e) => return self.openai_refused(session, ctx, &e).await,
                 }
             }
             Ok(Mode::Passthrough) => None,
+        };
+        // The request a translation made now has taken is not kept: the
+        // client's bytes are, while another candidate may need it again
+        // (SPEC 10; parsing them again on a fallback is cheaper than
+        // copying the request for every request).
+        let req = if translated.is_some() {
+            // (Dropped here: the body it may borrow is kept below.)
+            drop(req);
+            Value::Null
+        } else {
+            req.into_value()
         };
         let h = &session.req_header();
         // An OpenAI-shaped provider gets the client's headers as on the
@@ -282,7 +305,7 @@ impl Gateway {
         };
         let api_version = crate::net::query::query_get(h.uri.query(), "api-version").map(str::to_string);
         let route = super::openai_route::RoutePlan { alias: alias.map(|_| model.clone()), candidates, ordered };
-        let raw = if req.is_null() && route.candidates.len() > 1 { body.take().map(bytes::Bytes::from) } else { None };
+        let raw = if req.is_null() && route.candidates.len() > 1 { Some(bytes::Bytes::from(body)) } else { None };
         Ok(Admitted::Ready(Prepared { endpoint, provider: provider.name().to_string(), model: native, req, raw, headers, api_version, direct, directs, client_base, route, cache, memos }, translated))
     }
 

@@ -245,7 +245,7 @@ impl Gateway {
         let (mode, body, stream) = match translated {
             Some(Translated { translator, body }) => {
                 let stream = translator.streaming();
-                (Mode::Translated(translator), serde_json::to_vec(&body).unwrap_or_default(), stream)
+                (Mode::Translated(translator), body, stream)
             }
             None => {
                 let mut req = match (&p.req, &p.raw) {

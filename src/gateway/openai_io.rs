@@ -97,10 +97,10 @@ pub(super) enum Admitted {
 }
 
 /// A request translated at admission: the translator (it keeps what the
-/// answer's translation needs) and the provider's request body.
+/// answer's translation needs) and the provider's request body, written.
 pub(super) struct Translated {
     pub translator: Box<dyn Translator>,
-    pub body: Value,
+    pub body: Vec<u8>,
 }
 
 /// The record's usage from a translator's.

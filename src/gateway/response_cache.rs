@@ -20,6 +20,7 @@ use crate::routes::credentials::client_credential;
 use crate::routes::headers::REQUEST_ID_HEADER;
 use crate::routes::openai::Endpoint;
 use crate::routes::RouteName;
+use crate::translate::chat_request::OpenAiRequest;
 use crate::translate::sse::encode;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -52,7 +53,7 @@ impl Gateway {
     /// At admission, with the request as the client sent it (`fallbacks`
     /// removed, `model` as requested): the cache's plan, `None` when the
     /// cache is off or not asked for, `Err` for a malformed cache header.
-    pub(super) fn cache_plan(&self, session: &Session, ctx: &Ctx, endpoint: Endpoint, req: &Value) -> std::result::Result<Option<CachePlan>, BadHeader> {
+    pub(super) fn cache_plan(&self, session: &Session, ctx: &Ctx, endpoint: Endpoint, req: &OpenAiRequest) -> std::result::Result<Option<CachePlan>, BadHeader> {
         let Some(conf) = ctx.live.config.cache.as_ref() else { return Ok(None) };
         if self.cache.is_none() || !matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Responses | Endpoint::Embeddings) {
             return Ok(None);
@@ -64,6 +65,8 @@ impl Gateway {
         let direct = (ctx.live.config.allow_direct_keys && ctx.cred.virtual_key.is_none()).then(|| client_credential(&h.headers, h.uri.query())).flatten();
         let owner = directives::owner(ctx.cred.virtual_key.as_deref(), direct.as_ref().map(|c| c.secret.as_str()));
         let path = endpoint.openai_path();
+        let req = req.to_value();
+        let req = req.as_ref();
         let exact = key::exact_key(path, req);
         let entry = key::digest(&["entry", &owner, &dir.namespace, &exact]);
         let semantic = match (&conf.semantic, endpoint, dir.layer) {

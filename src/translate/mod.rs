@@ -3,8 +3,9 @@
 //! does it: one type per (client API, provider API) pair behind one trait,
 //! [`Translator`], whose methods mirror the proxy phases:
 //!
-//! * request body: the client's OpenAI request (parsed JSON) → the provider's
-//!   request body;
+//! * request body: the client's OpenAI request (parsed JSON, or read
+//!   typed when it has the common shape: [`chat_request`]) → the
+//!   provider's request body;
 //! * response body, non-streaming: the provider's whole JSON answer → the
 //!   OpenAI object;
 //! * response body, streaming: one provider SSE event at a time → zero or
@@ -21,6 +22,7 @@
 use serde_json::{json, Value};
 
 pub mod anthropic_chat;
+pub mod chat_request;
 pub mod common;
 pub mod gemini_chat;
 pub mod gemini_embeddings;
@@ -220,6 +222,17 @@ pub trait Translator: Send {
     /// The client's request body → the provider's. `req["model"]` already
     /// holds the provider's own model name (the `provider/` prefix removed).
     fn request(&mut self, req: Value, opts: &Options) -> Result<Value, TranslateError>;
+
+    /// [`Self::request`] from the typed reading of a request of the common
+    /// shape ([`chat_request::ChatRequest`], `model` already the
+    /// provider's), straight to the provider's body: the bytes `request`
+    /// would give, serialised, and the same state kept. `None`: this pair
+    /// does not take it this way (a parameter it treats specially, a value
+    /// `request` refuses); nothing was changed, and `request` is called
+    /// with the request as a `Value`.
+    fn typed_request(&mut self, _req: &chat_request::ChatRequest<'_>, _opts: &Options) -> Option<Vec<u8>> {
+        None
+    }
 
     /// Did the translated request ask for a stream? (Valid after `request`.)
     fn streaming(&self) -> bool;

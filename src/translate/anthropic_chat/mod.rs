@@ -45,6 +45,7 @@ mod response;
 mod stream;
 #[cfg(test)]
 mod tests;
+mod typed_request;
 
 /// Name of the synthetic tool used for `response_format` JSON modes.
 pub const JSON_TOOL_NAME: &str = "json_response";
@@ -288,6 +289,10 @@ impl Translator for AnthropicChat {
                 code: Some("invalid_value"),
             }),
         }
+    }
+
+    fn typed_request(&mut self, req: &crate::translate::chat_request::ChatRequest<'_>, opts: &Options) -> Option<Vec<u8>> {
+        self.translate_typed_request(req, opts)
     }
 
     fn streaming(&self) -> bool {

@@ -7,7 +7,7 @@ use crate::translate::{Options, TranslateError};
 use serde_json::{json, Map, Value};
 
 /// The Messages API version Claude on Vertex takes in the body.
-const VERTEX_ANTHROPIC_VERSION: &str = "vertex-2023-10-16";
+pub(super) const VERTEX_ANTHROPIC_VERSION: &str = "vertex-2023-10-16";
 
 /// Top-level OpenAI parameters this translator knows (handled, dropped or refused).
 const KNOWN_PARAMS: &[&str] = &[

@@ -46,6 +46,7 @@ mod fast;
 mod request;
 mod response;
 mod stream;
+mod typed_request;
 #[cfg(test)]
 mod tests;
 
@@ -174,6 +175,10 @@ fn usage_of(prompt: Option<u64>, candidates: Option<u64>, thoughts: Option<u64>,
 impl Translator for GeminiChat {
     fn request(&mut self, req: Value, _opts: &Options) -> Result<Value, TranslateError> {
         self.translate_request(req)
+    }
+
+    fn typed_request(&mut self, req: &crate::translate::chat_request::ChatRequest<'_>, _opts: &Options) -> Option<Vec<u8>> {
+        self.translate_typed_request(req)
     }
 
     fn streaming(&self) -> bool {
