@@ -83,13 +83,14 @@ impl Answered {
         if let Some(p) = &self.provider {
             head.insert_header("x-tollgate-provider", p.as_str())?;
         }
-        if let Some(m) = &self.model {
-            if http::HeaderValue::from_str(m).is_ok() {
-                head.insert_header("x-tollgate-model", m.as_str())?;
-            }
+        // A model name that is not a header value is left out. Values
+        // made once and handed over (a string would be checked and copied
+        // again by `insert_header`).
+        if let Some(Ok(m)) = self.model.as_deref().map(http::HeaderValue::from_str) {
+            head.insert_header("x-tollgate-model", m)?;
         }
-        head.insert_header("x-tollgate-attempts", self.attempts.to_string())?;
-        head.insert_header("x-tollgate-fallback-index", self.fallback_index.to_string())?;
+        head.insert_header("x-tollgate-attempts", http::HeaderValue::from(self.attempts))?;
+        head.insert_header("x-tollgate-fallback-index", http::HeaderValue::from(self.fallback_index))?;
         Ok(())
     }
 }
