@@ -10,7 +10,8 @@
 //! and that form, so the same request always gives the same key, in any
 //! process.
 
-use serde_json::Value;
+use crate::translate::chat_request::ChatRequest;
+use serde_json::{Number, Value};
 use std::fmt::Write as _;
 use std::io::Write as _;
 
@@ -99,6 +100,27 @@ pub fn digest(parts: &[&str]) -> String {
 pub fn exact_key(endpoint: &str, body: &Value) -> String {
     // The body less its delivery-only fields, written without copying it.
     canonical_digest(endpoint, body, &DELIVERY_ONLY)
+}
+
+/// [`exact_key`] of a request read typed, without a `Value`: its written
+/// form is the canonical one (a [`ChatRequest`] writes its members in
+/// sorted order, its strings as serde_json does) once the delivery-only
+/// fields are out and an integer-valued float is written as an integer.
+/// The property test below holds it to `exact_key` of the same body.
+pub fn exact_key_typed(endpoint: &str, req: &ChatRequest<'_>) -> String {
+    let whole = |n: &Number| match n.as_f64() {
+        Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 1e15 => Number::from(f as i64),
+        _ => n.clone(),
+    };
+    let answer_fields = ChatRequest {
+        stream: None,
+        stream_options: None,
+        temperature: req.temperature.as_ref().map(whole),
+        top_p: req.top_p.as_ref().map(whole),
+        ..req.clone()
+    };
+    let c = serde_json::to_vec(&answer_fields).unwrap_or_default();
+    digest(&[endpoint, std::str::from_utf8(&c).expect("JSON is UTF-8")])
 }
 
 /// The digest of `endpoint` and the canonical form of `body` less the
@@ -207,6 +229,17 @@ mod tests {
                     .prop_map(|m| Value::Object(m.into_iter().collect())),
             ]
         })
+    }
+
+    proptest! {
+        /// A request read typed has the key its `Value` has.
+        #[test]
+        fn a_typed_request_has_its_values_key(body in prop_oneof![crate::translate::chat_request::arb::shaped(), crate::translate::chat_request::arb::body().prop_map(|(b, _)| b)]) {
+            if let Some(typed) = ChatRequest::read(body.as_bytes()) {
+                let v: Value = serde_json::from_str(&body).unwrap();
+                prop_assert_eq!(exact_key_typed("/chat/completions", &typed), exact_key("/chat/completions", &v), "{}", body);
+            }
+        }
     }
 
     proptest! {

@@ -65,17 +65,17 @@ impl Gateway {
         let direct = (ctx.live.config.allow_direct_keys && ctx.cred.virtual_key.is_none()).then(|| client_credential(&h.headers, h.uri.query())).flatten();
         let owner = directives::owner(ctx.cred.virtual_key.as_deref(), direct.as_ref().map(|c| c.secret.as_str()));
         let path = endpoint.openai_path();
-        let req = req.to_value();
-        let req = req.as_ref();
-        let exact = key::exact_key(path, req);
+        let exact = match req {
+            OpenAiRequest::Typed(r) => key::exact_key_typed(path, r),
+            OpenAiRequest::Parsed(v) => key::exact_key(path, v),
+        };
         let entry = key::digest(&["entry", &owner, &dir.namespace, &exact]);
         let semantic = match (&conf.semantic, endpoint, dir.layer) {
-            (Some(s), Endpoint::ChatCompletions | Endpoint::Responses, Layer::Both | Layer::Semantic) => key::semantic_parts(path, req, s.max_messages)
+            (Some(s), Endpoint::ChatCompletions | Endpoint::Responses, Layer::Both | Layer::Semantic) => key::semantic_parts(path, &req.to_value(), s.max_messages)
                 .map(|(params, text)| (key::digest(&["partition", &owner, &dir.namespace, &s.model, &params]), text)),
             _ => None,
         };
-        let stream = req.get("stream").and_then(Value::as_bool).unwrap_or(false);
-        let include_usage = req.pointer("/stream_options/include_usage").and_then(Value::as_bool).unwrap_or(false);
+        let (stream, include_usage) = req.stream_flags();
         Ok(Some(CachePlan { dir, endpoint, key: entry, semantic, stream, include_usage }))
     }
 

@@ -158,6 +158,17 @@ impl<'a> OpenAiRequest<'a> {
         }
     }
 
+    /// `stream`, and `stream_options.include_usage`: false unless `true`.
+    pub fn stream_flags(&self) -> (bool, bool) {
+        match self {
+            OpenAiRequest::Typed(r) => (r.stream == Some(true), r.stream_options.as_ref().and_then(|o| o.include_usage) == Some(true)),
+            OpenAiRequest::Parsed(v) => (
+                v.get("stream").and_then(Value::as_bool).unwrap_or(false),
+                v.pointer("/stream_options/include_usage").and_then(Value::as_bool).unwrap_or(false),
+            ),
+        }
+    }
+
     /// The parsed request; `None` for a typed one.
     pub fn parsed(&self) -> Option<&Value> {
         match self {
@@ -324,6 +335,7 @@ mod tests {
                 let v: Value = serde_json::from_slice(body.as_bytes()).expect("a typed body parses");
                 prop_assert_eq!(serde_json::to_vec(t).unwrap(), serde_json::to_vec(&v).unwrap());
                 prop_assert_eq!(&serde_json::to_value(t).unwrap(), &v);
+                prop_assert_eq!(OpenAiRequest::Typed(t.clone()).stream_flags(), OpenAiRequest::Parsed(v.clone()).stream_flags());
                 prop_assert_eq!(OpenAiRequest::Typed(t.clone()).to_value().into_owned(), v);
             }
         }
