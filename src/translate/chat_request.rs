@@ -207,7 +207,35 @@ impl<'a> OpenAiRequest<'a> {
 /// read the typed shape.
 #[cfg(test)]
 pub(crate) mod arb {
+    use super::ChatRequest;
+    use crate::translate::{Options, Translator};
     use proptest::prelude::*;
+    use serde_json::Value;
+
+    /// A pair's typed path and its `request` on the same body: the typed
+    /// path declines exactly what `request` refuses, and otherwise writes
+    /// the bytes `request`'s answer serialises to, leaving the translator
+    /// in the same state; a declined request leaves it untouched. True
+    /// when the typed path took the body.
+    pub fn typed_agrees<T: Translator + std::fmt::Debug>(body: &str, fresh: impl Fn() -> T, opts: &Options) -> Result<bool, TestCaseError> {
+        let Some(typed) = ChatRequest::read(body.as_bytes()) else { return Ok(false) };
+        let (mut fast, mut slow) = (fresh(), fresh());
+        let bytes = fast.typed_request(&typed, opts);
+        let value: Value = serde_json::from_slice(body.as_bytes()).unwrap();
+        let answer = slow.request(value, opts);
+        prop_assert_eq!(bytes.is_some(), answer.is_ok(), "{} → {:?}", body, answer);
+        match (bytes, answer) {
+            (Some(b), Ok(v)) => {
+                prop_assert_eq!(String::from_utf8(b).unwrap(), serde_json::to_string(&v).unwrap());
+                prop_assert_eq!(format!("{fast:?}"), format!("{slow:?}"));
+                Ok(true)
+            }
+            _ => {
+                prop_assert_eq!(format!("{fast:?}"), format!("{:?}", fresh()));
+                Ok(false)
+            }
+        }
+    }
 
     /// A JSON string literal of `s`, escaped one of several ways.
     pub fn literal(s: &str, style: u8) -> String {

@@ -141,32 +141,11 @@ mod tests {
     use crate::translate::chat_request::arb;
     use crate::translate::Translator;
     use proptest::prelude::*;
-    use serde_json::Value;
 
-    /// The typed path and `request` on the same body: the typed path
-    /// declines exactly what `request` refuses, and otherwise writes the
-    /// bytes `request`'s answer serialises to, leaving the translator in
-    /// the same state. A declined request leaves it untouched.
+    /// [`arb::typed_agrees`] for Claude, direct or on Vertex.
     fn agree(body: &str, vertex: bool) -> Result<bool, TestCaseError> {
-        let Some(typed) = ChatRequest::read(body.as_bytes()) else { return Ok(false) };
-        let opts = Options { default_max_tokens: 777 };
         let fresh = || if vertex { AnthropicChat::on_vertex() } else { AnthropicChat::new() };
-        let (mut fast, mut slow) = (fresh(), fresh());
-        let bytes = fast.typed_request(&typed, &opts);
-        let value: Value = serde_json::from_slice(body.as_bytes()).unwrap();
-        let answer = slow.request(value, &opts);
-        prop_assert_eq!(bytes.is_some(), answer.is_ok(), "{} → {:?}", body, answer);
-        match (bytes, answer) {
-            (Some(b), Ok(v)) => {
-                prop_assert_eq!(String::from_utf8(b).unwrap(), serde_json::to_string(&v).unwrap());
-                prop_assert_eq!(format!("{fast:?}"), format!("{slow:?}"));
-                Ok(true)
-            }
-            _ => {
-                prop_assert_eq!(format!("{fast:?}"), format!("{:?}", fresh()));
-                Ok(false)
-            }
-        }
+        arb::typed_agrees(body, fresh, &Options { default_max_tokens: 777 })
     }
 
     proptest! {

@@ -99,31 +99,9 @@ mod tests {
     use crate::translate::chat_request::arb;
     use crate::translate::{Options, Translator};
     use proptest::prelude::*;
-    use serde_json::Value;
 
-    /// The typed path and `request` on the same body: the typed path
-    /// declines exactly what `request` refuses, and otherwise writes the
-    /// bytes `request`'s answer serialises to, leaving the translator in
-    /// the same state. A declined request leaves it untouched.
     fn agree(body: &str) -> Result<bool, TestCaseError> {
-        let Some(typed) = ChatRequest::read(body.as_bytes()) else { return Ok(false) };
-        let opts = Options::default();
-        let (mut fast, mut slow) = (GeminiChat::new(), GeminiChat::new());
-        let bytes = fast.typed_request(&typed, &opts);
-        let value: Value = serde_json::from_slice(body.as_bytes()).unwrap();
-        let answer = slow.request(value, &opts);
-        prop_assert_eq!(bytes.is_some(), answer.is_ok(), "{} → {:?}", body, answer);
-        match (bytes, answer) {
-            (Some(b), Ok(v)) => {
-                prop_assert_eq!(String::from_utf8(b).unwrap(), serde_json::to_string(&v).unwrap());
-                prop_assert_eq!(format!("{fast:?}"), format!("{slow:?}"));
-                Ok(true)
-            }
-            _ => {
-                prop_assert_eq!(format!("{fast:?}"), format!("{:?}", GeminiChat::new()));
-                Ok(false)
-            }
-        }
+        arb::typed_agrees(body, GeminiChat::new, &Options::default())
     }
 
     proptest! {
