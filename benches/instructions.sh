@@ -17,9 +17,10 @@
 # alias with one target and with two (SPEC 10), and the passthrough with the
 # request log store on, an exact cache hit on /openai (SPEC 11), and streams
 # of 50 events through the passthrough and translated.
-# BENCH_BASE=0, BENCH_ROUTING=0, BENCH_LOGS=0, BENCH_CACHE=0 and BENCH_SSE=0
-# skip the first three, the aliases, the log store, the cache hit and the
-# streams. Kernel time (system calls)
+# BENCH_BASE=0, BENCH_SHAPES=0, BENCH_ROUTING=0, BENCH_LOGS=0, BENCH_CACHE=0
+# and BENCH_SSE=0 skip the first three, the translated requests with a tool
+# and with reasoning_effort, the aliases, the log store, the cache hit and
+# the streams. Kernel time (system calls)
 # is not counted here: benches/run.sh counts the calls themselves.
 # Under callgrind the proxy runs some 50x slower; only the ratio and the
 # per-request count matter. BENCH_CALLGRIND_KEEP=DIR keeps the callgrind
@@ -109,6 +110,18 @@ export TOLLGATE_BENCH_OPENAI_KEY=sk-bench-dummy TOLLGATE_BENCH_ANTHROPIC_KEY=sk-
 sed -e 's#"model":"gpt-4o-mini"#"model":"anthropic/claude-sonnet-4-5"#' benches/wrk-post.lua >"$TMP/wrk-translated.lua"
 grep -q anthropic/ "$TMP/wrk-translated.lua"
 WRK_SCRIPT=$TMP/wrk-translated.lua measure translated "http://127.0.0.1:$P2/openai/v1/chat/completions" "$TOLLGATE" -c "$TMP/tollgate.yaml"
+# Requests outside the common shape the translated path reads typed
+# (translate/chat_request.rs): one with a function tool (parsed as a JSON
+# value at once), one with `reasoning_effort` after its messages (read typed
+# until that member, the rest parsed into a value: the body is read once).
+if [ "${BENCH_SHAPES:-1}" = 1 ]; then
+  sed -e 's#"messages"#"tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}],"messages"#' "$TMP/wrk-translated.lua" >"$TMP/wrk-tools.lua"
+  grep -q get_weather "$TMP/wrk-tools.lua"
+  WRK_SCRIPT=$TMP/wrk-tools.lua measure translated-tools "http://127.0.0.1:$P2/openai/v1/chat/completions" "$TOLLGATE" -c "$TMP/tollgate.yaml"
+  sed -e 's#"Say hi"}\]#"Say hi"}],"reasoning_effort":"low"#' "$TMP/wrk-translated.lua" >"$TMP/wrk-reasoning.lua"
+  grep -q reasoning_effort "$TMP/wrk-reasoning.lua"
+  WRK_SCRIPT=$TMP/wrk-reasoning.lua measure translated-reasoning "http://127.0.0.1:$P2/openai/v1/chat/completions" "$TOLLGATE" -c "$TMP/tollgate.yaml"
+fi
 # Routing (SPEC 10): the same translated request through an alias with one
 # target, and through a two-target weighted alias (both to the mock's
 # /v1/messages), against `translated` above (issue 25: at most +3%).

@@ -10,11 +10,13 @@
 //! the typed shape ([`crate::translate::Translator::typed_request`]) writes
 //! the provider's body without building either tree.
 
-use serde::de::{self, Deserializer, Visitor};
+use memchr::memmem::Finder;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
-use serde_json::{Number, Value};
+use serde_json::{Map, Number, Value};
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::LazyLock;
 
 /// A Chat Completions request of the common shape: text messages and the
 /// usual scalars, nothing else. A body with anything more (another
@@ -23,27 +25,26 @@ use std::fmt;
 /// translation gives every error and every rarer parameter its answer.
 ///
 /// The fields are declared in the order a `Value` object (sorted keys)
-/// writes them, which is what keeps the serialised bytes the same.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+/// writes them, which is what keeps the serialised bytes the same. Read by
+/// [`OpenAiRequest::read`] (a member's value is of its type, never
+/// `null`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ChatRequest<'a> {
-    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_completion_tokens: Option<u64>,
-    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u64>,
-    #[serde(borrow)]
     pub messages: Vec<ChatMessage<'a>>,
-    #[serde(borrow)]
     pub model: Text<'a>,
-    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub stream: Option<bool>,
-    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub stream_options: Option<StreamOptions>,
-    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub temperature: Option<Number>,
-    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub top_p: Option<Number>,
-    #[serde(borrow, default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<Text<'a>>,
 }
 
@@ -67,7 +68,7 @@ pub struct StreamOptions {
 
 /// A JSON string, borrowed from the body unless it had escapes. Never
 /// `null`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Text<'a>(pub Cow<'a, str>);
 
 impl Text<'_> {
@@ -114,7 +115,10 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
 impl<'a> ChatRequest<'a> {
     /// The body read typed, or `None` when it is not of this shape.
     pub fn read(body: &'a [u8]) -> Option<Self> {
-        serde_json::from_slice(body).ok()
+        match OpenAiRequest::read(body, true)? {
+            OpenAiRequest::Typed(r) => Some(r),
+            OpenAiRequest::Parsed(_) => None,
+        }
     }
 }
 
@@ -127,13 +131,24 @@ pub enum OpenAiRequest<'a> {
     Parsed(Value),
 }
 
+/// Tools, tool calls, content parts and response formats all name a
+/// `"type"`: a body with one is not the common shape, and is parsed as a
+/// `Value` at once rather than after its messages were read typed. (A
+/// shortcut only: a body this misses is told apart as it is read.)
+static TYPE_MEMBER: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"type\""));
+
 impl<'a> OpenAiRequest<'a> {
     /// The body as a request: typed when `typed` is asked and the body has
-    /// that shape, else parsed; `None` when it is not a JSON object.
+    /// that shape, else parsed; `None` when it is not a JSON object. Read
+    /// once either way: at a member outside the shape (or one given twice)
+    /// what was read typed becomes a `Value` and the rest is parsed into
+    /// it. Only a member of the shape whose value has another type (a
+    /// `null`, a message's content parts) has the body parsed again.
     pub fn read(body: &'a [u8], typed: bool) -> Option<Self> {
-        if typed {
-            if let Some(r) = ChatRequest::read(body) {
-                return Some(OpenAiRequest::Typed(r));
+        if typed && TYPE_MEMBER.find(body).is_none() {
+            let mut de = serde_json::Deserializer::from_slice(body);
+            if let Ok(r) = de.deserialize_map(ReadVisitor).and_then(|r| de.end().map(|()| r)) {
+                return Some(r);
             }
         }
         match serde_json::from_slice(body) {
@@ -201,6 +216,65 @@ impl<'a> OpenAiRequest<'a> {
             OpenAiRequest::Parsed(v) => v,
         }
     }
+}
+
+/// Reads a request object member by member: typed while each member is
+/// one of the shape's, seen once; else a `Value`.
+struct ReadVisitor;
+
+impl<'de> Visitor<'de> for ReadVisitor {
+    type Value = OpenAiRequest<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<OpenAiRequest<'de>, A::Error> {
+        let mut r = ChatRequest::default();
+        let (mut model, mut messages) = (false, false);
+        while let Some(key) = map.next_key::<Text<'de>>()? {
+            match key.as_str() {
+                "model" if !model => (r.model, model) = (map.next_value()?, true),
+                "messages" if !messages => (r.messages, messages) = (map.next_value()?, true),
+                "max_completion_tokens" if r.max_completion_tokens.is_none() => r.max_completion_tokens = Some(map.next_value()?),
+                "max_tokens" if r.max_tokens.is_none() => r.max_tokens = Some(map.next_value()?),
+                "stream" if r.stream.is_none() => r.stream = Some(map.next_value()?),
+                "stream_options" if r.stream_options.is_none() => r.stream_options = Some(map.next_value()?),
+                "temperature" if r.temperature.is_none() => r.temperature = Some(map.next_value()?),
+                "top_p" if r.top_p.is_none() => r.top_p = Some(map.next_value()?),
+                "user" if r.user.is_none() => r.user = Some(map.next_value()?),
+                _ => {
+                    // Not the shape: what was read, then the rest, as a
+                    // `Value` (a member given twice: the last one, as
+                    // serde_json keeps it).
+                    let mut o = partial(&r, model, messages);
+                    o.insert(key.0.into_owned(), map.next_value()?);
+                    while let Some((k, v)) = map.next_entry::<String, Value>()? {
+                        o.insert(k, v);
+                    }
+                    return Ok(OpenAiRequest::Parsed(Value::Object(o)));
+                }
+            }
+        }
+        if model && messages {
+            Ok(OpenAiRequest::Typed(r))
+        } else {
+            Ok(OpenAiRequest::Parsed(Value::Object(partial(&r, model, messages))))
+        }
+    }
+}
+
+/// The members read so far as a JSON object (`model` and `messages` only
+/// when they were there).
+fn partial(r: &ChatRequest<'_>, model: bool, messages: bool) -> Map<String, Value> {
+    let Ok(Value::Object(mut o)) = serde_json::to_value(r) else { return Map::new() };
+    if !model {
+        o.remove("model");
+    }
+    if !messages {
+        o.remove("messages");
+    }
+    o
 }
 
 /// Chat request bodies for property tests, here and in the pairs that
@@ -303,6 +377,8 @@ pub(crate) mod arb {
             Just(("messages".to_string(), "[{\"role\":\"user\",\"content\":\"a\",\"name\":\"n\"}]".to_string())),
             Just(("stream_options".to_string(), "{\"include_usage\":null}".to_string())),
             Just(("model".to_string(), "7".to_string())),
+            Just(("seed".to_string(), "1".to_string())),
+            Just(("response_format".to_string(), "{\"type\":\"json_object\"}".to_string())),
         ]
     }
 
@@ -357,6 +433,10 @@ mod tests {
         /// bodies of the shape are read typed.
         #[test]
         fn a_typed_reading_is_the_parsed_value((body, shape) in body()) {
+            // Read once, typed or not, the request is the parsed object.
+            let read = OpenAiRequest::read(body.as_bytes(), true);
+            let parsed = serde_json::from_slice::<Value>(body.as_bytes()).ok().filter(Value::is_object);
+            prop_assert_eq!(read.as_ref().map(|r| r.to_value().into_owned()), parsed);
             let typed = ChatRequest::read(body.as_bytes());
             prop_assert_eq!(typed.is_some(), shape, "{}", body);
             if let Some(t) = &typed {
