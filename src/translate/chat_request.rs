@@ -48,12 +48,15 @@ pub struct ChatRequest<'a> {
     pub user: Option<Text<'a>>,
 }
 
-/// One message: a role and its text.
+/// One message: a role and its text, maybe the participant's name (which
+/// no translated provider takes).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChatMessage<'a> {
     #[serde(borrow)]
     pub content: Text<'a>,
+    #[serde(borrow, default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub name: Option<Text<'a>>,
     #[serde(borrow)]
     pub role: Text<'a>,
 }
@@ -212,8 +215,8 @@ impl<'a> OpenAiRequest<'a> {
     /// The request as a `Value`, owned.
     pub fn into_value(self) -> Value {
         match self {
-            OpenAiRequest::Typed(r) => serde_json::to_value(&r).unwrap_or(Value::Null),
             OpenAiRequest::Parsed(v) => v,
+            typed => typed.to_value().into_owned(),
         }
     }
 }
@@ -329,6 +332,13 @@ pub(crate) mod arb {
         }
     }
 
+    /// A message of `role` with the text `content` (escaped as `style`
+    /// says), named when `style` is odd.
+    fn message(role: &str, content: &str, style: u8) -> String {
+        let name = if style % 2 == 1 { format!(",\"name\":{}", literal("bot/é", style / 2)) } else { String::new() };
+        format!("{{\"role\":\"{role}\",\"content\":{}{name}}}", literal(content, style))
+    }
+
     pub fn number() -> impl Strategy<Value = String> {
         prop_oneof![
             (0u64..5).prop_map(|n| n.to_string()),
@@ -356,7 +366,7 @@ pub(crate) mod arb {
             (text, any::<u8>()).prop_map(|(s, st)| ("user".to_string(), literal(&s, st))),
             prop::collection::vec(
                 (prop_oneof![Just("system"), Just("user"), Just("assistant"), Just("developer"), Just("tool")], text, any::<u8>())
-                    .prop_map(|(r, c, st)| format!("{{\"role\":\"{r}\",\"content\":{}}}", literal(&c, st))),
+                    .prop_map(|(r, c, st)| message(r, &c, st)),
                 0..4
             )
             .prop_map(|m| ("messages".to_string(), format!("[{}]", m.join(",")))),
@@ -374,7 +384,8 @@ pub(crate) mod arb {
             Just(("stream".to_string(), "\"yes\"".to_string())),
             Just(("messages".to_string(), "[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"hi\"}]}]".to_string())),
             Just(("messages".to_string(), "[{\"role\":\"user\",\"content\":null}]".to_string())),
-            Just(("messages".to_string(), "[{\"role\":\"user\",\"content\":\"a\",\"name\":\"n\"}]".to_string())),
+            Just(("messages".to_string(), "[{\"role\":\"user\",\"content\":\"a\",\"name\":null}]".to_string())),
+            Just(("messages".to_string(), "[{\"role\":\"user\",\"content\":\"a\",\"tool_call_id\":\"c\"}]".to_string())),
             Just(("stream_options".to_string(), "{\"include_usage\":null}".to_string())),
             Just(("model".to_string(), "7".to_string())),
             Just(("seed".to_string(), "1".to_string())),
@@ -387,7 +398,7 @@ pub(crate) mod arb {
     pub fn shaped() -> impl Strategy<Value = String> {
         let text = "[a-z/ \n\"é😀]{0,12}";
         let message = (prop_oneof![Just("system"), Just("user"), Just("assistant"), Just("developer"), Just("tool")], text, any::<u8>())
-            .prop_map(|(r, c, st)| format!("{{\"role\":\"{r}\",\"content\":{}}}", literal(&c, st)));
+            .prop_map(|(r, c, st)| message(r, &c, st));
         ("[a-z0-9.-]{1,12}", prop::collection::vec(message, 1..5), prop::collection::vec(member(), 0..6)).prop_map(|(model, msgs, more)| {
             let mut members = std::collections::BTreeMap::new();
             for (k, v) in more {
