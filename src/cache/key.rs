@@ -31,11 +31,9 @@ fn write_canonical(v: &Value, skip: &[&str], out: &mut Vec<u8>) {
     match v {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
-        Value::Number(n) => match n.as_f64() {
-            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 1e15 => {
-                out.extend_from_slice(itoa::Buffer::new().format(f as i64).as_bytes());
-            }
-            _ => {
+        Value::Number(n) => match integral(n) {
+            Some(i) => out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes()),
+            None => {
                 let _ = write!(out, "{n}");
             }
         },
@@ -66,6 +64,12 @@ fn write_canonical(v: &Value, skip: &[&str], out: &mut Vec<u8>) {
             out.push(b'}');
         }
     }
+}
+
+/// An integer-valued float as the integer the canonical form writes
+/// (`1.0` is `1`); `None` for any other number.
+fn integral(n: &Number) -> Option<i64> {
+    n.as_f64().filter(|f| n.is_f64() && f.fract() == 0.0 && f.abs() < 1e15).map(|f| f as i64)
 }
 
 /// `s` as a JSON string, escaped as serde_json escapes it.
@@ -108,10 +112,7 @@ pub fn exact_key(endpoint: &str, body: &Value) -> String {
 /// fields are out and an integer-valued float is written as an integer.
 /// The property test below holds it to `exact_key` of the same body.
 pub fn exact_key_typed(endpoint: &str, req: &ChatRequest<'_>) -> String {
-    let whole = |n: &Number| match n.as_f64() {
-        Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 1e15 => Number::from(f as i64),
-        _ => n.clone(),
-    };
+    let whole = |n: &Number| integral(n).map_or_else(|| n.clone(), Number::from);
     let answer_fields = ChatRequest {
         stream: None,
         stream_options: None,

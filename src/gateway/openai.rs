@@ -208,12 +208,17 @@ impl Gateway {
         ctx.target.provider = Some(provider);
         ctx.target.model = Some(native.clone());
         ctx.outcome.answered = Some(super::openai_route::Answered { provider: Some(provider.name().to_string()), model: Some(native.clone()), attempts: 0, fallback_index: 0 });
-        if let Some(t) = ctx.trace.as_mut() {
-            t.target(provider, operation_for(endpoint.openai_path()), Some(&native));
-            t.input(crate::providers::ApiFamily::OpenAi, &req.to_value());
-        }
-        if self.logs.as_ref().is_some_and(|l| l.conf.capture_content) {
-            ctx.outcome.log_content = Some(crate::logs::Content::new(&super::log_content::request_text(&req.to_value()), ""));
+        let capture = self.logs.as_ref().is_some_and(|l| l.conf.capture_content);
+        if ctx.trace.is_some() || capture {
+            // Written out once for both (a typed request has no `Value`).
+            let shown = req.to_value();
+            if let Some(t) = ctx.trace.as_mut() {
+                t.target(provider, operation_for(endpoint.openai_path()), Some(&native));
+                t.input(crate::providers::ApiFamily::OpenAi, &shown);
+            }
+            if capture {
+                ctx.outcome.log_content = Some(crate::logs::Content::new(&super::log_content::request_text(&shown), ""));
+            }
         }
 
         // The client-named Azure endpoint, with the client's own key only.
@@ -254,11 +259,11 @@ impl Gateway {
             Err(e) => return self.openai_refused(session, ctx, &e).await,
             Ok(Mode::Translated(mut translator)) => {
                 let opts = Options { default_max_tokens: config.openai_compat.default_max_tokens };
-                let typed = match &req {
+                let written = match &req {
                     OpenAiRequest::Typed(r) => translator.typed_request(r, &opts),
                     OpenAiRequest::Parsed(_) => None,
                 };
-                let body = match typed {
+                let body = match written {
                     Some(b) => Ok(b),
                     None => {
                         // Kept for a later translation: an async job's.

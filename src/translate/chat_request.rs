@@ -115,8 +115,10 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
     T::deserialize(d).map(Some)
 }
 
+#[cfg(test)]
 impl<'a> ChatRequest<'a> {
-    /// The body read typed, or `None` when it is not of this shape.
+    /// The body read typed, or `None` when it is not of this shape (the
+    /// gateway reads with [`OpenAiRequest::read`]).
     pub fn read(body: &'a [u8]) -> Option<Self> {
         match OpenAiRequest::read(body, true)? {
             OpenAiRequest::Typed(r) => Some(r),

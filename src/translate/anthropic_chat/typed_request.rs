@@ -11,6 +11,7 @@ use super::AnthropicChat;
 use crate::translate::chat_request::ChatRequest;
 use crate::translate::Options;
 use serde::Serialize;
+use serde_json::Number;
 
 #[derive(Serialize)]
 struct Body<'r> {
@@ -77,15 +78,13 @@ impl AnthropicChat {
             return None;
         }
         let max_tokens = req.max_completion_tokens.or(req.max_tokens).unwrap_or(opts.default_max_tokens.max(1));
-        // Claude takes a temperature up to 1 (more is refused by `request`).
-        let temperature = match &req.temperature {
-            None => None,
-            Some(t) => Some(t.as_f64().filter(|t| (0.0..=1.0).contains(t))?),
+        // Claude takes a temperature and a top_p from 0 to 1 (anything
+        // else is refused by `request`): absent, or that, or declined.
+        let unit = |n: &Option<Number>| match n {
+            None => Some(None),
+            Some(n) => n.as_f64().filter(|x| (0.0..=1.0).contains(x)).map(Some),
         };
-        let top_p = match &req.top_p {
-            None => None,
-            Some(p) => Some(p.as_f64().filter(|p| (0.0..=1.0).contains(p))?),
-        };
+        let (temperature, top_p) = (unit(&req.temperature)?, unit(&req.top_p)?);
         // `system`/`developer` texts to the top-level system; turns of one
         // role merged; an empty text is no block.
         let mut system = Vec::new();
